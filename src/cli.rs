@@ -1,0 +1,254 @@
+//! The command line as clap sees it: flags and subcommands, nothing else. Values are checked
+//! and turned into [`crate::settings`] types once, in `settings.rs`; the command handlers live
+//! in [`crate::pipeline`] and [`crate::sandbox`].
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// The production API base.
+pub const DEFAULT_API_BASE: &str = "https://datasharingapi.prod.kargo.com";
+
+/// Export Kargo Data Sharing API reports to partitioned Apache Parquet.
+#[derive(Debug, Parser)]
+#[command(name = "kargo-export", version, about, after_help = AFTER_HELP)]
+pub struct Cli {
+    #[command(flatten)]
+    pub connection: ConnectionArgs,
+
+    /// More log output on stderr (-v info, -vv debug, -vvv trace); RUST_LOG overrides.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+const AFTER_HELP: &str = "\
+The password is read from KARGO_PASSWORD or --password-file, never from a flag value.
+Try it without credentials: kargo-export --sandbox export report rpt_7f3a9c21 --out ./out";
+
+/// Where the API is and how to log in.
+#[derive(Debug, Args)]
+pub struct ConnectionArgs {
+    /// API base URL.
+    #[arg(long, env = "KARGO_API_BASE", default_value = DEFAULT_API_BASE, global = true)]
+    pub api_base: String,
+
+    /// Login endpoint [default: {api-base}/v1/auth/token].
+    #[arg(long, env = "KARGO_AUTH_URL", global = true)]
+    pub auth_url: Option<String>,
+
+    /// Username for the login.
+    #[arg(long, env = "KARGO_USERNAME", global = true)]
+    pub username: Option<String>,
+
+    /// File holding the password (otherwise KARGO_PASSWORD).
+    #[arg(long, value_name = "PATH", global = true)]
+    pub password_file: Option<PathBuf>,
+
+    /// A ready bearer token: no login.
+    #[arg(long, env = "KARGO_TOKEN", hide_env_values = true, global = true)]
+    pub token: Option<String>,
+
+    /// Run against an in-process sandbox API over the bundled sample data (no credentials, no network).
+    #[arg(long, global = true)]
+    pub sandbox: bool,
+}
+
+/// What to do.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// List every report request (all pages): a table on a terminal, JSON with --json.
+    Reports {
+        /// Print one JSON array of the report requests, exactly as the API sent them.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Export to Parquet.
+    Export {
+        #[command(subcommand)]
+        target: ExportTarget,
+    },
+    /// Print the Arrow schema an export would write; writes nothing.
+    Schema {
+        #[command(subcommand)]
+        target: SchemaTarget,
+    },
+    /// Serve a Kargo-compatible API over the sample data, for trying the tool and for tests.
+    Sandbox(SandboxArgs),
+}
+
+/// What `export` exports.
+#[derive(Debug, Subcommand)]
+pub enum ExportTarget {
+    /// Rows of completed reports (GET /v1/completed-reports/{id}).
+    Report {
+        /// Report ids.
+        #[arg(required = true, value_name = "ID")]
+        ids: Vec<String>,
+        #[command(flatten)]
+        output: OutputArgs,
+    },
+    /// The report requests themselves (GET /v1/reports) as a dataset.
+    Reports {
+        #[command(flatten)]
+        output: OutputArgs,
+    },
+}
+
+/// What `schema` inspects.
+#[derive(Debug, Subcommand)]
+pub enum SchemaTarget {
+    /// The schema of a completed report.
+    Report {
+        /// Report id.
+        id: String,
+    },
+}
+
+/// Where and how to write.
+#[derive(Debug, Args)]
+pub struct OutputArgs {
+    /// Destination: a directory or file:// URL.
+    #[arg(long, value_name = "DEST")]
+    pub out: String,
+
+    /// Hive-partition the files by these columns (comma-separated).
+    #[arg(long, value_name = "COL[,COL...]", value_delimiter = ',')]
+    pub partition_by: Vec<String>,
+
+    /// Parquet compression codec.
+    #[arg(long, value_enum, default_value_t = CompressionArg::Zstd)]
+    pub compression: CompressionArg,
+
+    /// How many reports to export at once.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub concurrency: u16,
+}
+
+/// Parquet codecs offered on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CompressionArg {
+    Zstd,
+    Snappy,
+    Gzip,
+    Lz4,
+    None,
+}
+
+/// Flags of the `sandbox` command.
+#[derive(Debug, Args)]
+pub struct SandboxArgs {
+    /// Address to listen on (port 0 picks a free port; the address is printed on stdout).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub addr: SocketAddr,
+
+    /// Serve this directory (reports.json, completed-reports/<id>.json) instead of the bundled sample data.
+    #[arg(long, value_name = "DIR")]
+    pub data: Option<PathBuf>,
+
+    /// Rows per page when the client does not ask for a page_size.
+    #[arg(long, default_value_t = 100)]
+    pub page_size: usize,
+
+    /// How next links are written.
+    #[arg(long, value_enum, default_value_t = LinkStyleArg::Absolute)]
+    pub link_style: LinkStyleArg,
+
+    /// Lifetime of issued tokens, in seconds.
+    #[arg(long, default_value_t = 3600)]
+    pub token_ttl: u64,
+}
+
+/// Next-link styles of the sandbox.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LinkStyleArg {
+    Absolute,
+    RootRelative,
+    QueryRelative,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn parses_an_export_with_partitions() {
+        let cli = Cli::try_parse_from([
+            "kargo-export",
+            "export",
+            "report",
+            "a",
+            "b",
+            "--out",
+            "d",
+            "--partition-by",
+            "date,country",
+        ])
+        .unwrap();
+        let Command::Export {
+            target: ExportTarget::Report { ids, output },
+        } = cli.command
+        else {
+            panic!("not an export");
+        };
+        assert_eq!(ids, ["a", "b"]);
+        assert_eq!(output.partition_by, ["date", "country"]);
+        assert_eq!(output.compression, CompressionArg::Zstd);
+    }
+}
+
+/// Runs the parsed command line.
+pub async fn run(cli: Cli) -> crate::Result<()> {
+    use crate::settings::Settings;
+    use crate::{output, pipeline};
+    match Settings::from_cli(cli)? {
+        Settings::Reports { api, json } => {
+            let rows = pipeline::list_reports(&api).await?;
+            if json {
+                output::print_reports_json(&rows)
+            } else {
+                output::print_reports_table(&rows)
+            }
+        }
+        Settings::Schema { api, report_id } => {
+            let schema = pipeline::report_schema(&api, &report_id).await?;
+            output::print_schema(&schema)
+        }
+        Settings::Export(settings) => {
+            let summary = pipeline::export(&settings).await?;
+            output::print_export_summary(&summary, settings.destination.display())
+        }
+        Settings::Sandbox { addr, options } => serve_sandbox(addr, options).await,
+    }
+}
+
+/// `kargo-export sandbox`: serves until Ctrl-C, after printing where.
+async fn serve_sandbox(
+    addr: std::net::SocketAddr,
+    options: crate::sandbox::SandboxOptions,
+) -> crate::Result<()> {
+    use crate::error::Error;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| Error::Sandbox(format!("cannot listen on {addr}: {e}")))?;
+    let bound = listener
+        .local_addr()
+        .map_err(|e| Error::Sandbox(format!("no local address: {e}")))?;
+    println!(
+        "sandbox listening on http://{bound} (username {:?}, password {:?})",
+        options.username, options.password
+    );
+    crate::sandbox::run(listener, options, async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
+    .await
+}

@@ -1,0 +1,1485 @@
+//! Decoding the rows of one page into a "raw" Arrow batch, plus the kind of every column.
+//!
+//! This module owns the hot path from JSON row text to Arrow builders. It walks each row object
+//! once over its bytes (the rows arrive as already-validated `&RawValue`s), dispatches every value
+//! on its first byte and appends it to its column's builder: no `serde_json::Value` trees, no
+//! allocation per row, no `String` for strings without escapes. On the way it tracks each
+//! column's [`ColumnKind`] with one merge lattice ([`ColumnKind::merge`]), shared with
+//! [`crate::infer`].
+//!
+//! It does not decide the export's schema. The raw batch keeps numbers as Int64/Float64, strings
+//! (dates and timestamps included) as Utf8 and nested values as their JSON text; `infer` merges
+//! the kinds of all pages and converts each batch to the final schema. Both modules use the text
+//! and date/timestamp functions defined here ([`parse_date`], [`parse_timestamp_micros`],
+//! [`scalars_to_text`], [`merge_nested_types`]), so a value converts the same way whether a
+//! kind changed inside a page or across pages.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::sync::Arc;
+
+use arrow::array::{
+    Array, ArrayRef, AsArray, BooleanBuilder, Float64Builder, Int64Array, Int64Builder, NullArray,
+    RecordBatch, RecordBatchOptions, StringArray, StringBuilder,
+};
+use arrow::datatypes::{DataType, Field, Fields, Float64Type, Int64Type, Schema};
+use chrono::{DateTime, Datelike, NaiveDate};
+use serde_json::value::RawValue;
+
+use crate::error::DecodeError;
+
+/// What the values of one column look like, as far as the rows seen so far tell.
+///
+/// Kinds form a join lattice ([`ColumnKind::merge`]): `Null` is the bottom, `Text` the top.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ColumnKind {
+    /// Only nulls (or the key never had a value).
+    Null,
+    /// JSON booleans.
+    Bool,
+    /// JSON numbers without fraction or exponent that fit an i64.
+    Int,
+    /// Any other JSON number (and integers mixed with them).
+    Float,
+    /// JSON strings; the flags say whether every one is a calendar date (`YYYY-MM-DD`) or an
+    /// RFC 3339 timestamp.
+    Str { dates: bool, timestamps: bool },
+    /// JSON objects or arrays whose values all fit this Arrow type (kept as JSON text).
+    Nested(DataType),
+    /// Mixed values, written as text: strings verbatim, scalars as their text, nested values as
+    /// their JSON.
+    Text,
+}
+
+impl ColumnKind {
+    /// The least kind that covers both `self` and `other`.
+    ///
+    /// Commutative and associative (for nested kinds, up to the order of struct fields, which
+    /// is first-seen). `Null ⊔ X = X`, `Int ⊔ Float = Float`, strings keep a flag only when both
+    /// sides have it, nested types merge with [`merge_nested_types`] (a conflict gives `Text`), and
+    /// every other pair of different kinds gives `Text`.
+    pub fn merge(&self, other: &ColumnKind) -> ColumnKind {
+        use ColumnKind::*;
+        match (self, other) {
+            (Null, kind) | (kind, Null) => kind.clone(),
+            (Bool, Bool) => Bool,
+            (Int, Int) => Int,
+            (Int | Float, Int | Float) => Float,
+            (
+                Str {
+                    dates: d1,
+                    timestamps: t1,
+                },
+                Str {
+                    dates: d2,
+                    timestamps: t2,
+                },
+            ) => Str {
+                dates: *d1 && *d2,
+                timestamps: *t1 && *t2,
+            },
+            (Nested(a), Nested(b)) => merge_nested_types(a, b).map_or(Text, Nested),
+            _ => Text,
+        }
+    }
+}
+
+/// One decoded page: the raw batch and the kind of each of its columns.
+#[derive(Debug)]
+pub struct RawBatch {
+    /// Columns in first-seen key order, typed by [`ColumnKind`]: Null, Boolean, Int64, Float64,
+    /// or Utf8 (strings, nested JSON text, mixed text). All fields are nullable.
+    pub batch: RecordBatch,
+    /// `kinds[i]` describes `batch.column(i)`.
+    pub kinds: Vec<ColumnKind>,
+}
+
+/// Decodes rows (JSON objects) into a [`RawBatch`], one page at a time.
+///
+/// ```
+/// # use kargo_export::decode::{ColumnKind, RowDecoder};
+/// let rows: Vec<Box<serde_json::value::RawValue>> =
+///     serde_json::from_str(r#"[{"a": 1, "b": "x"}, {"a": 2.5}]"#).unwrap();
+/// let mut decoder = RowDecoder::new();
+/// for row in &rows {
+///     decoder.push_row(row).unwrap();
+/// }
+/// let raw = decoder.finish().unwrap();
+/// assert_eq!(raw.batch.num_rows(), 2);
+/// assert_eq!(raw.kinds[0], ColumnKind::Float);
+/// ```
+///
+/// After [`push_row`](Self::push_row) returns an error the decoder is reset: the rows pushed
+/// since the last [`finish`](Self::finish) are dropped.
+#[derive(Debug, Default)]
+pub struct RowDecoder {
+    columns: Vec<Column>,
+    index: HashMap<String, usize>,
+    /// Column of the first key of the previous row: where the next row's lookup starts.
+    first: usize,
+    rows: usize,
+}
+
+impl RowDecoder {
+    /// An empty decoder.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Appends one row; `row` is an already-validated JSON value that must be an object.
+    pub fn push_row(&mut self, row: &RawValue) -> Result<(), DecodeError> {
+        match self.decode_row(row.get()) {
+            Ok(()) => {
+                self.rows += 1;
+                Ok(())
+            }
+            Err(error) => {
+                self.reset();
+                Err(error)
+            }
+        }
+    }
+
+    /// Number of rows pushed since the last [`finish`](Self::finish).
+    pub fn len(&self) -> usize {
+        self.rows
+    }
+
+    /// Whether no row was pushed since the last [`finish`](Self::finish).
+    pub fn is_empty(&self) -> bool {
+        self.rows == 0
+    }
+
+    /// Builds the batch of all rows pushed so far (columns in first-seen key order) and resets
+    /// the decoder.
+    pub fn finish(&mut self) -> Result<RawBatch, DecodeError> {
+        let rows = self.rows;
+        let columns = std::mem::take(&mut self.columns);
+        self.reset();
+        let mut fields = Vec::with_capacity(columns.len());
+        let mut arrays = Vec::with_capacity(columns.len());
+        let mut kinds = Vec::with_capacity(columns.len());
+        for mut column in columns {
+            column.pad_to(rows);
+            let (array, kind) = column.store.finish(rows);
+            fields.push(Field::new(column.name, array.data_type().clone(), true));
+            arrays.push(array);
+            kinds.push(kind);
+        }
+        let options = RecordBatchOptions::new().with_row_count(Some(rows));
+        let batch =
+            RecordBatch::try_new_with_options(Arc::new(Schema::new(fields)), arrays, &options)
+                .map_err(|error| DecodeError {
+                    row: rows,
+                    column: String::new(),
+                    reason: format!("cannot build the batch: {error}"),
+                })?;
+        Ok(RawBatch { batch, kinds })
+    }
+
+    fn reset(&mut self) {
+        self.columns.clear();
+        self.index.clear();
+        self.first = 0;
+        self.rows = 0;
+    }
+
+    /// Walks one row object and appends its values; the row index is `self.rows`.
+    fn decode_row(&mut self, text: &str) -> Result<(), DecodeError> {
+        let row = self.rows;
+        let mut scanner = Scanner::new(text);
+        scanner.skip_ws();
+        match scanner.peek() {
+            Some(b'{') => scanner.pos += 1,
+            other => return Err(row_error(row, "", not_an_object(other))),
+        }
+        scanner.skip_ws();
+        if scanner.eat(b'}') {
+            return Ok(());
+        }
+        let mut previous = None;
+        loop {
+            scanner.skip_ws();
+            let key = scanner
+                .string()
+                .map_err(|Malformed| row_error(row, "", malformed(&scanner)))?;
+            let name = key
+                .unescape()
+                .map_err(|reason| row_error(row, key.contents(), reason))?;
+            scanner.skip_ws();
+            if !scanner.eat(b':') {
+                return Err(row_error(row, &name, malformed(&scanner)));
+            }
+            scanner.skip_ws();
+            let token = scanner
+                .value()
+                .map_err(|Malformed| row_error(row, &name, malformed(&scanner)))?;
+            let value = Value::from_token(token).map_err(|reason| row_error(row, &name, reason))?;
+            let index = self.column_index(&name, previous);
+            previous = Some(index);
+            if let Some(column) = self.columns.get_mut(index) {
+                column
+                    .push(row, &value)
+                    .map_err(|reason| row_error(row, &name, reason))?;
+            }
+            scanner.skip_ws();
+            match scanner.peek() {
+                Some(b',') => scanner.pos += 1,
+                Some(b'}') => return Ok(()),
+                _ => return Err(row_error(row, &name, malformed(&scanner))),
+            }
+        }
+    }
+
+    /// The column of `name`, created if new. Rows usually repeat the previous row's key order,
+    /// so the column that followed `previous` last time is tried before the hash map.
+    fn column_index(&mut self, name: &str, previous: Option<usize>) -> usize {
+        let expected = match previous {
+            None => self.first,
+            Some(p) => self.columns.get(p).map_or(usize::MAX, |c| c.next),
+        };
+        let index = match self.columns.get(expected) {
+            Some(column) if column.name == name => expected,
+            _ => match self.index.get(name) {
+                Some(&index) => index,
+                None => self.add_column(name),
+            },
+        };
+        match previous.and_then(|p| self.columns.get_mut(p)) {
+            Some(column) => column.next = index,
+            None => self.first = index,
+        }
+        index
+    }
+
+    fn add_column(&mut self, name: &str) -> usize {
+        let index = self.columns.len();
+        self.columns.push(Column::new(name));
+        self.index.insert(name.to_owned(), index);
+        index
+    }
+}
+
+fn row_error(row: usize, column: &str, reason: impl Into<String>) -> DecodeError {
+    DecodeError {
+        row,
+        column: column.to_owned(),
+        reason: reason.into(),
+    }
+}
+
+fn not_an_object(first: Option<u8>) -> String {
+    let found = match first {
+        Some(b'[') => "an array",
+        Some(b'"') => "a string",
+        Some(b't' | b'f') => "a boolean",
+        Some(b'n') => "null",
+        Some(b'-' | b'0'..=b'9') => "a number",
+        Some(_) => "invalid JSON",
+        None => "nothing",
+    };
+    format!("expected a JSON object, found {found}")
+}
+
+fn malformed(scanner: &Scanner<'_>) -> String {
+    format!("malformed JSON at byte {}", scanner.pos)
+}
+
+/// One column being built: its key, its values so far and where the key sits in rows.
+#[derive(Debug)]
+struct Column {
+    name: String,
+    store: Store,
+    /// Rows covered so far (values and nulls).
+    len: usize,
+    /// The column whose key followed this one in the last row that had it.
+    next: usize,
+}
+
+impl Column {
+    fn new(name: &str) -> Self {
+        Column {
+            name: name.to_owned(),
+            store: Store::Null,
+            len: 0,
+            next: usize::MAX,
+        }
+    }
+
+    /// Sets the value of this column in `row`, widening the column's kind when needed.
+    fn push(&mut self, row: usize, value: &Value<'_>) -> Result<(), String> {
+        if self.len > row {
+            return Err("duplicate key in the row".to_owned());
+        }
+        self.pad_to(row);
+        if !self.store.try_append(value) {
+            let kind = self.store.kind().merge(&value.kind());
+            self.store.widen(&kind, self.len)?;
+            if !self.store.try_append(value) {
+                return Err(format!("internal: a {kind:?} column refused its own value"));
+            }
+        }
+        self.len = row + 1;
+        Ok(())
+    }
+
+    /// Fills the rows before `row` that had no value for this key with nulls.
+    fn pad_to(&mut self, row: usize) {
+        if self.len < row {
+            self.store.append_nulls(row - self.len);
+            self.len = row;
+        }
+    }
+}
+
+/// A column's builder, one variant per [`ColumnKind`] (so kind and storage never disagree).
+#[derive(Debug)]
+enum Store {
+    Null,
+    Bool(BooleanBuilder),
+    Int(Int64Builder),
+    Float(Float64Builder),
+    Str {
+        text: StringBuilder,
+        dates: bool,
+        timestamps: bool,
+    },
+    Nested {
+        text: StringBuilder,
+        data_type: DataType,
+    },
+    Text(StringBuilder),
+}
+
+impl Store {
+    fn kind(&self) -> ColumnKind {
+        match self {
+            Store::Null => ColumnKind::Null,
+            Store::Bool(_) => ColumnKind::Bool,
+            Store::Int(_) => ColumnKind::Int,
+            Store::Float(_) => ColumnKind::Float,
+            Store::Str {
+                dates, timestamps, ..
+            } => ColumnKind::Str {
+                dates: *dates,
+                timestamps: *timestamps,
+            },
+            Store::Nested { data_type, .. } => ColumnKind::Nested(data_type.clone()),
+            Store::Text(_) => ColumnKind::Text,
+        }
+    }
+
+    /// An empty store of `kind` holding `len` nulls.
+    fn nulls(kind: &ColumnKind, len: usize) -> Store {
+        let mut store = match kind {
+            ColumnKind::Null => Store::Null,
+            ColumnKind::Bool => Store::Bool(BooleanBuilder::new()),
+            ColumnKind::Int => Store::Int(Int64Builder::new()),
+            ColumnKind::Float => Store::Float(Float64Builder::new()),
+            ColumnKind::Str { dates, timestamps } => Store::Str {
+                text: StringBuilder::new(),
+                dates: *dates,
+                timestamps: *timestamps,
+            },
+            ColumnKind::Nested(data_type) => Store::Nested {
+                text: StringBuilder::new(),
+                data_type: data_type.clone(),
+            },
+            ColumnKind::Text => Store::Text(StringBuilder::new()),
+        };
+        store.append_nulls(len);
+        store
+    }
+
+    fn append_nulls(&mut self, n: usize) {
+        match self {
+            Store::Null => {}
+            Store::Bool(b) => b.append_nulls(n),
+            Store::Int(b) => b.append_nulls(n),
+            Store::Float(b) => b.append_nulls(n),
+            Store::Str { text, .. } | Store::Nested { text, .. } | Store::Text(text) => {
+                text.append_nulls(n)
+            }
+        }
+    }
+
+    /// Appends `value` if it fits this store's kind (updating string flags and the nested
+    /// type); returns false, appending nothing, when the kind must widen first.
+    fn try_append(&mut self, value: &Value<'_>) -> bool {
+        match (self, value) {
+            (store, Value::Null) => store.append_nulls(1),
+            (Store::Bool(b), Value::Bool(v)) => b.append_value(*v),
+            (Store::Int(b), Value::Int(v)) => b.append_value(*v),
+            (Store::Float(b), Value::Int(v)) => b.append_value(*v as f64),
+            (Store::Float(b), Value::Float(v)) => b.append_value(*v),
+            (
+                Store::Str {
+                    text,
+                    dates,
+                    timestamps,
+                },
+                Value::Str(s),
+            ) => {
+                *dates = *dates && is_date(s);
+                *timestamps = *timestamps && is_timestamp(s);
+                text.append_value(s);
+            }
+            (Store::Nested { text, data_type }, Value::Nested(raw)) => {
+                match json_type(raw).and_then(|t| merge_nested_types(data_type, &t)) {
+                    Some(merged) => *data_type = merged,
+                    None => return false,
+                }
+                text.append_value(raw);
+            }
+            (Store::Text(text), value) => append_text(text, value),
+            _ => return false,
+        }
+        true
+    }
+
+    /// Converts the values so far to a store of `kind` (a kind at least as wide as this one).
+    fn widen(&mut self, kind: &ColumnKind, len: usize) -> Result<(), String> {
+        let old = std::mem::replace(self, Store::Null);
+        *self = match (old, kind) {
+            (Store::Null, kind) => Store::nulls(kind, len),
+            (Store::Int(mut ints), ColumnKind::Float) => {
+                Store::Float(ints_to_floats(&ints.finish()))
+            }
+            (Store::Bool(mut b), ColumnKind::Text) => Store::Text(text_builder(&b.finish())),
+            (Store::Int(mut b), ColumnKind::Text) => Store::Text(text_builder(&b.finish())),
+            (Store::Float(mut b), ColumnKind::Text) => Store::Text(text_builder(&b.finish())),
+            (
+                Store::Str { text, .. } | Store::Nested { text, .. } | Store::Text(text),
+                ColumnKind::Text,
+            ) => Store::Text(text),
+            (old, kind) => {
+                return Err(format!(
+                    "internal: cannot widen a {:?} column to {kind:?}",
+                    old.kind()
+                ));
+            }
+        };
+        Ok(())
+    }
+
+    /// The finished array of `len` rows and the column's kind. A nested type Parquet cannot
+    /// store (a struct without fields) makes the column `Text`.
+    fn finish(self, len: usize) -> (ArrayRef, ColumnKind) {
+        match self {
+            Store::Null => (Arc::new(NullArray::new(len)), ColumnKind::Null),
+            Store::Bool(mut b) => (Arc::new(b.finish()), ColumnKind::Bool),
+            Store::Int(mut b) => (Arc::new(b.finish()), ColumnKind::Int),
+            Store::Float(mut b) => (Arc::new(b.finish()), ColumnKind::Float),
+            Store::Str {
+                mut text,
+                dates,
+                timestamps,
+            } => (
+                Arc::new(text.finish()),
+                ColumnKind::Str { dates, timestamps },
+            ),
+            Store::Nested {
+                mut text,
+                data_type,
+            } => {
+                let kind = if has_empty_struct(&data_type) {
+                    ColumnKind::Text
+                } else {
+                    ColumnKind::Nested(data_type)
+                };
+                (Arc::new(text.finish()), kind)
+            }
+            Store::Text(mut text) => (Arc::new(text.finish()), ColumnKind::Text),
+        }
+    }
+}
+
+/// One decoded JSON value of a row.
+#[derive(Debug)]
+enum Value<'a> {
+    Null,
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    Str(Cow<'a, str>),
+    /// An object or array, as its JSON text.
+    Nested(&'a str),
+}
+
+impl<'a> Value<'a> {
+    fn from_token(token: Token<'a>) -> Result<Value<'a>, String> {
+        Ok(match token {
+            Token::Null => Value::Null,
+            Token::Bool(b) => Value::Bool(b),
+            Token::Number(text) => parse_number(text)?,
+            Token::Str(s) => Value::Str(s.unescape()?),
+            Token::Nested(text) => Value::Nested(text),
+        })
+    }
+
+    /// The kind of a column holding only this value.
+    fn kind(&self) -> ColumnKind {
+        match self {
+            Value::Null => ColumnKind::Null,
+            Value::Bool(_) => ColumnKind::Bool,
+            Value::Int(_) => ColumnKind::Int,
+            Value::Float(_) => ColumnKind::Float,
+            Value::Str(s) => ColumnKind::Str {
+                dates: is_date(s),
+                timestamps: is_timestamp(s),
+            },
+            Value::Nested(raw) => json_type(raw).map_or(ColumnKind::Text, ColumnKind::Nested),
+        }
+    }
+}
+
+/// A JSON number: `Int` when it has no fraction or exponent and fits an i64 (exact, also
+/// beyond 2^53), otherwise `Float`.
+fn parse_number(text: &str) -> Result<Value<'static>, String> {
+    let integral = !text.bytes().any(|b| matches!(b, b'.' | b'e' | b'E'));
+    if integral && let Ok(v) = text.parse::<i64>() {
+        return Ok(Value::Int(v));
+    }
+    match text.parse::<f64>() {
+        Ok(v) if v.is_finite() => Ok(Value::Float(v)),
+        Ok(_) => Err(format!("number {text} is out of range for a 64-bit float")),
+        Err(_) => Err(format!("invalid number {text:?}")),
+    }
+}
+
+/// Appends the text of `value` (the same text [`scalars_to_text`] gives arrays).
+fn append_text(out: &mut StringBuilder, value: &Value<'_>) {
+    match value {
+        Value::Null => out.append_null(),
+        Value::Bool(v) => out.append_value(bool_text(*v)),
+        Value::Int(v) => {
+            let _ = write!(out, "{v}");
+            out.append_value("");
+        }
+        Value::Float(v) => {
+            let _ = write_float(out, *v);
+            out.append_value("");
+        }
+        Value::Str(s) => out.append_value(s),
+        Value::Nested(raw) => out.append_value(raw),
+    }
+}
+
+fn bool_text(v: bool) -> &'static str {
+    if v { "true" } else { "false" }
+}
+
+/// Writes a float as text: integral values in the i64 range as that integer (so `1` stays "1"
+/// whether or not its column had become Float first), others in Rust's shortest round-trip
+/// form (`1.5`, `1e300`).
+fn write_float(out: &mut impl std::fmt::Write, v: f64) -> std::fmt::Result {
+    const TWO_POW_63: f64 = 9_223_372_036_854_775_808.0;
+    if v.fract() == 0.0 && (-TWO_POW_63..TWO_POW_63).contains(&v) {
+        write!(out, "{}", v as i64)
+    } else {
+        write!(out, "{v:?}")
+    }
+}
+
+/// Converts a Boolean, Int64 or Float64 array to text ("true"/"false", decimal integers, floats
+/// as [`write_float`] writes them); None for any other type. Used for kind changes inside a
+/// page (here) and across pages (`infer::conform`), so the text never depends on page bounds.
+pub(crate) fn scalars_to_text(array: &dyn Array) -> Option<StringArray> {
+    let mut out = StringBuilder::with_capacity(array.len(), array.len() * 8);
+    append_scalars_as_text(&mut out, array).then(|| out.finish())
+}
+
+fn append_scalars_as_text(out: &mut StringBuilder, array: &dyn Array) -> bool {
+    if let Some(bools) = array.as_boolean_opt() {
+        for v in bools {
+            out.append_option(v.map(bool_text));
+        }
+    } else if let Some(ints) = array.as_primitive_opt::<Int64Type>() {
+        for v in ints {
+            append_text(out, &v.map_or(Value::Null, Value::Int));
+        }
+    } else if let Some(floats) = array.as_primitive_opt::<Float64Type>() {
+        for v in floats {
+            append_text(out, &v.map_or(Value::Null, Value::Float));
+        }
+    } else {
+        return false;
+    }
+    true
+}
+
+/// A text builder holding the text of a finished scalar array.
+fn text_builder(array: &dyn Array) -> StringBuilder {
+    let mut out = StringBuilder::with_capacity(array.len(), array.len() * 8);
+    append_scalars_as_text(&mut out, array);
+    out
+}
+
+/// A float builder holding the values of a finished Int64 array.
+fn ints_to_floats(ints: &Int64Array) -> Float64Builder {
+    let mut out = Float64Builder::with_capacity(ints.len());
+    for v in ints {
+        out.append_option(v.map(|v| v as f64));
+    }
+    out
+}
+
+/// Days from 1970-01-01 to 0001-01-01 (chrono's "days from CE" origin), negated.
+const UNIX_EPOCH_DAYS_FROM_CE: i32 = 719_163;
+
+/// Parses exactly `YYYY-MM-DD` (10 bytes, a real calendar date) into days since 1970-01-01.
+/// Decides the `dates` flag and converts date columns, so the two never disagree.
+pub(crate) fn parse_date(text: &str) -> Option<i32> {
+    let b = text.as_bytes();
+    if b.len() != 10 || b[4] != b'-' || b[7] != b'-' {
+        return None;
+    }
+    let year = parse_digits(&b[0..4])?;
+    let month = parse_digits(&b[5..7])?;
+    let day = parse_digits(&b[8..10])?;
+    let date = NaiveDate::from_ymd_opt(i32::try_from(year).ok()?, month, day)?;
+    Some(date.num_days_from_ce() - UNIX_EPOCH_DAYS_FROM_CE)
+}
+
+fn parse_digits(digits: &[u8]) -> Option<u32> {
+    digits.iter().try_fold(0u32, |acc, &d| {
+        d.is_ascii_digit().then(|| acc * 10 + u32::from(d - b'0'))
+    })
+}
+
+/// Parses an RFC 3339 timestamp (any offset) into microseconds since the epoch, UTC; digits
+/// below a microsecond are dropped. Decides the `timestamps` flag and converts timestamp
+/// columns, so the two never disagree.
+pub(crate) fn parse_timestamp_micros(text: &str) -> Option<i64> {
+    DateTime::parse_from_rfc3339(text)
+        .ok()
+        .map(|t| t.timestamp_micros())
+}
+
+fn is_date(text: &str) -> bool {
+    parse_date(text).is_some()
+}
+
+fn is_timestamp(text: &str) -> bool {
+    parse_timestamp_micros(text).is_some()
+}
+
+/// The least Arrow type covering both nested types, or None when they conflict.
+///
+/// Struct fields union by name (first-seen order, merged recursively), list elements merge,
+/// `Int64 ⊔ Float64 = Float64`, `Null ⊔ X = X`, equal types stay; anything else conflicts.
+pub(crate) fn merge_nested_types(a: &DataType, b: &DataType) -> Option<DataType> {
+    match (a, b) {
+        (DataType::Null, t) | (t, DataType::Null) => Some(t.clone()),
+        (a, b) if a == b => Some(a.clone()),
+        (DataType::Int64, DataType::Float64) | (DataType::Float64, DataType::Int64) => {
+            Some(DataType::Float64)
+        }
+        (DataType::List(a), DataType::List(b)) => {
+            let item = merge_nested_types(a.data_type(), b.data_type())?;
+            Some(list_of(item))
+        }
+        (DataType::Struct(a), DataType::Struct(b)) => {
+            merge_struct_fields(a, b).map(DataType::Struct)
+        }
+        _ => None,
+    }
+}
+
+fn merge_struct_fields(a: &Fields, b: &Fields) -> Option<Fields> {
+    let mut fields: Vec<Field> = a.iter().map(|f| f.as_ref().clone()).collect();
+    for field in b.iter() {
+        add_struct_field(&mut fields, field.name(), field.data_type())?;
+    }
+    Some(Fields::from(fields))
+}
+
+/// Adds a field to a struct's fields, merging its type with a same-named field's.
+fn add_struct_field(fields: &mut Vec<Field>, name: &str, data_type: &DataType) -> Option<()> {
+    match fields.iter_mut().find(|f| f.name() == name) {
+        Some(field) => {
+            let merged = merge_nested_types(field.data_type(), data_type)?;
+            *field = Field::new(name, merged, true);
+        }
+        None => fields.push(Field::new(name, data_type.clone(), true)),
+    }
+    Some(())
+}
+
+fn list_of(item: DataType) -> DataType {
+    DataType::List(Arc::new(Field::new_list_field(item, true)))
+}
+
+/// Whether the type holds a struct without fields anywhere (Parquet cannot store one).
+pub(crate) fn has_empty_struct(data_type: &DataType) -> bool {
+    match data_type {
+        DataType::Struct(fields) => {
+            fields.is_empty() || fields.iter().any(|f| has_empty_struct(f.data_type()))
+        }
+        DataType::List(item) => has_empty_struct(item.data_type()),
+        _ => false,
+    }
+}
+
+/// The Arrow type of one nested JSON value: objects are structs (first-seen field order),
+/// arrays are lists of their merged element type, numbers follow [`parse_number`]. None when
+/// the value's parts conflict (e.g. `[1, "a"]`) or it is not valid JSON.
+fn json_type(raw: &str) -> Option<DataType> {
+    let mut scanner = Scanner::new(raw);
+    let data_type = value_type(&mut scanner)?;
+    scanner.skip_ws();
+    (scanner.pos == raw.len()).then_some(data_type)
+}
+
+fn value_type(scanner: &mut Scanner<'_>) -> Option<DataType> {
+    scanner.skip_ws();
+    match scanner.peek()? {
+        b'{' => object_type(scanner),
+        b'[' => list_type(scanner),
+        _ => match Value::from_token(scanner.value().ok()?).ok()? {
+            Value::Null => Some(DataType::Null),
+            Value::Bool(_) => Some(DataType::Boolean),
+            Value::Int(_) => Some(DataType::Int64),
+            Value::Float(_) => Some(DataType::Float64),
+            Value::Str(_) | Value::Nested(_) => Some(DataType::Utf8),
+        },
+    }
+}
+
+fn list_type(scanner: &mut Scanner<'_>) -> Option<DataType> {
+    scanner.pos += 1;
+    scanner.skip_ws();
+    let mut item = DataType::Null;
+    if !scanner.eat(b']') {
+        loop {
+            item = merge_nested_types(&item, &value_type(scanner)?)?;
+            scanner.skip_ws();
+            if scanner.eat(b']') {
+                break;
+            }
+            if !scanner.eat(b',') {
+                return None;
+            }
+        }
+    }
+    Some(list_of(item))
+}
+
+fn object_type(scanner: &mut Scanner<'_>) -> Option<DataType> {
+    scanner.pos += 1;
+    scanner.skip_ws();
+    let mut fields = Vec::new();
+    if !scanner.eat(b'}') {
+        loop {
+            scanner.skip_ws();
+            let name = scanner.string().ok()?.unescape().ok()?;
+            scanner.skip_ws();
+            if !scanner.eat(b':') {
+                return None;
+            }
+            let data_type = value_type(scanner)?;
+            add_struct_field(&mut fields, &name, &data_type)?;
+            scanner.skip_ws();
+            if scanner.eat(b'}') {
+                break;
+            }
+            if !scanner.eat(b',') {
+                return None;
+            }
+        }
+    }
+    Some(DataType::Struct(Fields::from(fields)))
+}
+
+/// The scanner met bytes that are not the JSON it expected.
+#[derive(Debug)]
+struct Malformed;
+
+/// One JSON value as found by the [`Scanner`], not yet decoded.
+#[derive(Debug)]
+enum Token<'a> {
+    Null,
+    Bool(bool),
+    Number(&'a str),
+    Str(RawStr<'a>),
+    Nested(&'a str),
+}
+
+/// A JSON string as written, quotes included.
+#[derive(Debug)]
+struct RawStr<'a> {
+    quoted: &'a str,
+    escaped: bool,
+}
+
+impl<'a> RawStr<'a> {
+    fn contents(&self) -> &'a str {
+        self.quoted
+            .get(1..self.quoted.len().saturating_sub(1))
+            .unwrap_or("")
+    }
+
+    /// The string's value: borrowed when it has no escapes, unescaped by serde_json otherwise.
+    fn unescape(&self) -> Result<Cow<'a, str>, String> {
+        if !self.escaped {
+            return Ok(Cow::Borrowed(self.contents()));
+        }
+        serde_json::from_str::<String>(self.quoted)
+            .map(Cow::Owned)
+            .map_err(|error| format!("invalid string {}: {error}", self.quoted))
+    }
+}
+
+/// A cursor over JSON text that finds where values end without decoding them. Meant for text
+/// that is already valid JSON; on anything else it stops with [`Malformed`] (never panics).
+struct Scanner<'a> {
+    text: &'a str,
+    pos: usize,
+}
+
+impl<'a> Scanner<'a> {
+    fn new(text: &'a str) -> Self {
+        Scanner { text, pos: 0 }
+    }
+
+    fn peek(&self) -> Option<u8> {
+        self.text.as_bytes().get(self.pos).copied()
+    }
+
+    fn eat(&mut self, byte: u8) -> bool {
+        let found = self.peek() == Some(byte);
+        if found {
+            self.pos += 1;
+        }
+        found
+    }
+
+    fn skip_ws(&mut self) {
+        while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.peek() {
+            self.pos += 1;
+        }
+    }
+
+    fn slice(&self, start: usize) -> Result<&'a str, Malformed> {
+        self.text.get(start..self.pos).ok_or(Malformed)
+    }
+
+    /// The value starting at the cursor (no leading whitespace), moving past it.
+    fn value(&mut self) -> Result<Token<'a>, Malformed> {
+        match self.peek().ok_or(Malformed)? {
+            b'"' => self.string().map(Token::Str),
+            b'{' | b'[' => {
+                let start = self.pos;
+                self.skip_nested()?;
+                self.slice(start).map(Token::Nested)
+            }
+            b'n' => self.literal("null", Token::Null),
+            b't' => self.literal("true", Token::Bool(true)),
+            b'f' => self.literal("false", Token::Bool(false)),
+            _ => self.number(),
+        }
+    }
+
+    fn literal(&mut self, word: &str, token: Token<'a>) -> Result<Token<'a>, Malformed> {
+        let end = self.pos + word.len();
+        if self.text.as_bytes().get(self.pos..end) != Some(word.as_bytes()) {
+            return Err(Malformed);
+        }
+        self.pos = end;
+        Ok(token)
+    }
+
+    fn number(&mut self) -> Result<Token<'a>, Malformed> {
+        let start = self.pos;
+        while let Some(b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E') = self.peek() {
+            self.pos += 1;
+        }
+        if self.pos == start {
+            return Err(Malformed);
+        }
+        self.slice(start).map(Token::Number)
+    }
+
+    /// The string starting at the cursor's quote, moving past its closing quote.
+    fn string(&mut self) -> Result<RawStr<'a>, Malformed> {
+        let start = self.pos;
+        if !self.eat(b'"') {
+            return Err(Malformed);
+        }
+        let bytes = self.text.as_bytes();
+        let mut escaped = false;
+        loop {
+            match bytes.get(self.pos) {
+                Some(b'"') => break,
+                Some(b'\\') => {
+                    escaped = true;
+                    self.pos += 2;
+                }
+                Some(_) => self.pos += 1,
+                None => return Err(Malformed),
+            }
+        }
+        self.pos += 1;
+        let quoted = self.slice(start)?;
+        Ok(RawStr { quoted, escaped })
+    }
+
+    /// Moves past the object or array at the cursor.
+    fn skip_nested(&mut self) -> Result<(), Malformed> {
+        let mut depth = 0usize;
+        loop {
+            match self.peek().ok_or(Malformed)? {
+                b'"' => {
+                    self.string()?;
+                    continue;
+                }
+                b'{' | b'[' => depth += 1,
+                b'}' | b']' => {
+                    depth = depth.checked_sub(1).ok_or(Malformed)?;
+                    if depth == 0 {
+                        self.pos += 1;
+                        return Ok(());
+                    }
+                }
+                _ => {}
+            }
+            self.pos += 1;
+        }
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use arrow::array::{BooleanArray, Float64Array};
+    use proptest::prelude::*;
+
+    fn decode(rows: &[&str]) -> Result<RawBatch, DecodeError> {
+        let mut decoder = RowDecoder::new();
+        for row in rows {
+            let raw = RawValue::from_string((*row).to_owned()).expect("test rows are valid JSON");
+            decoder.push_row(&raw)?;
+        }
+        decoder.finish()
+    }
+
+    fn column<'a>(raw: &'a RawBatch, name: &str) -> (&'a ArrayRef, &'a ColumnKind) {
+        let index = raw.batch.schema().index_of(name).expect("column exists");
+        (raw.batch.column(index), &raw.kinds[index])
+    }
+
+    fn texts(array: &ArrayRef) -> Vec<Option<String>> {
+        array
+            .as_string::<i32>()
+            .iter()
+            .map(|v| v.map(str::to_owned))
+            .collect()
+    }
+
+    fn ints(array: &ArrayRef) -> Vec<Option<i64>> {
+        array.as_primitive::<Int64Type>().iter().collect()
+    }
+
+    fn floats(array: &ArrayRef) -> Vec<Option<f64>> {
+        array.as_primitive::<Float64Type>().iter().collect()
+    }
+
+    fn string_kind(dates: bool, timestamps: bool) -> ColumnKind {
+        ColumnKind::Str { dates, timestamps }
+    }
+
+    #[test]
+    fn missing_and_late_keys_are_null() {
+        let raw = decode(&[r#"{"a": 1, "b": "x"}"#, r#"{"a": 2, "c": true}"#]).unwrap();
+        let names: Vec<_> = raw
+            .batch
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .collect();
+        assert_eq!(names, ["a", "b", "c"]);
+        assert_eq!(raw.batch.num_rows(), 2);
+        assert_eq!(ints(column(&raw, "a").0), [Some(1), Some(2)]);
+        assert_eq!(texts(column(&raw, "b").0), [Some("x".to_owned()), None]);
+        let (c, kind) = column(&raw, "c");
+        assert_eq!(*kind, ColumnKind::Bool);
+        let c: &BooleanArray = c.as_boolean();
+        assert_eq!(c.iter().collect::<Vec<_>>(), [None, Some(true)]);
+        assert!(raw.batch.schema().fields().iter().all(|f| f.is_nullable()));
+    }
+
+    #[test]
+    fn key_order_changes_and_all_null_columns() {
+        let raw = decode(&[
+            r#"{"a": 1, "b": null}"#,
+            r#"{"b": null, "a": 2}"#,
+            r#"{"z": 0, "a": 3}"#,
+        ])
+        .unwrap();
+        assert_eq!(ints(column(&raw, "a").0), [Some(1), Some(2), Some(3)]);
+        let (b, kind) = column(&raw, "b");
+        assert_eq!(*kind, ColumnKind::Null);
+        assert_eq!(b.data_type(), &DataType::Null);
+        assert_eq!(b.len(), 3);
+        assert_eq!(ints(column(&raw, "z").0), [None, None, Some(0)]);
+    }
+
+    #[test]
+    fn integers_are_exact_beyond_2_pow_53() {
+        let raw = decode(&[
+            r#"{"n": 9007199254740993}"#,
+            r#"{"n": 9223372036854775807}"#,
+            r#"{"n": -9223372036854775808}"#,
+        ])
+        .unwrap();
+        let (n, kind) = column(&raw, "n");
+        assert_eq!(*kind, ColumnKind::Int);
+        assert_eq!(
+            ints(n),
+            [Some(9_007_199_254_740_993), Some(i64::MAX), Some(i64::MIN)]
+        );
+    }
+
+    #[test]
+    fn integers_beyond_i64_are_floats() {
+        let raw = decode(&[r#"{"n": 9223372036854775808}"#]).unwrap();
+        let (n, kind) = column(&raw, "n");
+        assert_eq!(*kind, ColumnKind::Float);
+        assert_eq!(floats(n), [Some(9_223_372_036_854_775_808.0)]);
+    }
+
+    #[test]
+    fn ints_and_floats_in_one_batch_are_floats() {
+        let raw = decode(&[
+            r#"{"n": 1}"#,
+            r#"{"n": 2.5}"#,
+            r#"{"n": 3}"#,
+            r#"{"n": 1e2}"#,
+        ])
+        .unwrap();
+        let (n, kind) = column(&raw, "n");
+        assert_eq!(*kind, ColumnKind::Float);
+        assert_eq!(floats(n), [Some(1.0), Some(2.5), Some(3.0), Some(100.0)]);
+    }
+
+    #[test]
+    fn int_then_string_is_text() {
+        let raw = decode(&[
+            r#"{"v": 1}"#,
+            r#"{"v": null}"#,
+            r#"{"v": "a"}"#,
+            r#"{"v": 7}"#,
+        ])
+        .unwrap();
+        let (v, kind) = column(&raw, "v");
+        assert_eq!(*kind, ColumnKind::Text);
+        let expected = [Some("1"), None, Some("a"), Some("7")].map(|v| v.map(str::to_owned));
+        assert_eq!(texts(v), expected);
+    }
+
+    #[test]
+    fn bool_and_number_is_text() {
+        let raw = decode(&[
+            r#"{"v": true}"#,
+            r#"{"v": 2.5}"#,
+            r#"{"v": false}"#,
+            r#"{"v": 3}"#,
+        ])
+        .unwrap();
+        let (v, kind) = column(&raw, "v");
+        assert_eq!(*kind, ColumnKind::Text);
+        let expected =
+            [Some("true"), Some("2.5"), Some("false"), Some("3")].map(|v| v.map(str::to_owned));
+        assert_eq!(texts(v), expected);
+    }
+
+    #[test]
+    fn floats_as_text_match_ints_as_text() {
+        // 1 becomes 1.0 when its column turns Float, and must still read "1" once it is text.
+        let raw = decode(&[
+            r#"{"v": 1}"#,
+            r#"{"v": 0.5}"#,
+            r#"{"v": "x"}"#,
+            r#"{"v": 1e300}"#,
+        ])
+        .unwrap();
+        let expected =
+            [Some("1"), Some("0.5"), Some("x"), Some("1e300")].map(|v| v.map(str::to_owned));
+        assert_eq!(texts(column(&raw, "v").0), expected);
+        let floats = Float64Array::from(vec![Some(1.0), None, Some(-0.25), Some(1e20)]);
+        let text = scalars_to_text(&floats).unwrap();
+        let text: Vec<_> = text.iter().collect();
+        assert_eq!(text, [Some("1"), None, Some("-0.25"), Some("1e20")]);
+    }
+
+    #[test]
+    fn int_and_bool_text_matches_arrow_cast() {
+        let ints = Int64Array::from(vec![
+            Some(i64::MIN),
+            None,
+            Some(0),
+            Some(42),
+            Some(i64::MAX),
+        ]);
+        let bools = BooleanArray::from(vec![Some(true), None, Some(false)]);
+        for array in [&ints as &dyn Array, &bools] {
+            let ours = scalars_to_text(array).unwrap();
+            let arrows = arrow::compute::cast(array, &DataType::Utf8).unwrap();
+            assert_eq!(&ours, arrows.as_string::<i32>());
+        }
+    }
+
+    #[test]
+    fn strings_are_byte_exact() {
+        let rows = [
+            r#"{"s": "plain"}"#,
+            r#"{"s": "tab\there \"quoted\" back\\slash \/ \u00e9"}"#,
+            r#"{"s": "emoji 😀 and \ud83d\ude00, CJK 日本語"}"#,
+            r#"{"s": "line\nbreak\r\n"}"#,
+        ];
+        let raw = decode(&rows).unwrap();
+        let (s, kind) = column(&raw, "s");
+        assert_eq!(*kind, string_kind(false, false));
+        let expected = [
+            "plain",
+            "tab\there \"quoted\" back\\slash / é",
+            "emoji 😀 and 😀, CJK 日本語",
+            "line\nbreak\r\n",
+        ];
+        assert_eq!(texts(s), expected.map(|v| Some(v.to_owned())));
+    }
+
+    #[test]
+    fn escaped_keys_are_unescaped() {
+        let raw = decode(&[r#"{"a\"b": 1, "caf\u00e9": 2}"#, r#"{"a\"b": 3}"#]).unwrap();
+        assert_eq!(ints(column(&raw, "a\"b").0), [Some(1), Some(3)]);
+        assert_eq!(ints(column(&raw, "café").0), [Some(2), None]);
+    }
+
+    #[test]
+    fn empty_string_is_not_null() {
+        let raw = decode(&[r#"{"s": ""}"#, r#"{"s": null}"#, r#"{}"#]).unwrap();
+        let (s, kind) = column(&raw, "s");
+        assert_eq!(*kind, string_kind(false, false));
+        assert_eq!(texts(s), [Some(String::new()), None, None]);
+        assert_eq!(s.null_count(), 2);
+    }
+
+    #[test]
+    fn date_and_timestamp_flags() {
+        let kind_of = |values: &[&str]| {
+            let rows: Vec<String> = values
+                .iter()
+                .map(|v| format!(r#"{{"v": "{v}"}}"#))
+                .collect();
+            let rows: Vec<&str> = rows.iter().map(String::as_str).collect();
+            decode(&rows).unwrap().kinds[0].clone()
+        };
+        assert_eq!(
+            kind_of(&["2024-02-29", "1999-12-31"]),
+            string_kind(true, false)
+        );
+        assert_eq!(
+            kind_of(&["2024-02-29", "2024-02-30"]),
+            string_kind(false, false)
+        );
+        assert_eq!(kind_of(&["2023-02-29"]), string_kind(false, false));
+        assert_eq!(kind_of(&["2024-1-05"]), string_kind(false, false));
+        assert_eq!(kind_of(&["2024-01-05 "]), string_kind(false, false));
+        assert_eq!(kind_of(&["2024-01-05", ""]), string_kind(false, false));
+        assert_eq!(
+            kind_of(&[
+                "2025-03-01T02:25:47Z",
+                "2025-03-01T02:25:47.123456789+02:00"
+            ]),
+            string_kind(false, true)
+        );
+        assert_eq!(kind_of(&["2025-03-01T02:25:47"]), string_kind(false, false));
+        assert_eq!(
+            kind_of(&["2025-03-01T02:25:47Z", "2025-03-01"]),
+            string_kind(false, false)
+        );
+        let raw = decode(&[
+            r#"{"d": "2024-01-05"}"#,
+            r#"{"d": null}"#,
+            r#"{"d": "2024-01-06"}"#,
+        ])
+        .unwrap();
+        assert_eq!(raw.kinds[0], string_kind(true, false));
+    }
+
+    #[test]
+    fn date_and_timestamp_values() {
+        assert_eq!(parse_date("1970-01-01"), Some(0));
+        assert_eq!(parse_date("2024-02-29"), Some(19_782));
+        assert_eq!(parse_date("1969-12-31"), Some(-1));
+        assert_eq!(parse_date("2024-02-30"), None);
+        assert_eq!(parse_date("2024-1-05"), None);
+        assert_eq!(parse_date("+024-01-05"), None);
+        assert_eq!(
+            parse_timestamp_micros("1970-01-01T00:00:01Z"),
+            Some(1_000_000)
+        );
+        assert_eq!(parse_timestamp_micros("1970-01-01T02:00:00+02:00"), Some(0));
+        assert_eq!(
+            parse_timestamp_micros("1970-01-01T00:00:00.0000019Z"),
+            Some(1)
+        );
+        assert_eq!(parse_timestamp_micros("2025-03-01T02:25:47"), None);
+        assert_eq!(parse_timestamp_micros(""), None);
+    }
+
+    #[test]
+    fn nested_values_keep_their_json_text() {
+        let rows = [
+            r#"{"o": {"x": 1, "y": ["a"]}, "l": [1, 2]}"#,
+            r#"{"o": {"y": [], "z": {"w": true}, "x": 2.5}, "l": []}"#,
+            r#"{"o": null, "l": [null, 3]}"#,
+        ];
+        let raw = decode(&rows).unwrap();
+        let (o, kind) = column(&raw, "o");
+        let expected = DataType::Struct(Fields::from(vec![
+            Field::new("x", DataType::Float64, true),
+            Field::new("y", list_of(DataType::Utf8), true),
+            Field::new(
+                "z",
+                DataType::Struct(Fields::from(vec![Field::new("w", DataType::Boolean, true)])),
+                true,
+            ),
+        ]));
+        assert_eq!(*kind, ColumnKind::Nested(expected));
+        assert_eq!(o.data_type(), &DataType::Utf8);
+        assert_eq!(
+            texts(o),
+            [
+                Some(r#"{"x": 1, "y": ["a"]}"#.to_owned()),
+                Some(r#"{"y": [], "z": {"w": true}, "x": 2.5}"#.to_owned()),
+                None
+            ]
+        );
+        let (l, kind) = column(&raw, "l");
+        assert_eq!(*kind, ColumnKind::Nested(list_of(DataType::Int64)));
+        assert_eq!(texts(l)[2].as_deref(), Some("[null, 3]"));
+    }
+
+    #[test]
+    fn empty_object_is_text() {
+        let raw = decode(&[r#"{"o": {}}"#]).unwrap();
+        assert_eq!(raw.kinds[0], ColumnKind::Text);
+        assert_eq!(texts(raw.batch.column(0)), [Some("{}".to_owned())]);
+        let raw = decode(&[r#"{"o": [{}]}"#]).unwrap();
+        assert_eq!(raw.kinds[0], ColumnKind::Text);
+        let raw = decode(&[r#"{"o": {}}"#, r#"{"o": {"a": 1}}"#]).unwrap();
+        assert!(matches!(raw.kinds[0], ColumnKind::Nested(_)));
+    }
+
+    #[test]
+    fn nested_conflicts_are_text() {
+        let raw = decode(&[r#"{"o": [1, "a"]}"#]).unwrap();
+        assert_eq!(raw.kinds[0], ColumnKind::Text);
+        let raw = decode(&[r#"{"o": {"a": 1}}"#, r#"{"o": {"a": "x"}}"#, r#"{"o": 5}"#]).unwrap();
+        assert_eq!(raw.kinds[0], ColumnKind::Text);
+        let expected = [r#"{"a": 1}"#, r#"{"a": "x"}"#, "5"].map(|v| Some(v.to_owned()));
+        assert_eq!(texts(raw.batch.column(0)), expected);
+        let raw = decode(&[r#"{"o": "s"}"#, r#"{"o": [1]}"#]).unwrap();
+        assert_eq!(raw.kinds[0], ColumnKind::Text);
+        assert_eq!(
+            texts(raw.batch.column(0)),
+            ["s", "[1]"].map(|v| Some(v.to_owned()))
+        );
+    }
+
+    #[test]
+    fn non_object_row_is_an_error_with_its_index() {
+        let ok = RawValue::from_string(r#"{"a": 1}"#.to_owned()).unwrap();
+        for (text, found) in [
+            ("42", "a number"),
+            ("-1.5", "a number"),
+            ("\"x\"", "a string"),
+            ("[1]", "an array"),
+            ("null", "null"),
+            ("true", "a boolean"),
+        ] {
+            let mut decoder = RowDecoder::new();
+            decoder.push_row(&ok).unwrap();
+            decoder.push_row(&ok).unwrap();
+            let row = RawValue::from_string(text.to_owned()).unwrap();
+            let error = decoder.push_row(&row).unwrap_err();
+            let expected = DecodeError {
+                row: 2,
+                column: String::new(),
+                reason: format!("expected a JSON object, found {found}"),
+            };
+            assert_eq!(error, expected);
+            assert!(decoder.is_empty(), "an error resets the decoder");
+            decoder.push_row(&ok).unwrap();
+            assert_eq!(decoder.finish().unwrap().batch.num_rows(), 1);
+        }
+    }
+
+    #[test]
+    fn duplicate_key_is_an_error_naming_the_column() {
+        let error = decode(&[r#"{"a": 1}"#, r#"{"a": 1, "b": 2, "a": 3}"#]).unwrap_err();
+        assert_eq!(error.row, 1);
+        assert_eq!(error.column, "a");
+        assert!(error.reason.contains("duplicate"), "{error}");
+    }
+
+    #[test]
+    fn finish_resets_and_counts() {
+        let mut decoder = RowDecoder::new();
+        assert!(decoder.is_empty());
+        for text in [r#"{"a": 1}"#, r#"{}"#, "  {\n \"b\" :\t\"x\" }  "] {
+            decoder
+                .push_row(&RawValue::from_string(text.to_owned()).unwrap())
+                .unwrap();
+        }
+        assert_eq!(decoder.len(), 3);
+        let raw = decoder.finish().unwrap();
+        assert_eq!(raw.batch.num_rows(), 3);
+        assert_eq!(raw.kinds, [ColumnKind::Int, string_kind(false, false)]);
+        assert!(decoder.is_empty());
+        let empty = decoder.finish().unwrap();
+        assert_eq!((empty.batch.num_rows(), empty.batch.num_columns()), (0, 0));
+        let only_empty_objects = decode(&["{}", "{}"]).unwrap();
+        assert_eq!(only_empty_objects.batch.num_rows(), 2);
+    }
+
+    #[test]
+    fn out_of_range_number_is_an_error() {
+        let error = decode(&[r#"{"a": 1}"#, r#"{"a": 1e400}"#]).unwrap_err();
+        assert_eq!((error.row, error.column.as_str()), (1, "a"));
+    }
+
+    /// Sorts struct fields by name, recursively: merge is commutative up to field order.
+    fn normalized(kind: &ColumnKind) -> ColumnKind {
+        fn sort(data_type: &DataType) -> DataType {
+            match data_type {
+                DataType::List(item) => list_of(sort(item.data_type())),
+                DataType::Struct(fields) => {
+                    let mut fields: Vec<Field> = fields
+                        .iter()
+                        .map(|f| Field::new(f.name(), sort(f.data_type()), true))
+                        .collect();
+                    fields.sort_by(|a, b| a.name().cmp(b.name()));
+                    DataType::Struct(Fields::from(fields))
+                }
+                other => other.clone(),
+            }
+        }
+        match kind {
+            ColumnKind::Nested(t) => ColumnKind::Nested(sort(t)),
+            other => other.clone(),
+        }
+    }
+
+    fn nested_type() -> impl Strategy<Value = DataType> {
+        let leaf = prop_oneof![
+            Just(DataType::Null),
+            Just(DataType::Boolean),
+            Just(DataType::Int64),
+            Just(DataType::Float64),
+            Just(DataType::Utf8),
+        ];
+        leaf.prop_recursive(3, 12, 3, |inner| {
+            prop_oneof![
+                inner.clone().prop_map(list_of),
+                proptest::collection::vec((prop::sample::select(vec!["a", "b", "c"]), inner), 0..3)
+                    .prop_map(|fields| {
+                        let mut out: Vec<Field> = Vec::new();
+                        for (name, t) in fields {
+                            if !out.iter().any(|f| f.name() == name) {
+                                out.push(Field::new(name, t, true));
+                            }
+                        }
+                        DataType::Struct(Fields::from(out))
+                    }),
+            ]
+        })
+    }
+
+    fn kind() -> impl Strategy<Value = ColumnKind> {
+        prop_oneof![
+            Just(ColumnKind::Null),
+            Just(ColumnKind::Bool),
+            Just(ColumnKind::Int),
+            Just(ColumnKind::Float),
+            (any::<bool>(), any::<bool>())
+                .prop_map(|(dates, timestamps)| ColumnKind::Str { dates, timestamps }),
+            Just(ColumnKind::Text),
+            nested_type()
+                .prop_filter("nested kinds hold lists or structs", |t| {
+                    matches!(t, DataType::List(_) | DataType::Struct(_))
+                })
+                .prop_map(ColumnKind::Nested),
+        ]
+    }
+
+    fn fold(kinds: &[ColumnKind]) -> ColumnKind {
+        kinds.iter().fold(ColumnKind::Null, |acc, k| acc.merge(k))
+    }
+
+    proptest! {
+        #[test]
+        fn merge_is_commutative_and_associative(a in kind(), b in kind(), c in kind()) {
+            prop_assert_eq!(normalized(&a.merge(&b)), normalized(&b.merge(&a)));
+            prop_assert_eq!(a.merge(&b).merge(&c), a.merge(&b.merge(&c)));
+            prop_assert_eq!(a.merge(&a), a.clone());
+        }
+
+        #[test]
+        fn folding_kinds_ignores_order(
+            (kinds, shuffled) in proptest::collection::vec(kind(), 0..8)
+                .prop_flat_map(|k| (Just(k.clone()), Just(k).prop_shuffle()))
+        ) {
+            prop_assert_eq!(normalized(&fold(&kinds)), normalized(&fold(&shuffled)));
+        }
+
+        #[test]
+        fn decoding_any_json_row_never_panics(rows in proptest::collection::vec(json_value(), 0..8)) {
+            let mut decoder = RowDecoder::new();
+            for row in &rows {
+                let raw = serde_json::value::to_raw_value(row).expect("values serialize");
+                let _ = decoder.push_row(&raw);
+            }
+            let raw = decoder.finish();
+            prop_assert!(raw.is_ok());
+        }
+    }
+
+    /// Arbitrary JSON values, with objects most of the time at the top.
+    pub(crate) fn json_value() -> impl Strategy<Value = serde_json::Value> {
+        use serde_json::Value as Json;
+        let leaf = prop_oneof![
+            Just(Json::Null),
+            any::<bool>().prop_map(Json::Bool),
+            any::<i64>().prop_map(Json::from),
+            any::<u64>().prop_map(Json::from),
+            any::<f64>()
+                .prop_filter("finite", |f| f.is_finite())
+                .prop_map(Json::from),
+            ".{0,6}".prop_map(Json::String),
+            prop::sample::select(vec!["2024-01-05", "2025-03-01T02:25:47Z", "", "\u{0}\"\\"])
+                .prop_map(|s| Json::String(s.to_owned())),
+        ];
+        let value = leaf.prop_recursive(4, 24, 4, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..4).prop_map(Json::Array),
+                proptest::collection::vec(
+                    (prop::sample::select(vec!["a", "b", "é\"", ""]), inner),
+                    0..4
+                )
+                .prop_map(|pairs| Json::Object(
+                    pairs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
+                )),
+            ]
+        });
+        prop_oneof![
+            1 => value.clone(),
+            4 => proptest::collection::vec((prop::sample::select(vec!["k", "l", "m", "n\n"]), value), 0..4)
+                .prop_map(|pairs| Json::Object(pairs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect())),
+        ]
+    }
+}

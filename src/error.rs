@@ -1,0 +1,153 @@
+//! The crate's one error type. Every variant carries the context a user needs to act on it
+//! (URL without its query string, page number, row, column, path); `main` prints it as a single
+//! `error: ...` line. Secrets never enter an error: URLs are stripped of their query string and
+//! no variant holds a header, token or password.
+
+use std::fmt;
+
+/// Result with the crate's [`Error`] as the default error type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Where a page came from: the URL (query string removed) and its 1-based page number.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PageLocation {
+    /// URL of the page without its query string.
+    pub url: String,
+    /// 1-based page number within the export of one report.
+    pub page: u64,
+}
+
+impl fmt::Display for PageLocation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}, page {}", self.url, self.page)
+    }
+}
+
+/// A row that could not be decoded, located inside its page (0-based row index within the page).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("row {row}, column {column:?}: {reason}")]
+pub struct DecodeError {
+    /// 0-based index of the row within the page.
+    pub row: usize,
+    /// Column (JSON key) that failed; empty when the row itself is not an object.
+    pub column: String,
+    /// What was wrong, e.g. "expected a JSON object, found a number".
+    pub reason: String,
+}
+
+/// Everything that can go wrong in kargo-export.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Invalid command line or settings (exit code 2).
+    #[error("{0}")]
+    Usage(String),
+
+    /// Login failed or the API refused the credentials.
+    #[error("authentication failed ({url}): {reason}")]
+    Auth { url: String, reason: String },
+
+    /// An HTTP request failed (transport error or non-success status).
+    #[error("request failed ({at}): {reason}")]
+    Http {
+        at: PageLocation,
+        status: Option<u16>,
+        reason: String,
+    },
+
+    /// A page arrived but its body is not what was expected (not JSON, no rows at the data path,
+    /// bad next link, pagination loop, next link to another origin).
+    #[error("invalid page ({at}): {reason}")]
+    Page { at: PageLocation, reason: String },
+
+    /// A row in a page could not be decoded.
+    #[error("cannot decode {source} ({at})")]
+    Row {
+        at: PageLocation,
+        #[source]
+        source: DecodeError,
+    },
+
+    /// A column's values could not be brought to the export's schema.
+    #[error("schema conflict in column {column:?}: {reason}")]
+    Schema { column: String, reason: String },
+
+    /// A partition value or column that cannot be written as a Hive path segment.
+    #[error("cannot partition by column {column:?}: {reason}")]
+    Partition { column: String, reason: String },
+
+    /// Reading or writing the destination failed.
+    #[error("storage failed ({path}): {source}")]
+    Storage {
+        path: String,
+        #[source]
+        source: object_store::Error,
+    },
+
+    /// Parquet encoding failed.
+    #[error("parquet write failed ({path}): {source}")]
+    Parquet {
+        path: String,
+        #[source]
+        source: parquet::errors::ParquetError,
+    },
+
+    /// An Arrow kernel failed (cast, take, concat, IPC).
+    #[error("arrow failed ({context}): {source}")]
+    Arrow {
+        context: String,
+        #[source]
+        source: arrow::error::ArrowError,
+    },
+
+    /// Local file I/O failed (spool files, password file, sandbox data).
+    #[error("i/o failed ({path}): {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// The sandbox could not start or its data is invalid.
+    #[error("sandbox: {0}")]
+    Sandbox(String),
+
+    /// A bug: a worker task panicked or was cancelled.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl Error {
+    /// Process exit code for this error: 2 for usage errors, 1 for everything else.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Error::Usage(_) => 2,
+            _ => 1,
+        }
+    }
+
+    /// Wraps an Arrow error with a short description of what was being done.
+    pub fn arrow(context: impl Into<String>, source: arrow::error::ArrowError) -> Self {
+        Error::Arrow {
+            context: context.into(),
+            source,
+        }
+    }
+
+    /// Wraps an I/O error with the path involved.
+    pub fn io(path: impl fmt::Display, source: std::io::Error) -> Self {
+        Error::Io {
+            path: path.to_string(),
+            source,
+        }
+    }
+}
+
+/// Renders a URL without its query string and fragment, for errors and logs.
+pub fn redact_url(url: &reqwest::Url) -> String {
+    let mut shown = url.clone();
+    shown.set_query(None);
+    shown.set_fragment(None);
+    let _ = shown.set_password(None);
+    let _ = shown.set_username("");
+    shown.to_string()
+}

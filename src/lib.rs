@@ -1,0 +1,27 @@
+//! kargo-export: Kargo Data Sharing API reports to partitioned Apache Parquet.
+//!
+//! The layout follows the data flow:
+//! - [`source`] logs in, fetches pages over HTTP, follows `links.next` and extracts the rows of
+//!   each page in one pass over its bytes;
+//! - [`decode`] turns the rows of one page into an Arrow batch with column kinds observed on the
+//!   way, and [`infer`] merges those kinds into the one schema of an export and conforms every
+//!   batch to it;
+//! - [`sink`] splits batches by partition (Hive layout), writes Parquet files under a staging
+//!   prefix through `object_store`, then publishes them and retires a report's older files;
+//! - [`pipeline`] wires the stages for one export command; [`sandbox`] is a Kargo-compatible API
+//!   over `sample_data/` for trying the tool and for tests;
+//! - [`cli`] and [`settings`] turn the command line into validated settings once.
+
+pub mod cli;
+pub mod decode;
+pub mod error;
+pub mod infer;
+pub mod output;
+pub mod pipeline;
+pub mod sandbox;
+pub mod secret;
+pub mod settings;
+pub mod sink;
+pub mod source;
+
+pub use error::{Error, Result};

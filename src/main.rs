@@ -1,0 +1,47 @@
+//! The binary: parse the command line, set up logging and the runtime, run, and turn the
+//! result into one `error:` line on stderr and an exit code (0 ok, 1 failure, 2 usage).
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use kargo_export::cli::{self, Cli};
+use tracing_subscriber::EnvFilter;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.verbose);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => return fail(&format!("cannot start the async runtime: {e}"), 1),
+    };
+    match runtime.block_on(cli::run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(&e.to_string(), e.exit_code()),
+    }
+}
+
+/// Prints the single `error:` line (folded onto one line) and returns the exit code.
+fn fail(message: &str, code: u8) -> ExitCode {
+    let one_line: Vec<&str> = message.split_whitespace().collect();
+    eprintln!("error: {}", one_line.join(" "));
+    ExitCode::from(code)
+}
+
+/// Logs go to stderr: warnings by default, more with -v, RUST_LOG overrides.
+fn init_logging(verbose: u8) {
+    let level = match verbose {
+        0 => "warn",
+        1 => "info",
+        2 => "debug",
+        _ => "trace",
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+}

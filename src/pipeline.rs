@@ -1,0 +1,421 @@
+//! One export command from pages to committed files.
+//!
+//! Phase 1 (per report, several reports at once): fetch each page, walk it once with
+//! [`extract_page`], decode its rows into a raw Arrow batch ([`RowDecoder`]) on a blocking thread,
+//! record the column kinds ([`SchemaInference`]) and spool the batch to a local Arrow IPC file.
+//! Nothing is written to the destination yet, because the export's schema is only known once
+//! every page has been seen. Phase 2: merge the inferences into the one schema of the export,
+//! conform each spooled batch to it and stage Parquet files ([`ReportWriter`]) on blocking
+//! threads; when every report is staged, commit them. Any failure discards what was staged, so
+//! the destination is left as it was. The spool is a temporary folder (TMPDIR) removed at the end.
+
+use std::fs::File;
+use std::io::{BufReader, BufWriter};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use arrow::datatypes::SchemaRef;
+use arrow::ipc::reader::FileReader;
+use arrow::ipc::writer::FileWriter;
+use arrow::record_batch::RecordBatch;
+use bytes::Bytes;
+use futures::{StreamExt, TryStreamExt, stream};
+use reqwest::Url;
+use serde_json::value::RawValue;
+use tokio::sync::oneshot;
+
+use crate::decode::{RawBatch, RowDecoder};
+use crate::error::{Error, PageLocation, Result, redact_url};
+use crate::infer::{SchemaInference, conform};
+use crate::sandbox::{self, SANDBOX_PASSWORD, SANDBOX_USERNAME, SandboxOptions};
+use crate::settings::{Api, ExportJob, ExportSettings};
+use crate::sink::{CommitSummary, Destination, ManifestInfo, ReportWriter, StagedReport};
+use crate::source::auth::Credentials;
+use crate::source::client::{ApiClient, Connection};
+use crate::source::extract::extract_page;
+use crate::source::for_each_page;
+
+/// What an export did.
+#[derive(Debug)]
+pub struct ExportSummary {
+    /// One entry per report, in command order.
+    pub reports: Vec<CommitSummary>,
+    /// Pages fetched over all reports.
+    pub pages: u64,
+    /// JSON bytes received over all reports.
+    pub json_bytes: u64,
+    /// Wall time of the whole export.
+    pub elapsed: Duration,
+}
+
+/// Runs an export; on failure the destination is left as it was.
+pub async fn export(settings: &ExportSettings) -> Result<ExportSummary> {
+    let result = run_export(settings).await;
+    if result.is_err() {
+        settings.destination.cleanup_after_failure();
+    }
+    result
+}
+
+/// Every row of report `report_id` decoded, and the schema an export of it would write.
+pub async fn report_schema(api: &Api, report_id: &str) -> Result<SchemaRef> {
+    let session = ApiSession::start(api).await?;
+    let source = Source::completed_report(&session.client, report_id);
+    let spooled = spool_report(&session.client, source, None).await?;
+    Ok(spooled.inference.schema())
+}
+
+/// Every report request, each as the raw JSON the API sent.
+pub async fn list_reports(api: &Api) -> Result<Vec<Box<RawValue>>> {
+    let session = ApiSession::start(api).await?;
+    let first = session.client.endpoint(&["v1", "reports"]);
+    let mut rows = Vec::new();
+    for_each_page(
+        &session.client,
+        first,
+        async |body: Bytes, at: &PageLocation| {
+            let info = extract_page(&body, at, |row| {
+                rows.push(row.to_owned());
+                Ok(())
+            })?;
+            Ok(info.next)
+        },
+    )
+    .await?;
+    Ok(rows)
+}
+
+async fn run_export(settings: &ExportSettings) -> Result<ExportSummary> {
+    let started = Instant::now();
+    let session = ApiSession::start(&settings.api).await?;
+    let sources: Vec<Source> = match &settings.job {
+        ExportJob::CompletedReports(ids) => ids
+            .iter()
+            .map(|id| Source::completed_report(&session.client, id))
+            .collect(),
+        ExportJob::ReportList => vec![Source::report_list(&session.client)],
+    };
+    let spool = tempfile::Builder::new()
+        .prefix("kargo-export-spool-")
+        .tempdir()
+        .map_err(|e| Error::io("temporary spool folder", e))?;
+    let spooled: Vec<SpooledReport> = stream::iter(sources)
+        .map(|source| spool_report(&session.client, source, Some(spool.path())))
+        .buffered(settings.concurrency)
+        .try_collect()
+        .await?;
+    let mut inference = SchemaInference::new();
+    for report in &spooled {
+        inference.merge(&report.inference);
+    }
+    let schema = inference.schema();
+    let pages = spooled.iter().map(|r| r.pages.len() as u64).sum();
+    let json_bytes = spooled.iter().map(|r| r.json_bytes).sum();
+    let run_id = run_id();
+    let staged = stage_all(settings, &spooled, &schema, &run_id).await?;
+    let reports = commit_all(settings, staged, &spooled, &schema).await?;
+    Ok(ExportSummary {
+        reports,
+        pages,
+        json_bytes,
+        elapsed: started.elapsed(),
+    })
+}
+
+/// A report to read: its key in file names and manifests, and its first page.
+struct Source {
+    key: String,
+    first: Url,
+}
+
+impl Source {
+    fn completed_report(client: &ApiClient, id: &str) -> Self {
+        Source {
+            key: id.to_string(),
+            first: client.endpoint(&["v1", "completed-reports", id]),
+        }
+    }
+
+    fn report_list(client: &ApiClient) -> Self {
+        Source {
+            key: "reports".to_string(),
+            first: client.endpoint(&["v1", "reports"]),
+        }
+    }
+}
+
+/// A report whose pages are decoded and spooled.
+struct SpooledReport {
+    key: String,
+    source_url: String,
+    pages: Vec<SpooledPage>,
+    inference: SchemaInference,
+    json_bytes: u64,
+}
+
+/// One page's raw batch in the spool (no file when the page had no rows).
+struct SpooledPage {
+    file: Option<PathBuf>,
+}
+
+/// Phase 1 for one report. With no spool folder, pages are decoded and dropped (schema only).
+async fn spool_report(
+    client: &ApiClient,
+    source: Source,
+    spool: Option<&Path>,
+) -> Result<SpooledReport> {
+    let mut inference = SchemaInference::new();
+    let mut pages = Vec::new();
+    let mut json_bytes = 0;
+    let slot = fastrand::u64(..);
+    for_each_page(
+        client,
+        source.first.clone(),
+        async |body: Bytes, at: &PageLocation| {
+            json_bytes += body.len() as u64;
+            let file = spool.map(|dir| dir.join(format!("{slot:016x}-{:06}.arrow", at.page)));
+            let job_at = at.clone();
+            let job_file = file.clone();
+            let (raw, next) = tokio::task::spawn_blocking(move || {
+                decode_page(&body, &job_at, job_file.as_deref())
+            })
+            .await
+            .map_err(|e| Error::Internal(format!("decoder task failed: {e}")))??;
+            inference.observe(&raw, at.page);
+            let has_rows = raw.batch.num_rows() > 0;
+            pages.push(SpooledPage {
+                file: file.filter(|_| has_rows),
+            });
+            Ok(next)
+        },
+    )
+    .await?;
+    tracing::info!(report = %source.key, pages = pages.len(), json_bytes, "fetched");
+    Ok(SpooledReport {
+        key: source.key,
+        source_url: redact_url(&source.first),
+        pages,
+        inference,
+        json_bytes,
+    })
+}
+
+/// Walks one page, decodes its rows and spools them; returns the batch and the next link.
+fn decode_page(
+    body: &[u8],
+    at: &PageLocation,
+    spool: Option<&Path>,
+) -> Result<(RawBatch, Option<String>)> {
+    let mut decoder = RowDecoder::new();
+    let info = extract_page(body, at, |row| decoder.push_row(row))?;
+    let raw = decoder.finish().map_err(|source| Error::Row {
+        at: at.clone(),
+        source,
+    })?;
+    if let Some(path) = spool
+        && raw.batch.num_rows() > 0
+    {
+        write_spool(path, &raw.batch)?;
+    }
+    Ok((raw, info.next))
+}
+
+fn write_spool(path: &Path, batch: &RecordBatch) -> Result<()> {
+    let file = File::create(path).map_err(|e| Error::io(path.display(), e))?;
+    let mut writer = FileWriter::try_new(BufWriter::new(file), &batch.schema())
+        .map_err(|e| Error::arrow("spool write", e))?;
+    writer
+        .write(batch)
+        .map_err(|e| Error::arrow("spool write", e))?;
+    writer.finish().map_err(|e| Error::arrow("spool write", e))
+}
+
+fn read_spool(path: &Path) -> Result<Vec<RecordBatch>> {
+    let file = File::open(path).map_err(|e| Error::io(path.display(), e))?;
+    let reader = FileReader::try_new(BufReader::new(file), None)
+        .map_err(|e| Error::arrow("spool read", e))?;
+    reader
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|e| Error::arrow("spool read", e))
+}
+
+/// Phase 2: stages every report; on any failure discards what was staged.
+async fn stage_all(
+    settings: &ExportSettings,
+    spooled: &[SpooledReport],
+    schema: &SchemaRef,
+    run_id: &str,
+) -> Result<Vec<StagedReport>> {
+    let results: Vec<Result<StagedReport>> = stream::iter(spooled)
+        .map(|report| {
+            let job = StageJob {
+                destination: settings.destination.clone(),
+                key: report.key.clone(),
+                run_id: run_id.to_string(),
+                schema: schema.clone(),
+                partition_by: if schema.fields().is_empty() {
+                    Vec::new()
+                } else {
+                    settings.partition_by.clone()
+                },
+                options: settings.write.clone(),
+                files: report.pages.iter().filter_map(|p| p.file.clone()).collect(),
+            };
+            async move {
+                tokio::task::spawn_blocking(move || job.run())
+                    .await
+                    .map_err(|e| Error::Internal(format!("writer task failed: {e}")))?
+            }
+        })
+        .buffered(settings.concurrency)
+        .collect()
+        .await;
+    let mut staged = Vec::new();
+    let mut failure = None;
+    for result in results {
+        match result {
+            Ok(report) => staged.push(report),
+            Err(e) => failure = failure.or(Some(e)),
+        }
+    }
+    if let Some(e) = failure {
+        for report in staged {
+            report.discard(&settings.destination).await;
+        }
+        return Err(e);
+    }
+    Ok(staged)
+}
+
+/// Everything a blocking thread needs to stage one report.
+struct StageJob {
+    destination: Destination,
+    key: String,
+    run_id: String,
+    schema: SchemaRef,
+    partition_by: Vec<String>,
+    options: crate::sink::WriteOptions,
+    files: Vec<PathBuf>,
+}
+
+impl StageJob {
+    fn run(self) -> Result<StagedReport> {
+        let mut writer = ReportWriter::new(
+            &self.destination,
+            &self.key,
+            &self.run_id,
+            self.schema.clone(),
+            &self.partition_by,
+            self.options.clone(),
+        )?;
+        for file in &self.files {
+            let written = read_spool(file).and_then(|batches| {
+                batches
+                    .iter()
+                    .try_for_each(|batch| writer.write(&conform(batch, &self.schema)?))
+            });
+            let _ = std::fs::remove_file(file);
+            if let Err(e) = written {
+                writer.abort();
+                return Err(e);
+            }
+        }
+        writer.finish()
+    }
+}
+
+/// Commits every staged report, in command order.
+async fn commit_all(
+    settings: &ExportSettings,
+    staged: Vec<StagedReport>,
+    spooled: &[SpooledReport],
+    schema: &SchemaRef,
+) -> Result<Vec<CommitSummary>> {
+    let mut summaries = Vec::new();
+    let mut pending = staged.into_iter();
+    for report in spooled {
+        let Some(staged) = pending.next() else { break };
+        let manifest = ManifestInfo {
+            report_id: report.key.clone(),
+            source_url: report.source_url.clone(),
+            schema: schema.clone(),
+            partition_by: settings.partition_by.clone(),
+            compression: settings.compression.clone(),
+        };
+        match staged.commit(&settings.destination, manifest).await {
+            Ok(summary) => summaries.push(summary),
+            Err(e) => {
+                for rest in pending {
+                    rest.discard(&settings.destination).await;
+                }
+                return Err(e);
+            }
+        }
+    }
+    Ok(summaries)
+}
+
+/// `20261129T141500Z-3fa9c2`: sortable by time, unique per run, no dots.
+fn run_id() -> String {
+    format!(
+        "{}-{:06x}",
+        chrono::Utc::now().format("%Y%m%dT%H%M%SZ"),
+        fastrand::u32(..0x100_0000)
+    )
+}
+
+/// An API client, plus the in-process sandbox it talks to when `--sandbox` is given.
+struct ApiSession {
+    client: ApiClient,
+    _sandbox: Option<oneshot::Sender<()>>,
+}
+
+impl ApiSession {
+    async fn start(api: &Api) -> Result<Self> {
+        match api {
+            Api::Remote(connection) => Ok(ApiSession {
+                client: ApiClient::new(connection)?,
+                _sandbox: None,
+            }),
+            Api::Sandbox => {
+                let (connection, stop) = start_sandbox().await?;
+                Ok(ApiSession {
+                    client: ApiClient::new(&connection)?,
+                    _sandbox: Some(stop),
+                })
+            }
+        }
+    }
+}
+
+/// Starts the sandbox on a free loopback port; it stops when the returned sender is dropped.
+async fn start_sandbox() -> Result<(Connection, oneshot::Sender<()>)> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .map_err(|e| Error::Sandbox(format!("cannot bind 127.0.0.1: {e}")))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| Error::Sandbox(format!("no local address: {e}")))?;
+    let (stop, stopped) = oneshot::channel::<()>();
+    tokio::spawn(sandbox::run(
+        listener,
+        SandboxOptions::default(),
+        async move {
+            let _ = stopped.await;
+        },
+    ));
+    let api_base =
+        Url::parse(&format!("http://{addr}")).map_err(|e| Error::Sandbox(e.to_string()))?;
+    let auth_url = api_base
+        .join("/v1/auth/token")
+        .map_err(|e| Error::Sandbox(e.to_string()))?;
+    let connection = Connection {
+        api_base,
+        credentials: Credentials::Login {
+            auth_url,
+            username: SANDBOX_USERNAME.to_string(),
+            password: crate::secret::Secret::new(SANDBOX_PASSWORD),
+        },
+    };
+    Ok((connection, stop))
+}

@@ -1,0 +1,1133 @@
+//! A Kargo-compatible Data Sharing API over bundled sample data, to try the tool without
+//! credentials and to give the integration tests a real HTTP partner.
+//!
+//! It owns the HTTP server (hyper 1, HTTP/1.1 with keep-alive, one task per connection, graceful
+//! shutdown), the token store, the routes, pagination and page rendering. It does not share code
+//! with [`crate::source`]: the sandbox plays the remote side, so a bug in the client cannot hide
+//! behind the same bug in the server.
+//!
+//! The API:
+//! - `POST /v1/auth/token` with `{"username": .., "password": ..}` answers
+//!   `{"access_token", "token_type": "Bearer", "expires_in"}`; wrong credentials 401
+//!   `{"error": "invalid_credentials"}`; a body that is not that JSON (or over 64 KiB) 400.
+//! - Every other route needs `Authorization: Bearer <token>` of an issued, unexpired token, else
+//!   401 `{"error": "invalid_token"}`. Routes are matched before the token is checked, so an
+//!   unknown path is 404 and a wrong method 405 even without a token.
+//! - `GET /v1/reports` lists the report requests; `GET /v1/completed-reports/{id}` serves a
+//!   completed report's rows: 404 `{"error": "report not found"}` for an id that is neither in
+//!   `reports.json` nor has a data file, 409 `{"error": "report not completed", "status": ..}` for
+//!   a listed report without a data file (pending or failed).
+//! - Both answer `{"data": {"rows": [..]}, "links": {"next": URL}}`, paginated by the query
+//!   parameters `page` (1-based) and `page_size` (default [`SandboxOptions::page_size`], above
+//!   [`MAX_PAGE_SIZE`] clamped to it). A page past the end has no rows and no next link; `page` or
+//!   `page_size` that is not a positive integer is 400. How the next link is written and how the
+//!   last page says "no more" are options ([`LinkStyle`], [`LastLink`]), because real servers
+//!   differ and the client must handle each way.
+//!
+//! Rows are kept as raw JSON and written back byte for byte, so tests can compare exported values
+//! with the exact source text (`1.50` stays `1.50`) and can serve odd rows on purpose.
+//!
+//! Requests are logged with `tracing::debug` (method, path and query, status, time); headers and
+//! bodies never are, so neither the password nor a token reaches a log. Later fault injection
+//! (error bursts, delays) belongs in `Server::respond`, driven by new [`SandboxOptions`] fields.
+
+use std::collections::{BTreeMap, HashMap};
+use std::convert::Infallible;
+use std::fmt;
+use std::future::Future;
+use std::path::Path;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::header::{self, HeaderMap, HeaderValue};
+use hyper::http::request::Parts;
+use hyper::http::uri::Authority;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use serde::Deserialize;
+use serde_json::json;
+use serde_json::value::RawValue;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+
+use crate::error::{Error, Result};
+
+/// User name the sandbox accepts by default.
+pub const SANDBOX_USERNAME: &str = "sandbox";
+/// Password the sandbox accepts by default.
+pub const SANDBOX_PASSWORD: &str = "sandbox-password";
+/// Largest `page_size` served; larger requests are clamped to it.
+pub const MAX_PAGE_SIZE: usize = 10_000;
+
+/// Largest login body read; a bigger one is a 400.
+const MAX_LOGIN_BODY: usize = 64 * 1024;
+/// How long shutdown waits for requests in flight before dropping their connections.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+/// Pause after a failed `accept` (e.g. out of file descriptors) before accepting again.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+const EMBEDDED_REPORTS: &str = include_str!("../sample_data/reports.json");
+/// Every completed report of `sample_data/completed-reports/`, one file each.
+const EMBEDDED_COMPLETED: &[(&str, &str)] = &[
+    (
+        "rpt_7f3a9c21",
+        include_str!("../sample_data/completed-reports/rpt_7f3a9c21.json"),
+    ),
+    (
+        "rpt_2b8e4d10",
+        include_str!("../sample_data/completed-reports/rpt_2b8e4d10.json"),
+    ),
+    (
+        "rpt_e5d90a47",
+        include_str!("../sample_data/completed-reports/rpt_e5d90a47.json"),
+    ),
+];
+
+/// Rows as their JSON text, in the order of the source file.
+type Rows = Vec<Box<RawValue>>;
+
+/// The data a sandbox serves: the report list and the rows of each completed report.
+///
+/// Layout (embedded and on disk): `reports.json` is a JSON array of report-request objects;
+/// `completed-reports/<report_id>.json` is a JSON array of rows (any JSON values). A report is
+/// served as completed exactly when its data file exists; `reports.json` only decides whether a
+/// report without a data file is unknown (404) or not completed yet (409), through its `id` and
+/// `status` fields. Entries without a string `id` are still listed, verbatim.
+pub struct SandboxData {
+    reports: Rows,
+    /// Report id -> `status` from `reports.json` ("" when absent).
+    statuses: HashMap<String, String>,
+    completed: BTreeMap<String, Rows>,
+}
+
+impl SandboxData {
+    /// The bundled `sample_data/`, compiled into the binary.
+    pub fn embedded() -> Self {
+        let parse = |name: &str, text: &str| {
+            // Checked by the tests; a failure here is a broken build, not bad input.
+            parse_rows(name, text).unwrap_or_else(|e| panic!("embedded sample data: {e}"))
+        };
+        let reports = parse("reports.json", EMBEDDED_REPORTS);
+        let completed = EMBEDDED_COMPLETED
+            .iter()
+            .map(|(id, text)| (id.to_string(), parse(&format!("{id}.json"), text)))
+            .collect();
+        Self::new(reports, completed)
+    }
+
+    /// Reads the same layout from `dir`. `completed-reports/` may be missing (no completed
+    /// reports); files in it that do not end in `.json` are ignored.
+    pub fn load(dir: &Path) -> Result<Self> {
+        let reports_path = dir.join("reports.json");
+        let reports = parse_rows(&reports_path.display().to_string(), &read(&reports_path)?)?;
+        let folder = dir.join("completed-reports");
+        let entries = match std::fs::read_dir(&folder) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(Self::new(reports, BTreeMap::new()));
+            }
+            Err(e) => return Err(Error::io(folder.display(), e)),
+        };
+        let mut completed = BTreeMap::new();
+        for entry in entries {
+            let path = entry.map_err(|e| Error::io(folder.display(), e))?.path();
+            if path.extension().is_none_or(|ext| ext != "json") {
+                continue;
+            }
+            let name = path.display().to_string();
+            let id = path
+                .file_stem()
+                .and_then(|stem| stem.to_str())
+                .ok_or_else(|| Error::Sandbox(format!("{name}: file name is not valid UTF-8")))?;
+            completed.insert(id.to_owned(), parse_rows(&name, &read(&path)?)?);
+        }
+        Ok(Self::new(reports, completed))
+    }
+
+    fn new(reports: Rows, completed: BTreeMap<String, Rows>) -> Self {
+        #[derive(Deserialize)]
+        struct Head {
+            id: String,
+            #[serde(default)]
+            status: Option<String>,
+        }
+        let statuses = reports
+            .iter()
+            .filter_map(|raw| serde_json::from_str::<Head>(raw.get()).ok())
+            .map(|head| (head.id, head.status.unwrap_or_default()))
+            .collect();
+        Self {
+            reports,
+            statuses,
+            completed,
+        }
+    }
+
+    /// The report list, as served by `GET /v1/reports`.
+    pub fn reports(&self) -> &[Box<RawValue>] {
+        &self.reports
+    }
+
+    /// Ids of the reports that have rows, in sorted order.
+    pub fn completed_ids(&self) -> impl Iterator<Item = &str> {
+        self.completed.keys().map(String::as_str)
+    }
+
+    /// The rows of a completed report, as served by `GET /v1/completed-reports/{id}`.
+    pub fn completed_rows(&self, report_id: &str) -> Option<&[Box<RawValue>]> {
+        self.completed.get(report_id).map(Vec::as_slice)
+    }
+}
+
+impl fmt::Debug for SandboxData {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let completed: BTreeMap<_, _> = self
+            .completed
+            .iter()
+            .map(|(id, rows)| (id, rows.len()))
+            .collect();
+        f.debug_struct("SandboxData")
+            .field("reports", &self.reports.len())
+            .field("completed_rows", &completed)
+            .finish()
+    }
+}
+
+fn read(path: &Path) -> Result<String> {
+    std::fs::read_to_string(path).map_err(|e| Error::io(path.display(), e))
+}
+
+fn parse_rows(name: &str, text: &str) -> Result<Rows> {
+    serde_json::from_str(text)
+        .map_err(|e| Error::Sandbox(format!("{name}: expected a JSON array: {e}")))
+}
+
+/// How a page's next link is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LinkStyle {
+    /// `http://127.0.0.1:P/v1/reports?page=2&page_size=N`, with the request's `Host`.
+    #[default]
+    Absolute,
+    /// `/v1/reports?page=2&page_size=N`.
+    RootRelative,
+    /// `?page=2&page_size=N`.
+    QueryRelative,
+}
+
+/// How the last page says there is no next page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LastLink {
+    /// `"links": {}`.
+    Absent,
+    /// `"links": {"next": null}`.
+    #[default]
+    Null,
+    /// `"links": {"next": ""}`.
+    Empty,
+}
+
+/// What a sandbox serves and how. No `Debug`: it holds the password.
+#[derive(Clone)]
+pub struct SandboxOptions {
+    pub data: Arc<SandboxData>,
+    pub username: String,
+    pub password: String,
+    /// Rows per page when the request has no `page_size` (clamped to 1..=[`MAX_PAGE_SIZE`]).
+    pub page_size: usize,
+    pub link_style: LinkStyle,
+    pub last_link: LastLink,
+    /// Lifetime of issued tokens; 0 issues tokens that are already expired.
+    pub token_ttl_secs: u64,
+}
+
+impl Default for SandboxOptions {
+    fn default() -> Self {
+        Self {
+            data: Arc::new(SandboxData::embedded()),
+            username: SANDBOX_USERNAME.to_owned(),
+            password: SANDBOX_PASSWORD.to_owned(),
+            page_size: 100,
+            link_style: LinkStyle::default(),
+            last_link: LastLink::default(),
+            token_ttl_secs: 3600,
+        }
+    }
+}
+
+/// Serves the API on `listener` until `shutdown` resolves, then stops accepting, lets requests in
+/// flight finish (up to 5 s) and returns. Failed `accept`s are logged and retried.
+pub async fn run(
+    listener: TcpListener,
+    options: SandboxOptions,
+    shutdown: impl Future<Output = ()>,
+) -> Result<()> {
+    let local = listener
+        .local_addr()
+        .map_err(|e| Error::Sandbox(format!("cannot read the listener's address: {e}")))?;
+    let server = Arc::new(Server {
+        fallback_origin: format!("http://{local}"),
+        options,
+        tokens: Mutex::new(HashMap::new()),
+    });
+    let (stop, stopped) = watch::channel(false);
+    let mut connections = JoinSet::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    tracing::debug!(%local, "sandbox listening");
+    loop {
+        tokio::select! {
+            () = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => {
+                    let server = Arc::clone(&server);
+                    connections.spawn(serve_connection(stream, server, stopped.clone()));
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "sandbox: accept failed");
+                    tokio::time::sleep(ACCEPT_BACKOFF).await;
+                }
+            },
+            Some(joined) = connections.join_next(), if !connections.is_empty() => log_join(joined),
+        }
+    }
+    drop(listener);
+    stop.send_replace(true);
+    let drain = async {
+        while let Some(joined) = connections.join_next().await {
+            log_join(joined);
+        }
+    };
+    if tokio::time::timeout(SHUTDOWN_GRACE, drain).await.is_err() {
+        tracing::warn!("sandbox: connections still open after the grace period, dropping them");
+        connections.shutdown().await;
+    }
+    tracing::debug!(%local, "sandbox stopped");
+    Ok(())
+}
+
+fn log_join(joined: Result<(), tokio::task::JoinError>) {
+    if let Err(e) = joined {
+        tracing::warn!(error = %e, "sandbox: connection task failed");
+    }
+}
+
+/// Serves one connection until the client closes it or shutdown is signalled; on shutdown the
+/// request in flight is answered, then the connection closes.
+async fn serve_connection(stream: TcpStream, server: Arc<Server>, mut stop: watch::Receiver<bool>) {
+    let service = service_fn(move |request| {
+        let server = Arc::clone(&server);
+        async move { Ok::<_, Infallible>(server.handle(request).await) }
+    });
+    let connection = http1::Builder::new()
+        .keep_alive(true)
+        .serve_connection(TokioIo::new(stream), service);
+    let mut connection = std::pin::pin!(connection);
+    // Dropped sender or `true`: either way, time to stop (the watch guard must not be held).
+    let stopping = async move {
+        let _ = stop.wait_for(|stop| *stop).await;
+    };
+    let result = tokio::select! {
+        result = connection.as_mut() => result,
+        () = stopping => {
+            connection.as_mut().graceful_shutdown();
+            connection.await
+        }
+    };
+    if let Err(e) = result {
+        tracing::debug!(error = %e, "sandbox: connection ended with an error");
+    }
+}
+
+type Reply = Response<Full<Bytes>>;
+
+/// The routes of the API.
+#[derive(Debug, PartialEq, Eq)]
+enum Route<'a> {
+    Login,
+    Reports,
+    CompletedReport(&'a str),
+    WrongMethod { allow: &'static str },
+    NotFound,
+}
+
+fn route<'a>(method: &Method, path: &'a str) -> Route<'a> {
+    let (route, allow) = match path {
+        "/v1/auth/token" => (Route::Login, "POST"),
+        "/v1/reports" => (Route::Reports, "GET"),
+        _ => match path.strip_prefix("/v1/completed-reports/") {
+            Some(id) if !id.is_empty() && !id.contains('/') => (Route::CompletedReport(id), "GET"),
+            _ => return Route::NotFound,
+        },
+    };
+    if method.as_str() == allow {
+        route
+    } else {
+        Route::WrongMethod { allow }
+    }
+}
+
+/// State shared by all connections of one sandbox.
+struct Server {
+    options: SandboxOptions,
+    /// `http://<listener address>`, for absolute links when a request has no usable `Host`.
+    fallback_origin: String,
+    /// Issued tokens and when they expire. Expired ones are dropped at each login.
+    tokens: Mutex<HashMap<String, Instant>>,
+}
+
+impl Server {
+    async fn handle(&self, request: Request<Incoming>) -> Reply {
+        let started = Instant::now();
+        let (parts, body) = request.into_parts();
+        let reply = self.respond(&parts, body).await;
+        tracing::debug!(
+            method = %parts.method,
+            uri = %parts.uri,
+            status = reply.status().as_u16(),
+            elapsed_us = started.elapsed().as_micros() as u64,
+            "sandbox request"
+        );
+        reply
+    }
+
+    async fn respond(&self, parts: &Parts, body: Incoming) -> Reply {
+        let data = &self.options.data;
+        match route(&parts.method, parts.uri.path()) {
+            Route::NotFound => json_reply(StatusCode::NOT_FOUND, &json!({"error": "not found"})),
+            Route::WrongMethod { allow } => {
+                let mut reply = json_reply(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    &json!({"error": "method not allowed"}),
+                );
+                reply
+                    .headers_mut()
+                    .insert(header::ALLOW, HeaderValue::from_static(allow));
+                reply
+            }
+            Route::Login => self.login(body).await,
+            _ if !self.authorized(&parts.headers) => {
+                let mut reply =
+                    json_reply(StatusCode::UNAUTHORIZED, &json!({"error": "invalid_token"}));
+                let challenge = HeaderValue::from_static(r#"Bearer error="invalid_token""#);
+                reply
+                    .headers_mut()
+                    .insert(header::WWW_AUTHENTICATE, challenge);
+                reply
+            }
+            Route::Reports => self.page(parts, data.reports()),
+            Route::CompletedReport(id) => match (data.completed_rows(id), data.statuses.get(id)) {
+                (Some(rows), _) => self.page(parts, rows),
+                (None, Some(status)) => json_reply(
+                    StatusCode::CONFLICT,
+                    &json!({"error": "report not completed", "status": status}),
+                ),
+                (None, None) => {
+                    json_reply(StatusCode::NOT_FOUND, &json!({"error": "report not found"}))
+                }
+            },
+        }
+    }
+
+    async fn login(&self, body: Incoming) -> Reply {
+        /// No `Debug`: it holds the password.
+        #[derive(Deserialize)]
+        struct Credentials {
+            username: String,
+            password: String,
+        }
+        let credentials = match Limited::new(body, MAX_LOGIN_BODY).collect().await {
+            // Serde would also take `["user", "password"]` for a struct: insist on an object.
+            Ok(collected) => serde_json::from_slice::<serde_json::Map<_, _>>(&collected.to_bytes())
+                .ok()
+                .and_then(|object| serde_json::from_value::<Credentials>(object.into()).ok()),
+            Err(_) => None,
+        };
+        let Some(credentials) = credentials else {
+            let expected = r#"expected a JSON body {"username": string, "password": string}"#;
+            return bad_request(expected);
+        };
+        let options = &self.options;
+        if credentials.username != options.username || credentials.password != options.password {
+            return json_reply(
+                StatusCode::UNAUTHORIZED,
+                &json!({"error": "invalid_credentials"}),
+            );
+        }
+        let body = json!({
+            "access_token": self.issue_token(),
+            "token_type": "Bearer",
+            "expires_in": options.token_ttl_secs,
+        });
+        let mut reply = json_reply(StatusCode::OK, &body);
+        reply
+            .headers_mut()
+            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        reply
+    }
+
+    fn issue_token(&self) -> String {
+        let token: String = (0..32).map(|_| fastrand::alphanumeric()).collect();
+        let token = format!("sbx_{token}");
+        let now = Instant::now();
+        let mut tokens = self.tokens.lock().unwrap_or_else(PoisonError::into_inner);
+        tokens.retain(|_, expires| *expires > now);
+        tokens.insert(
+            token.clone(),
+            now + Duration::from_secs(self.options.token_ttl_secs),
+        );
+        token
+    }
+
+    fn authorized(&self, headers: &HeaderMap) -> bool {
+        let token = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, token)| token.trim());
+        let Some(token) = token else { return false };
+        let tokens = self.tokens.lock().unwrap_or_else(PoisonError::into_inner);
+        tokens
+            .get(token)
+            .is_some_and(|expires| Instant::now() < *expires)
+    }
+
+    /// One page of `rows` as the request's `page` and `page_size` ask.
+    fn page(&self, parts: &Parts, rows: &[Box<RawValue>]) -> Reply {
+        let wanted = match PageRequest::parse(parts.uri.query(), self.options.page_size) {
+            Ok(wanted) => wanted,
+            Err(message) => return bad_request(&message),
+        };
+        let (slice, has_next) = wanted.slice(rows);
+        let next = has_next.then(|| self.next_link(parts, &wanted));
+        let body = render_page(slice, next.as_deref(), self.options.last_link);
+        reply(StatusCode::OK, body)
+    }
+
+    fn next_link(&self, parts: &Parts, current: &PageRequest) -> String {
+        let path = parts.uri.path();
+        let query = format!("?page={}&page_size={}", current.page + 1, current.page_size);
+        match self.options.link_style {
+            LinkStyle::Absolute => format!("{}{path}{query}", self.origin(&parts.headers)),
+            LinkStyle::RootRelative => format!("{path}{query}"),
+            LinkStyle::QueryRelative => query,
+        }
+    }
+
+    /// `http://<Host>` as the client addressed us (so `localhost` stays `localhost`), or the
+    /// listener's address when `Host` is missing or not a plain authority.
+    fn origin(&self, headers: &HeaderMap) -> String {
+        headers
+            .get(header::HOST)
+            .and_then(|host| host.to_str().ok())
+            .filter(|host| !host.contains('@') && host.parse::<Authority>().is_ok())
+            .map_or_else(
+                || self.fallback_origin.clone(),
+                |host| format!("http://{host}"),
+            )
+    }
+}
+
+/// The page a request asks for.
+#[derive(Debug, PartialEq, Eq)]
+struct PageRequest {
+    /// 1-based.
+    page: usize,
+    /// 1..=[`MAX_PAGE_SIZE`].
+    page_size: usize,
+}
+
+impl PageRequest {
+    /// Reads `page` and `page_size` from a query string; other parameters are ignored.
+    fn parse(query: Option<&str>, default_page_size: usize) -> Result<Self, String> {
+        let mut page = 1;
+        let mut page_size = default_page_size;
+        for pair in query.unwrap_or("").split('&') {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            let target = match key {
+                "page" => &mut page,
+                "page_size" => &mut page_size,
+                _ => continue,
+            };
+            let positive = value.parse().ok().filter(|n| *n > 0);
+            *target = positive
+                .ok_or_else(|| format!("{key}: expected a positive integer, found {value:?}"))?;
+        }
+        Ok(Self {
+            page,
+            page_size: page_size.clamp(1, MAX_PAGE_SIZE),
+        })
+    }
+
+    /// The rows of this page and whether more rows follow.
+    fn slice<'r>(&self, rows: &'r [Box<RawValue>]) -> (&'r [Box<RawValue>], bool) {
+        let start = (self.page - 1)
+            .saturating_mul(self.page_size)
+            .min(rows.len());
+        let end = start.saturating_add(self.page_size).min(rows.len());
+        (&rows[start..end], end < rows.len())
+    }
+}
+
+/// `{"data":{"rows":[..]},"links":{..}}` with the rows' original bytes.
+fn render_page(rows: &[Box<RawValue>], next: Option<&str>, last: LastLink) -> String {
+    let rows_len: usize = rows.iter().map(|row| row.get().len() + 1).sum();
+    let mut body = String::with_capacity(rows_len + 64 + next.map_or(0, str::len));
+    body.push_str(r#"{"data":{"rows":["#);
+    for (i, row) in rows.iter().enumerate() {
+        if i > 0 {
+            body.push(',');
+        }
+        body.push_str(row.get());
+    }
+    body.push_str(r#"]},"links":"#);
+    match (next, last) {
+        (Some(url), _) => {
+            body.push_str(r#"{"next":"#);
+            body.push_str(&serde_json::Value::from(url).to_string());
+            body.push('}');
+        }
+        (None, LastLink::Absent) => body.push_str("{}"),
+        (None, LastLink::Null) => body.push_str(r#"{"next":null}"#),
+        (None, LastLink::Empty) => body.push_str(r#"{"next":""}"#),
+    }
+    body.push('}');
+    body
+}
+
+fn bad_request(message: &str) -> Reply {
+    json_reply(
+        StatusCode::BAD_REQUEST,
+        &json!({"error": "invalid_request", "message": message}),
+    )
+}
+
+fn json_reply(status: StatusCode, body: &serde_json::Value) -> Reply {
+    reply(status, body.to_string())
+}
+
+fn reply(status: StatusCode, body: String) -> Reply {
+    let mut reply = Response::new(Full::new(Bytes::from(body)));
+    *reply.status_mut() = status;
+    let json = HeaderValue::from_static("application/json");
+    reply.headers_mut().insert(header::CONTENT_TYPE, json);
+    reply
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use reqwest::Url;
+    use tokio::sync::oneshot;
+
+    /// A sandbox on 127.0.0.1:0, stopped (and checked to stop cleanly) by [`Running::stop`].
+    struct Running {
+        base: Url,
+        http: reqwest::Client,
+        stop: oneshot::Sender<()>,
+        task: tokio::task::JoinHandle<Result<()>>,
+    }
+
+    impl Running {
+        async fn start(options: SandboxOptions) -> Self {
+            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let base = Url::parse(&format!("http://{}", listener.local_addr().unwrap())).unwrap();
+            let (stop, stopped) = oneshot::channel();
+            let task = tokio::spawn(run(listener, options, async {
+                let _ = stopped.await;
+            }));
+            Self {
+                base,
+                http: reqwest::Client::new(),
+                stop,
+                task,
+            }
+        }
+
+        async fn stop(self) {
+            self.stop.send(()).unwrap();
+            self.task.await.unwrap().unwrap();
+        }
+
+        fn url(&self, path: &str) -> Url {
+            self.base.join(path).unwrap()
+        }
+
+        async fn login_with(&self, body: &str) -> reqwest::Response {
+            self.http
+                .post(self.url("/v1/auth/token"))
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(body.to_owned())
+                .send()
+                .await
+                .unwrap()
+        }
+
+        async fn token(&self) -> String {
+            let body = json!({"username": SANDBOX_USERNAME, "password": SANDBOX_PASSWORD});
+            let reply = self.login_with(&body.to_string()).await;
+            assert_eq!(reply.status(), 200);
+            let body: serde_json::Value =
+                serde_json::from_str(&reply.text().await.unwrap()).unwrap();
+            body["access_token"].as_str().unwrap().to_owned()
+        }
+
+        async fn get(&self, url: Url, token: Option<&str>) -> (u16, String) {
+            let mut request = self.http.get(url);
+            if let Some(token) = token {
+                request = request.bearer_auth(token);
+            }
+            let reply = request.send().await.unwrap();
+            let content_type = reply.headers()[header::CONTENT_TYPE]
+                .to_str()
+                .unwrap()
+                .to_owned();
+            assert_eq!(content_type, "application/json");
+            (reply.status().as_u16(), reply.text().await.unwrap())
+        }
+
+        /// Follows next links from `first`; returns each page's body text.
+        async fn walk(&self, first: Url, token: &str) -> Vec<String> {
+            let mut pages = Vec::new();
+            let mut url = Some(first);
+            while let Some(current) = url.take() {
+                let (status, body) = self.get(current.clone(), Some(token)).await;
+                assert_eq!(status, 200, "{current}: {body}");
+                let page: serde_json::Value = serde_json::from_str(&body).unwrap();
+                if let Some(next) = page["links"]["next"]
+                    .as_str()
+                    .filter(|next| !next.is_empty())
+                {
+                    url = Some(current.join(next).unwrap());
+                }
+                pages.push(body);
+                assert!(pages.len() < 100, "pagination does not end");
+            }
+            pages
+        }
+    }
+
+    fn options_with(data: SandboxData) -> SandboxOptions {
+        SandboxOptions {
+            data: Arc::new(data),
+            ..SandboxOptions::default()
+        }
+    }
+
+    /// The rows of a page as their raw JSON text.
+    fn page_rows(body: &str) -> Vec<String> {
+        #[derive(Deserialize)]
+        struct Page<'a> {
+            #[serde(borrow)]
+            data: Data<'a>,
+        }
+        #[derive(Deserialize)]
+        struct Data<'a> {
+            #[serde(borrow)]
+            rows: Vec<&'a RawValue>,
+        }
+        let page: Page = serde_json::from_str(body).unwrap();
+        page.data
+            .rows
+            .iter()
+            .map(|row| row.get().to_owned())
+            .collect()
+    }
+
+    fn raw_texts(rows: &[Box<RawValue>]) -> Vec<String> {
+        rows.iter().map(|row| row.get().to_owned()).collect()
+    }
+
+    /// A data set on disk: one pending report, one completed with six odd rows.
+    fn odd_dataset() -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        let reports = r#"[{"id": "r_done", "status": "completed"}, {"id": "r_wait", "status": "pending"}, 42]"#;
+        std::fs::write(dir.path().join("reports.json"), reports).unwrap();
+        std::fs::create_dir(dir.path().join("completed-reports")).unwrap();
+        let rows = "[1, \"two\", null, {\"a\": [1, 2]},\n [], 1.50]";
+        std::fs::write(dir.path().join("completed-reports/r_done.json"), rows).unwrap();
+        std::fs::write(dir.path().join("completed-reports/notes.txt"), "not data").unwrap();
+        dir
+    }
+
+    #[test]
+    fn embedded_data_has_the_sample_reports() {
+        let data = SandboxData::embedded();
+        assert_eq!(data.reports().len(), 6);
+        let ids: Vec<&str> = data.completed_ids().collect();
+        assert_eq!(ids, ["rpt_2b8e4d10", "rpt_7f3a9c21", "rpt_e5d90a47"]);
+        assert_eq!(data.completed_rows("rpt_7f3a9c21").unwrap().len(), 1500);
+        assert_eq!(data.completed_rows("rpt_2b8e4d10").unwrap().len(), 600);
+        assert_eq!(data.completed_rows("rpt_e5d90a47").unwrap().len(), 0);
+        assert_eq!(data.statuses["rpt_4c1e88b3"], "failed");
+        assert_eq!(data.statuses["rpt_a09b6f5d"], "pending");
+
+        let first: serde_json::Value =
+            serde_json::from_str(data.completed_rows("rpt_7f3a9c21").unwrap()[0].get()).unwrap();
+        assert_eq!(first["date"], "2025-03-01");
+        assert_eq!(first["advertiser_id"], 10231);
+        assert_eq!(first["spend"], 4.5721);
+        let by_site = data.completed_rows("rpt_2b8e4d10").unwrap();
+        let deal = |i: usize| {
+            serde_json::from_str::<serde_json::Value>(by_site[i].get()).unwrap()["deal_id"].clone()
+        };
+        assert!((0..200).all(|i| deal(i).is_null()));
+        assert_eq!(deal(200), "PMP-5914-NEWS");
+    }
+
+    #[test]
+    fn load_reads_a_directory_and_names_bad_files() {
+        let dir = odd_dataset();
+        let data = SandboxData::load(dir.path()).unwrap();
+        assert_eq!(raw_texts(data.reports()).last().unwrap(), "42");
+        let ids: Vec<&str> = data.completed_ids().collect();
+        assert_eq!(ids, ["r_done"]);
+        let rows = raw_texts(data.completed_rows("r_done").unwrap());
+        assert_eq!(
+            rows,
+            ["1", "\"two\"", "null", r#"{"a": [1, 2]}"#, "[]", "1.50"]
+        );
+
+        std::fs::write(
+            dir.path().join("completed-reports/r_bad.json"),
+            r#"{"rows": []}"#,
+        )
+        .unwrap();
+        let message = SandboxData::load(dir.path()).unwrap_err().to_string();
+        assert!(message.starts_with("sandbox: "), "{message}");
+        assert!(
+            message.contains("r_bad.json: expected a JSON array"),
+            "{message}"
+        );
+
+        let empty = tempfile::tempdir().unwrap();
+        let message = SandboxData::load(empty.path()).unwrap_err().to_string();
+        assert!(
+            message.starts_with("i/o failed (") && message.contains("reports.json"),
+            "{message}"
+        );
+        std::fs::write(empty.path().join("reports.json"), "[]").unwrap();
+        let data = SandboxData::load(empty.path()).unwrap();
+        assert_eq!((data.reports().len(), data.completed_ids().count()), (0, 0));
+    }
+
+    #[test]
+    fn routes_and_page_requests() {
+        assert_eq!(route(&Method::POST, "/v1/auth/token"), Route::Login);
+        assert_eq!(
+            route(&Method::GET, "/v1/auth/token"),
+            Route::WrongMethod { allow: "POST" }
+        );
+        assert_eq!(route(&Method::GET, "/v1/reports"), Route::Reports);
+        assert_eq!(
+            route(&Method::GET, "/v1/completed-reports/x1"),
+            Route::CompletedReport("x1")
+        );
+        assert_eq!(
+            route(&Method::DELETE, "/v1/completed-reports/x1"),
+            Route::WrongMethod { allow: "GET" }
+        );
+        for path in [
+            "/",
+            "/v1/reports/",
+            "/v1/completed-reports/",
+            "/v1/completed-reports/a/b",
+        ] {
+            assert_eq!(route(&Method::GET, path), Route::NotFound, "{path}");
+        }
+
+        let parse = |query| PageRequest::parse(query, 100);
+        assert_eq!(
+            parse(None),
+            Ok(PageRequest {
+                page: 1,
+                page_size: 100
+            })
+        );
+        assert_eq!(
+            parse(Some("page=3&page_size=7&x=1")),
+            Ok(PageRequest {
+                page: 3,
+                page_size: 7
+            })
+        );
+        assert_eq!(
+            parse(Some("page_size=20000")),
+            Ok(PageRequest {
+                page: 1,
+                page_size: MAX_PAGE_SIZE
+            })
+        );
+        assert_eq!(
+            parse(Some("page=0")),
+            Err(r#"page: expected a positive integer, found "0""#.into())
+        );
+        assert!(parse(Some("page_size=ten")).is_err());
+        assert!(parse(Some("page")).is_err());
+    }
+
+    #[tokio::test]
+    async fn login_issues_a_bearer_token() {
+        let sandbox = Running::start(SandboxOptions::default()).await;
+        let body = json!({"username": "sandbox", "password": "sandbox-password"}).to_string();
+        let reply = sandbox.login_with(&body).await;
+        assert_eq!(reply.status(), 200);
+        assert_eq!(reply.headers()[header::CONTENT_TYPE], "application/json");
+        assert_eq!(reply.headers()[header::CACHE_CONTROL], "no-store");
+        let body: serde_json::Value = serde_json::from_str(&reply.text().await.unwrap()).unwrap();
+        assert_eq!(body["token_type"], "Bearer");
+        assert_eq!(body["expires_in"], 3600);
+        let token = body["access_token"].as_str().unwrap();
+        assert!(token.starts_with("sbx_") && token.len() == 36, "{token}");
+
+        let (status, _) = sandbox.get(sandbox.url("/v1/reports"), Some(token)).await;
+        assert_eq!(status, 200);
+        sandbox.stop().await;
+    }
+
+    #[tokio::test]
+    async fn login_refuses_wrong_credentials_and_bad_bodies() {
+        let sandbox = Running::start(SandboxOptions::default()).await;
+        let wrong = json!({"username": "sandbox", "password": "nope"}).to_string();
+        let reply = sandbox.login_with(&wrong).await;
+        assert_eq!(reply.status(), 401);
+        assert_eq!(
+            reply.text().await.unwrap(),
+            r#"{"error":"invalid_credentials"}"#
+        );
+
+        for body in [
+            "",
+            "not json",
+            r#"{"username": "sandbox"}"#,
+            r#"["sandbox", "sandbox-password"]"#,
+        ] {
+            let reply = sandbox.login_with(body).await;
+            assert_eq!(reply.status(), 400, "{body:?}");
+            let body: serde_json::Value =
+                serde_json::from_str(&reply.text().await.unwrap()).unwrap();
+            assert_eq!(body["error"], "invalid_request");
+        }
+        sandbox.stop().await;
+    }
+
+    #[tokio::test]
+    async fn requests_without_a_valid_token_are_refused() {
+        let sandbox = Running::start(SandboxOptions::default()).await;
+        for token in [None, Some("sbx_made_up"), Some("")] {
+            let (status, body) = sandbox.get(sandbox.url("/v1/reports"), token).await;
+            assert_eq!(
+                (status, body.as_str()),
+                (401, r#"{"error":"invalid_token"}"#),
+                "{token:?}"
+            );
+        }
+        let url = sandbox.url("/v1/completed-reports/rpt_7f3a9c21");
+        let reply = sandbox
+            .http
+            .get(url)
+            .header(header::AUTHORIZATION, "Basic c2FuZGJveDo=")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(reply.status(), 401);
+        assert_eq!(
+            reply.headers()[header::WWW_AUTHENTICATE],
+            r#"Bearer error="invalid_token""#
+        );
+        sandbox.stop().await;
+    }
+
+    #[tokio::test]
+    async fn expired_tokens_are_refused() {
+        let options = SandboxOptions {
+            token_ttl_secs: 0,
+            ..SandboxOptions::default()
+        };
+        let sandbox = Running::start(options).await;
+        let token = sandbox.token().await;
+        let (status, body) = sandbox.get(sandbox.url("/v1/reports"), Some(&token)).await;
+        assert_eq!(
+            (status, body.as_str()),
+            (401, r#"{"error":"invalid_token"}"#)
+        );
+        sandbox.stop().await;
+    }
+
+    #[tokio::test]
+    async fn report_list_paginates_in_order() {
+        let sandbox = Running::start(SandboxOptions::default()).await;
+        let token = sandbox.token().await;
+        let pages = sandbox
+            .walk(sandbox.url("/v1/reports?page_size=2"), &token)
+            .await;
+        assert_eq!(pages.len(), 3);
+        let rows: Vec<String> = pages.iter().flat_map(|page| page_rows(page)).collect();
+        assert_eq!(rows, raw_texts(SandboxData::embedded().reports()));
+        let first: serde_json::Value = serde_json::from_str(&rows[0]).unwrap();
+        assert_eq!(first["id"], "rpt_7f3a9c21");
+        assert_eq!(first["date_range"]["start"], "2025-03-01");
+
+        let first_page: serde_json::Value = serde_json::from_str(&pages[0]).unwrap();
+        let expected = format!("{}v1/reports?page=2&page_size=2", sandbox.base);
+        assert_eq!(first_page["links"]["next"], expected.as_str());
+        assert!(
+            pages[2].ends_with(r#"]},"links":{"next":null}}"#),
+            "{}",
+            pages[2]
+        );
+        sandbox.stop().await;
+    }
+
+    #[tokio::test]
+    async fn completed_report_pages_in_each_link_style() {
+        let data = Arc::new(SandboxData::embedded());
+        let expected_rows = raw_texts(data.completed_rows("rpt_7f3a9c21").unwrap());
+        for style in [
+            LinkStyle::Absolute,
+            LinkStyle::RootRelative,
+            LinkStyle::QueryRelative,
+        ] {
+            let options = SandboxOptions {
+                data: Arc::clone(&data),
+                page_size: 700,
+                link_style: style,
+                ..SandboxOptions::default()
+            };
+            let sandbox = Running::start(options).await;
+            let token = sandbox.token().await;
+            let first = sandbox.url("/v1/completed-reports/rpt_7f3a9c21");
+            let pages = sandbox.walk(first, &token).await;
+            assert_eq!(pages.len(), 3, "{style:?}");
+            let rows: Vec<String> = pages.iter().flat_map(|page| page_rows(page)).collect();
+            assert_eq!(rows, expected_rows, "{style:?}");
+
+            let next = |page: &str| {
+                serde_json::from_str::<serde_json::Value>(page).unwrap()["links"]["next"].clone()
+            };
+            let query = "?page=3&page_size=700";
+            let expected = match style {
+                LinkStyle::Absolute => {
+                    format!("{}v1/completed-reports/rpt_7f3a9c21{query}", sandbox.base)
+                }
+                LinkStyle::RootRelative => format!("/v1/completed-reports/rpt_7f3a9c21{query}"),
+                LinkStyle::QueryRelative => query.to_owned(),
+            };
+            assert_eq!(next(&pages[1]), expected.as_str(), "{style:?}");
+            assert_eq!(next(&pages[2]), serde_json::Value::Null, "{style:?}");
+            sandbox.stop().await;
+        }
+    }
+
+    #[tokio::test]
+    async fn last_page_shape_for_each_last_link() {
+        let dir = odd_dataset();
+        let data = Arc::new(SandboxData::load(dir.path()).unwrap());
+        let cases = [
+            (
+                LastLink::Absent,
+                r#"{"data":{"rows":[[],1.50]},"links":{}}"#,
+            ),
+            (
+                LastLink::Null,
+                r#"{"data":{"rows":[[],1.50]},"links":{"next":null}}"#,
+            ),
+            (
+                LastLink::Empty,
+                r#"{"data":{"rows":[[],1.50]},"links":{"next":""}}"#,
+            ),
+        ];
+        for (last_link, expected_last) in cases {
+            let options = SandboxOptions {
+                data: Arc::clone(&data),
+                page_size: 4,
+                link_style: LinkStyle::QueryRelative,
+                last_link,
+                ..SandboxOptions::default()
+            };
+            let sandbox = Running::start(options).await;
+            let token = sandbox.token().await;
+            let pages = sandbox
+                .walk(sandbox.url("/v1/completed-reports/r_done"), &token)
+                .await;
+            let first = r#"{"data":{"rows":[1,"two",null,{"a": [1, 2]}]},"links":{"next":"?page=2&page_size=4"}}"#;
+            assert_eq!(pages, [first, expected_last], "{last_link:?}");
+
+            let beyond = sandbox.url("/v1/completed-reports/r_done?page=9");
+            let (status, body) = sandbox.get(beyond, Some(&token)).await;
+            assert_eq!(status, 200);
+            assert_eq!(
+                body,
+                expected_last.replace("[[],1.50]", "[]"),
+                "{last_link:?}"
+            );
+            sandbox.stop().await;
+        }
+    }
+
+    #[tokio::test]
+    async fn unknown_pending_and_bad_requests() {
+        let dir = odd_dataset();
+        let sandbox = Running::start(options_with(SandboxData::load(dir.path()).unwrap())).await;
+        let token = sandbox.token().await;
+        let cases = [
+            (
+                "/v1/completed-reports/r_nope",
+                404,
+                r#"{"error":"report not found"}"#,
+            ),
+            (
+                "/v1/completed-reports/r_wait",
+                409,
+                r#"{"error":"report not completed","status":"pending"}"#,
+            ),
+            ("/v1/nothing", 404, r#"{"error":"not found"}"#),
+            (
+                "/v1/reports?page=-1",
+                400,
+                r#"{"error":"invalid_request","message":"page: expected a positive integer, found \"-1\""}"#,
+            ),
+        ];
+        for (path, status, body) in cases {
+            assert_eq!(
+                sandbox.get(sandbox.url(path), Some(&token)).await,
+                (status, body.to_owned()),
+                "{path}"
+            );
+        }
+        let reply = sandbox
+            .http
+            .post(sandbox.url("/v1/reports"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(reply.status(), 405);
+        assert_eq!(reply.headers()[header::ALLOW], "GET");
+        sandbox.stop().await;
+    }
+
+    #[tokio::test]
+    async fn absolute_links_keep_the_host_the_client_used() {
+        let sandbox = Running::start(SandboxOptions::default()).await;
+        let token = sandbox.token().await;
+        let port = sandbox.base.port().unwrap();
+        let url = format!("http://localhost:{port}/v1/reports?page_size=5");
+        let reply = sandbox
+            .http
+            .get(url)
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
+        let body: serde_json::Value = serde_json::from_str(&reply.text().await.unwrap()).unwrap();
+        let expected = format!("http://localhost:{port}/v1/reports?page=2&page_size=5");
+        assert_eq!(body["links"]["next"], expected.as_str());
+        sandbox.stop().await;
+    }
+}

@@ -1,0 +1,311 @@
+//! The command line turned once into validated settings: URLs parsed, secrets wrapped in
+//! [`Secret`], the destination opened, codecs chosen. Everything downstream takes these types
+//! and never parses a raw flag again. Usage mistakes become [`Error::Usage`] (exit code 2).
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+
+use parquet::basic::{Compression, GzipLevel, ZstdLevel};
+use reqwest::Url;
+
+use crate::cli::{
+    Cli, Command, CompressionArg, ConnectionArgs, ExportTarget, LinkStyleArg, OutputArgs,
+    SandboxArgs, SchemaTarget,
+};
+use crate::error::{Error, Result};
+use crate::sandbox::{LinkStyle, SandboxData, SandboxOptions};
+use crate::secret::Secret;
+use crate::sink::{Destination, WriteOptions};
+use crate::source::auth::Credentials;
+use crate::source::client::Connection;
+
+/// Environment variable holding the password.
+pub const PASSWORD_ENV: &str = "KARGO_PASSWORD";
+
+/// Which API to talk to.
+#[derive(Debug, Clone)]
+pub enum Api {
+    /// A real (or test) API.
+    Remote(Connection),
+    /// An in-process sandbox over the bundled sample data.
+    Sandbox,
+}
+
+/// One validated command.
+pub enum Settings {
+    /// `reports`.
+    Reports { api: Api, json: bool },
+    /// `export ...`.
+    Export(ExportSettings),
+    /// `schema report ID`.
+    Schema { api: Api, report_id: String },
+    /// `sandbox`.
+    Sandbox {
+        addr: SocketAddr,
+        options: SandboxOptions,
+    },
+}
+
+/// What an export reads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExportJob {
+    /// Rows of these completed reports.
+    CompletedReports(Vec<String>),
+    /// The report requests themselves.
+    ReportList,
+}
+
+/// A validated export.
+pub struct ExportSettings {
+    pub api: Api,
+    pub job: ExportJob,
+    pub destination: Destination,
+    pub partition_by: Vec<String>,
+    pub write: WriteOptions,
+    /// Codec name for the manifest.
+    pub compression: String,
+    /// Reports exported at once.
+    pub concurrency: usize,
+}
+
+impl Settings {
+    /// Validates the parsed command line.
+    pub fn from_cli(cli: Cli) -> Result<Self> {
+        match cli.command {
+            Command::Reports { json } => Ok(Settings::Reports {
+                api: api(&cli.connection)?,
+                json,
+            }),
+            Command::Schema {
+                target: SchemaTarget::Report { id },
+            } => Ok(Settings::Schema {
+                api: api(&cli.connection)?,
+                report_id: report_id(&id)?,
+            }),
+            Command::Export { target } => {
+                let (job, output) = match target {
+                    ExportTarget::Report { ids, output } => {
+                        let ids = ids
+                            .iter()
+                            .map(|id| report_id(id))
+                            .collect::<Result<Vec<_>>>()?;
+                        (ExportJob::CompletedReports(dedup(ids)), output)
+                    }
+                    ExportTarget::Reports { output } => (ExportJob::ReportList, output),
+                };
+                let api = api(&cli.connection)?;
+                export_settings(api, job, output).map(Settings::Export)
+            }
+            Command::Sandbox(args) => sandbox_settings(args),
+        }
+    }
+}
+
+fn export_settings(api: Api, job: ExportJob, output: OutputArgs) -> Result<ExportSettings> {
+    let partition_by = partition_columns(&output.partition_by)?;
+    let (codec, compression) = compression(output.compression);
+    let destination = Destination::open(&output.out)?;
+    Ok(ExportSettings {
+        api,
+        job,
+        destination,
+        partition_by,
+        write: WriteOptions {
+            compression: codec,
+            ..WriteOptions::default()
+        },
+        compression: compression.to_string(),
+        concurrency: usize::from(output.concurrency),
+    })
+}
+
+/// The API and credentials from the connection flags and environment.
+fn api(args: &ConnectionArgs) -> Result<Api> {
+    if args.sandbox {
+        return Ok(Api::Sandbox);
+    }
+    let api_base = http_url("--api-base", &args.api_base)?;
+    Ok(Api::Remote(Connection {
+        credentials: credentials(args, &api_base)?,
+        api_base,
+    }))
+}
+
+fn credentials(args: &ConnectionArgs, api_base: &Url) -> Result<Credentials> {
+    if let Some(token) = args.token.as_deref().filter(|t| !t.trim().is_empty()) {
+        return Ok(Credentials::Token(Secret::new(token.trim())));
+    }
+    let Some(username) = args.username.clone().filter(|u| !u.is_empty()) else {
+        return Err(Error::Usage(
+            "no credentials: set KARGO_TOKEN, or KARGO_USERNAME with KARGO_PASSWORD or --password-file \
+             (or try --sandbox)"
+                .into(),
+        ));
+    };
+    let password = match &args.password_file {
+        Some(path) => read_password_file(path)?,
+        None => std::env::var(PASSWORD_ENV)
+            .ok()
+            .filter(|p| !p.is_empty())
+            .map(Secret::new)
+            .ok_or_else(|| {
+                Error::Usage(format!(
+                    "no password for user {username:?}: set {PASSWORD_ENV} or --password-file"
+                ))
+            })?,
+    };
+    let auth_url = match &args.auth_url {
+        Some(url) => http_url("--auth-url", url)?,
+        None => {
+            let mut url = api_base.clone();
+            if let Ok(mut path) = url.path_segments_mut() {
+                path.pop_if_empty().extend(["v1", "auth", "token"]);
+            }
+            url
+        }
+    };
+    Ok(Credentials::Login {
+        auth_url,
+        username,
+        password,
+    })
+}
+
+/// The password file's content without its trailing line break.
+fn read_password_file(path: &Path) -> Result<Secret> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        Error::Usage(format!(
+            "cannot read --password-file {}: {e}",
+            path.display()
+        ))
+    })?;
+    let password = text.trim_end_matches(['\r', '\n']);
+    if password.is_empty() {
+        return Err(Error::Usage(format!(
+            "--password-file {} is empty",
+            path.display()
+        )));
+    }
+    Ok(Secret::new(password))
+}
+
+fn http_url(flag: &str, text: &str) -> Result<Url> {
+    let url = Url::parse(text.trim())
+        .map_err(|e| Error::Usage(format!("{flag} {text:?} is not a valid URL: {e}")))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        return Err(Error::Usage(format!(
+            "{flag} {text:?} must be an http(s) URL with a host"
+        )));
+    }
+    if url.query().is_some() || !url.username().is_empty() || url.password().is_some() {
+        return Err(Error::Usage(format!(
+            "{flag} must not carry a query string or credentials"
+        )));
+    }
+    Ok(url)
+}
+
+fn report_id(id: &str) -> Result<String> {
+    let id = id.trim();
+    if id.is_empty() || id.chars().any(char::is_control) {
+        return Err(Error::Usage(format!("invalid report id {id:?}")));
+    }
+    Ok(id.to_string())
+}
+
+fn dedup(ids: Vec<String>) -> Vec<String> {
+    let mut seen = HashSet::new();
+    ids.into_iter()
+        .filter(|id| seen.insert(id.clone()))
+        .collect()
+}
+
+fn partition_columns(columns: &[String]) -> Result<Vec<String>> {
+    let mut seen = HashSet::new();
+    let mut out = Vec::new();
+    for column in columns {
+        let column = column.trim();
+        if column.is_empty() {
+            return Err(Error::Usage(
+                "--partition-by has an empty column name".into(),
+            ));
+        }
+        if !seen.insert(column.to_string()) {
+            return Err(Error::Usage(format!(
+                "--partition-by names {column:?} twice"
+            )));
+        }
+        out.push(column.to_string());
+    }
+    Ok(out)
+}
+
+fn compression(arg: CompressionArg) -> (Compression, &'static str) {
+    match arg {
+        CompressionArg::Zstd => (Compression::ZSTD(ZstdLevel::default()), "zstd"),
+        CompressionArg::Snappy => (Compression::SNAPPY, "snappy"),
+        CompressionArg::Gzip => (Compression::GZIP(GzipLevel::default()), "gzip"),
+        CompressionArg::Lz4 => (Compression::LZ4_RAW, "lz4"),
+        CompressionArg::None => (Compression::UNCOMPRESSED, "none"),
+    }
+}
+
+fn sandbox_settings(args: SandboxArgs) -> Result<Settings> {
+    let data = match &args.data {
+        Some(dir) => SandboxData::load(dir)?,
+        None => SandboxData::embedded(),
+    };
+    if args.page_size == 0 {
+        return Err(Error::Usage("--page-size must be at least 1".into()));
+    }
+    let link_style = match args.link_style {
+        LinkStyleArg::Absolute => LinkStyle::Absolute,
+        LinkStyleArg::RootRelative => LinkStyle::RootRelative,
+        LinkStyleArg::QueryRelative => LinkStyle::QueryRelative,
+    };
+    Ok(Settings::Sandbox {
+        addr: args.addr,
+        options: SandboxOptions {
+            data: Arc::new(data),
+            page_size: args.page_size,
+            link_style,
+            token_ttl_secs: args.token_ttl,
+            ..SandboxOptions::default()
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn api_urls_must_be_plain_http() {
+        assert!(http_url("--api-base", "https://h.example").is_ok());
+        for bad in ["ftp://h", "not a url", "https://h?token=x", "https://u:p@h"] {
+            let err = http_url("--api-base", bad).unwrap_err();
+            assert!(matches!(err, Error::Usage(_)), "{bad}");
+        }
+    }
+
+    #[test]
+    fn partition_columns_are_checked() {
+        let cols =
+            |v: &[&str]| partition_columns(&v.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+        assert_eq!(cols(&["date", " country"]).unwrap(), ["date", "country"]);
+        assert!(cols(&["date", "date"]).is_err());
+        assert!(cols(&[""]).is_err());
+    }
+
+    #[test]
+    fn password_file_loses_only_its_line_break() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("pw");
+        std::fs::write(&path, " s3cret \n").unwrap();
+        assert_eq!(read_password_file(&path).unwrap().expose(), " s3cret ");
+        std::fs::write(&path, "\n").unwrap();
+        assert!(read_password_file(&path).is_err());
+    }
+}

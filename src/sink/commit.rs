@@ -1,0 +1,513 @@
+//! Commit protocol: staged files become visible all together or not at all, and a rerun
+//! replaces a report's files instead of adding to them.
+//!
+//! This module owns what happens after a [`super::ReportWriter`] finished: publish (rename each
+//! staged file to its final name; a local rename is atomic), write the report's manifest (the
+//! commit point), retire the report's older files (data files of other runs anywhere outside
+//! `_`/`.` folders, and staged leftovers of killed runs), and remove this run's staging. A
+//! failure before the manifest is written removes what this run published, so earlier data stays
+//! untouched and nothing is duplicated. It never touches objects of another report: ownership is
+//! decided by file name alone ([`super::layout`]). It does not encode Parquet.
+
+use arrow::datatypes::SchemaRef;
+use chrono::{SecondsFormat, Utc};
+use futures::TryStreamExt;
+use object_store::path::Path;
+use object_store::{ObjectStoreExt, PutPayload};
+use serde::Serialize;
+
+use super::Destination;
+use super::layout::{Owned, ReportNames};
+use crate::error::{Error, Result};
+
+/// One staged file; paths are relative to the destination root.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StagedFile {
+    /// Final name, e.g. `day=2024-01-05/<key>.<run>.00000.parquet`.
+    pub path: Path,
+    /// Where it is now: `_staging/<run>/<path>.tmp`.
+    pub staged: Path,
+    /// Rows in the file.
+    pub rows: u64,
+    /// Size of the file.
+    pub bytes: u64,
+}
+
+/// One report's files of one run, staged and ready to commit or discard.
+#[derive(Debug)]
+#[must_use = "a staged report must be committed or discarded"]
+pub struct StagedReport {
+    names: ReportNames,
+    files: Vec<StagedFile>,
+    rows: u64,
+    bytes: u64,
+}
+
+/// What the manifest records besides the files.
+#[derive(Debug, Clone)]
+pub struct ManifestInfo {
+    /// Report id in the source API.
+    pub report_id: String,
+    /// Where the rows came from (no query string).
+    pub source_url: String,
+    /// The export's full schema, partition columns included.
+    pub schema: SchemaRef,
+    /// Partition columns, outermost first.
+    pub partition_by: Vec<String>,
+    /// Compression as shown to users, e.g. `zstd(3)`.
+    pub compression: String,
+}
+
+/// Outcome of a commit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommitSummary {
+    /// Report id from the [`ManifestInfo`].
+    pub report_id: String,
+    /// Rows in the published files.
+    pub rows: u64,
+    /// Published files.
+    pub files: usize,
+    /// Bytes in the published files.
+    pub bytes: u64,
+    /// Data files of earlier runs deleted.
+    pub retired: usize,
+}
+
+impl StagedReport {
+    pub(super) fn new(names: ReportNames, mut files: Vec<StagedFile>) -> Self {
+        files.sort_by(|a, b| a.path.cmp(&b.path));
+        Self {
+            rows: files.iter().map(|f| f.rows).sum(),
+            bytes: files.iter().map(|f| f.bytes).sum(),
+            names,
+            files,
+        }
+    }
+
+    /// The report key the files are named after.
+    pub fn report_key(&self) -> &str {
+        self.names.key()
+    }
+
+    /// The run that wrote the files.
+    pub fn run_id(&self) -> &str {
+        self.names.run_id()
+    }
+
+    /// Rows in all files.
+    pub fn rows(&self) -> u64 {
+        self.rows
+    }
+
+    /// Bytes in all files.
+    pub fn bytes(&self) -> u64 {
+        self.bytes
+    }
+
+    /// The staged files, by final path.
+    pub fn files(&self) -> &[StagedFile] {
+        &self.files
+    }
+
+    /// Publishes the files (staged -> final names), writes the manifest, then retires this
+    /// report's older files and removes its staging. `dest` must be the writer's destination.
+    ///
+    /// A failure while publishing or writing the manifest removes this run's files and leaves
+    /// the earlier export as it was. A failure while retiring is returned after every older
+    /// file was tried: the new files and manifest are in place, and the older files that could
+    /// not be deleted are retired by the next commit.
+    pub async fn commit(self, dest: &Destination, manifest: ManifestInfo) -> Result<CommitSummary> {
+        self.publish(dest).await?;
+        if let Err(e) = self.write_manifest(dest, &manifest).await {
+            let published: Vec<Path> = self.files.iter().map(|f| f.path.clone()).collect();
+            dest.delete_quietly(&published).await;
+            dest.tidy_staging(&self.names).await;
+            return Err(e);
+        }
+        let retired = retire(dest, &self.names).await;
+        dest.tidy_staging(&self.names).await;
+        let retired = retired?;
+        tracing::debug!(
+            report = %manifest.report_id, rows = self.rows, files = self.files.len(),
+            bytes = self.bytes, retired, "committed"
+        );
+        Ok(CommitSummary {
+            report_id: manifest.report_id,
+            rows: self.rows,
+            files: self.files.len(),
+            bytes: self.bytes,
+            retired,
+        })
+    }
+
+    /// Deletes the staged files (the export failed); the destination is left as it was.
+    pub async fn discard(self, dest: &Destination) {
+        let staged: Vec<Path> = self.files.iter().map(|f| f.staged.clone()).collect();
+        dest.delete_quietly(&staged).await;
+        dest.tidy_staging(&self.names).await;
+    }
+
+    /// Renames every staged file to its final name; on failure, removes this run's files
+    /// (published and staged) again and returns the error.
+    async fn publish(&self, dest: &Destination) -> Result<()> {
+        for (done, file) in self.files.iter().enumerate() {
+            let (from, to) = (dest.full(&file.staged), dest.full(&file.path));
+            if let Err(e) = dest.store().rename(&from, &to).await {
+                let published = self.files[..done].iter().map(|f| f.path.clone());
+                let staged = self.files[done..].iter().map(|f| f.staged.clone());
+                dest.delete_quietly(&published.chain(staged).collect::<Vec<_>>())
+                    .await;
+                dest.tidy_staging(&self.names).await;
+                return Err(dest.storage_error(&file.staged, e));
+            }
+        }
+        Ok(())
+    }
+
+    async fn write_manifest(&self, dest: &Destination, info: &ManifestInfo) -> Result<()> {
+        let path = self.names.manifest()?;
+        let json = serde_json::to_vec_pretty(&self.manifest(info)).map_err(|e| Error::Storage {
+            path: dest.show(&path),
+            source: object_store::Error::Generic {
+                store: "manifest",
+                source: Box::new(e),
+            },
+        })?;
+        dest.store()
+            .put(&dest.full(&path), PutPayload::from(json))
+            .await
+            .map_err(|e| dest.storage_error(&path, e))?;
+        Ok(())
+    }
+
+    fn manifest<'a>(&'a self, info: &'a ManifestInfo) -> Manifest<'a> {
+        Manifest {
+            report_id: &info.report_id,
+            run_id: self.names.run_id(),
+            rows: self.rows,
+            bytes: self.bytes,
+            files: self
+                .files
+                .iter()
+                .map(|f| ManifestFile {
+                    path: f.path.as_ref(),
+                    rows: f.rows,
+                    bytes: f.bytes,
+                })
+                .collect(),
+            schema: info
+                .schema
+                .fields()
+                .iter()
+                .map(|f| ManifestColumn {
+                    name: f.name(),
+                    r#type: f.data_type().to_string(),
+                })
+                .collect(),
+            partition_by: &info.partition_by,
+            compression: &info.compression,
+            source_url: &info.source_url,
+            exported_at: Utc::now().to_rfc3339_opts(SecondsFormat::Secs, true),
+            tool_version: env!("CARGO_PKG_VERSION"),
+        }
+    }
+}
+
+/// `_manifests/<key>.json`: what one committed export holds.
+#[derive(Debug, Serialize)]
+struct Manifest<'a> {
+    report_id: &'a str,
+    run_id: &'a str,
+    rows: u64,
+    bytes: u64,
+    files: Vec<ManifestFile<'a>>,
+    schema: Vec<ManifestColumn<'a>>,
+    partition_by: &'a [String],
+    compression: &'a str,
+    source_url: &'a str,
+    exported_at: String,
+    tool_version: &'static str,
+}
+
+#[derive(Debug, Serialize)]
+struct ManifestFile<'a> {
+    path: &'a str,
+    rows: u64,
+    bytes: u64,
+}
+
+#[derive(Debug, Serialize)]
+struct ManifestColumn<'a> {
+    name: &'a str,
+    r#type: String,
+}
+
+/// Deletes this report's objects that are not part of the run (see [`ReportNames::classify`]);
+/// returns how many older data files went. Tries every object, then reports the first error.
+async fn retire(dest: &Destination, names: &ReportNames) -> Result<usize> {
+    let prefix = (!dest.root.is_root()).then_some(&dest.root);
+    let objects: Vec<_> = dest
+        .store()
+        .list(prefix)
+        .try_collect()
+        .await
+        .map_err(|e| dest.storage_error(&Path::ROOT, e))?;
+    let mut retired = 0;
+    let mut first_error = None;
+    for object in objects {
+        let Some(rel) = dest.relative(&object.location) else {
+            continue;
+        };
+        let Some(owned) = names.classify(&rel) else {
+            continue;
+        };
+        match dest.store().delete(&object.location).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => {
+                tracing::debug!(file = %rel, ?owned, "retired");
+                retired += usize::from(owned == Owned::OlderData);
+            }
+            Err(e) => {
+                first_error.get_or_insert(dest.storage_error(&rel, e));
+            }
+        }
+    }
+    first_error.map_or(Ok(retired), Err)
+}
+
+impl Destination {
+    /// Deletes `rels` (relative paths); missing objects are fine, other failures are logged.
+    pub(super) async fn delete_quietly(&self, rels: &[Path]) {
+        for rel in rels {
+            match self.store().delete(&self.full(rel)).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => tracing::warn!(file = %self.show(rel), error = %e, "cleanup failed"),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sink::WriteOptions;
+    use crate::sink::test_util::*;
+
+    fn info(report_id: &str) -> ManifestInfo {
+        ManifestInfo {
+            report_id: report_id.into(),
+            source_url: "http://127.0.0.1:1/reports/7".into(),
+            schema: sample_schema(),
+            partition_by: vec!["day".into()],
+            compression: "zstd(3)".into(),
+        }
+    }
+
+    async fn export(dest: &Destination, key: &str, run: &str, days: &[&str]) -> CommitSummary {
+        let batch = sample_batch(days, 0);
+        let staged = stage(
+            dest,
+            key,
+            run,
+            vec![batch],
+            &["day"],
+            WriteOptions::default(),
+        )
+        .await
+        .unwrap();
+        staged.commit(dest, info(key)).await.unwrap()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn commit_publishes_and_a_rerun_replaces_everything() {
+        let (tmp, dest) = local_dest();
+        let first = export(&dest, "rep", "r1", &["a", "b", "b"]).await;
+        assert_eq!((first.rows, first.files, first.retired), (3, 2, 0));
+        export(&dest, "other", "r1", &["a"]).await;
+        std::fs::write(tmp.path().join("day=a/notes.txt"), "mine").unwrap();
+        assert_eq!(
+            list_files(tmp.path()),
+            vec![
+                "_manifests/other.json",
+                "_manifests/rep.json",
+                "day=a/notes.txt",
+                "day=a/other.r1.00000.parquet",
+                "day=a/rep.r1.00000.parquet",
+                "day=b/rep.r1.00000.parquet",
+            ]
+        );
+
+        let second = export(&dest, "rep", "r2", &["a", "c"]).await;
+        assert_eq!((second.rows, second.files, second.retired), (2, 2, 2));
+        assert_eq!(
+            list_files(tmp.path()),
+            vec![
+                "_manifests/other.json",
+                "_manifests/rep.json",
+                "day=a/notes.txt",
+                "day=a/other.r1.00000.parquet",
+                "day=a/rep.r2.00000.parquet",
+                "day=c/rep.r2.00000.parquet",
+            ]
+        );
+        assert!(
+            !tmp.path().join("day=b").exists(),
+            "the emptied partition folder is gone"
+        );
+        assert!(!tmp.path().join("_staging").exists());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn commit_retires_leftovers_of_a_killed_run() {
+        let (tmp, dest) = local_dest();
+        export(&dest, "rep", "r1", &["a"]).await;
+        let killed = tmp.path().join("_staging/r0/day=z");
+        std::fs::create_dir_all(&killed).unwrap();
+        std::fs::write(killed.join("rep.r0.00000.parquet.tmp"), "x").unwrap();
+        std::fs::write(killed.join("rep.r0.00001.parquet.tmp#1"), "x").unwrap();
+        std::fs::write(killed.join("other.r0.00000.parquet.tmp"), "x").unwrap();
+        let summary = export(&dest, "rep", "r2", &["a"]).await;
+        assert_eq!(summary.retired, 1);
+        assert_eq!(
+            list_files(tmp.path()),
+            vec![
+                "_manifests/rep.json",
+                "_staging/r0/day=z/other.r0.00000.parquet.tmp",
+                "day=a/rep.r2.00000.parquet",
+            ]
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn zero_rows_write_a_manifest_and_still_retire() {
+        let (tmp, dest) = local_dest();
+        export(&dest, "rep", "r1", &["a", "b"]).await;
+        let empty = stage(
+            &dest,
+            "rep",
+            "r2",
+            vec![],
+            &["day"],
+            WriteOptions::default(),
+        )
+        .await
+        .unwrap();
+        assert!(empty.files().is_empty());
+        let summary = empty.commit(&dest, info("rep")).await.unwrap();
+        assert_eq!(
+            (summary.rows, summary.files, summary.bytes, summary.retired),
+            (0, 0, 0, 2)
+        );
+        assert_eq!(list_files(tmp.path()), vec!["_manifests/rep.json"]);
+        let manifest = read_json(&tmp.path().join("_manifests/rep.json"));
+        assert_eq!(manifest["rows"], 0);
+        assert_eq!(manifest["files"], serde_json::json!([]));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn discard_leaves_the_directory_exactly_as_before() {
+        let (tmp, dest) = local_dest();
+        export(&dest, "rep", "r1", &["a"]).await;
+        let files_before = list_files(tmp.path());
+        let dirs_before = list_dirs(tmp.path());
+        let staged = stage(
+            &dest,
+            "rep",
+            "r2",
+            vec![sample_batch(&["a", "b"], 0)],
+            &["day"],
+            WriteOptions::default(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(staged.files().len(), 2);
+        staged.discard(&dest).await;
+        assert_eq!(list_files(tmp.path()), files_before);
+        assert_eq!(list_dirs(tmp.path()), dirs_before);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn manifest_records_the_export() {
+        let (tmp, dest) = local_dest();
+        let batch = sample_batch(&["2024-01-05", "2024-01-05", "x/y"], 0);
+        let staged = stage(
+            &dest,
+            "sales.daily",
+            "r1",
+            vec![batch],
+            &["day"],
+            WriteOptions::default(),
+        )
+        .await
+        .unwrap();
+        let files: Vec<(String, u64, u64)> = staged
+            .files()
+            .iter()
+            .map(|f| (f.path.to_string(), f.rows, f.bytes))
+            .collect();
+        let summary = staged.commit(&dest, info("42")).await.unwrap();
+        assert_eq!(summary.report_id, "42");
+
+        let manifest = read_json(&tmp.path().join("_manifests/sales%2Edaily.json"));
+        assert_eq!(manifest["report_id"], "42");
+        assert_eq!(manifest["run_id"], "r1");
+        assert_eq!(manifest["rows"], 3);
+        assert_eq!(manifest["bytes"], files.iter().map(|f| f.2).sum::<u64>());
+        let listed: Vec<(String, u64, u64)> = manifest["files"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| {
+                let text = f["path"].as_str().unwrap().to_owned();
+                (
+                    text,
+                    f["rows"].as_u64().unwrap(),
+                    f["bytes"].as_u64().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(listed, files);
+        assert_eq!(listed[0].0, "day=2024-01-05/sales%2Edaily.r1.00000.parquet");
+        assert_eq!(listed[1].0, "day=x%2Fy/sales%2Edaily.r1.00000.parquet");
+        for (path, _, bytes) in &listed {
+            assert_eq!(
+                std::fs::metadata(tmp.path().join(path)).unwrap().len(),
+                *bytes
+            );
+        }
+        assert_eq!(
+            manifest["schema"],
+            serde_json::json!([
+                {"name": "day", "type": "Utf8"},
+                {"name": "n", "type": "Int64"},
+                {"name": "at", "type": "Timestamp(µs, \"UTC\")"},
+                {"name": "name", "type": "Utf8"},
+            ])
+        );
+        assert_eq!(manifest["partition_by"], serde_json::json!(["day"]));
+        assert_eq!(manifest["compression"], "zstd(3)");
+        assert_eq!(manifest["source_url"], "http://127.0.0.1:1/reports/7");
+        assert_eq!(manifest["tool_version"], env!("CARGO_PKG_VERSION"));
+        let exported_at = manifest["exported_at"].as_str().unwrap();
+        assert!(chrono::DateTime::parse_from_rfc3339(exported_at).is_ok());
+        assert!(exported_at.ends_with('Z'), "{exported_at}");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn commit_works_on_any_store() {
+        let (store, dest) = memory_dest();
+        export(&dest, "rep", "r1", &["a", "b"]).await;
+        let summary = export(&dest, "rep", "r2", &["a"]).await;
+        assert_eq!(summary.retired, 2);
+        let mut paths: Vec<String> = store
+            .list(None)
+            .map_ok(|m| m.location.to_string())
+            .try_collect()
+            .await
+            .unwrap();
+        paths.sort();
+        assert_eq!(
+            paths,
+            vec!["_manifests/rep.json", "day=a/rep.r2.00000.parquet"]
+        );
+    }
+}

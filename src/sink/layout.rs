@@ -1,0 +1,258 @@
+//! Names of a report's objects inside a destination, and reading those names back.
+//!
+//! This module owns the naming scheme only: data files `<partition dirs>/<key>.<run>.<seq>.parquet`,
+//! staged files `_staging/<run>/<data file>.tmp` and the manifest `_manifests/<key>.json`, where
+//! `<key>` is the report key encoded like a Hive value (so it never contains `.` or `/`). It does
+//! not touch storage. Keeping both directions here means the writer that creates names and the
+//! commit that retires old ones can never disagree about what belongs to a report.
+
+use object_store::path::Path;
+
+use super::partition::encode_segment;
+use crate::error::{Error, Result};
+
+/// Top-level folder of files being written; `_` makes Hive readers skip it.
+pub const STAGING_DIR: &str = "_staging";
+/// Top-level folder of the per-report manifests.
+pub const MANIFEST_DIR: &str = "_manifests";
+const DATA_SUFFIX: &str = ".parquet";
+const STAGED_SUFFIX: &str = ".tmp";
+/// Longest file or folder name most filesystems accept.
+const MAX_NAME_BYTES: usize = 255;
+
+/// What an existing object is to the report being committed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Owned {
+    /// A published data file of an earlier run.
+    OlderData,
+    /// A staged (`.tmp`) file of any run, left behind under `_staging/`.
+    Staged,
+}
+
+/// The names of one report's objects in one run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReportNames {
+    key: String,
+    enc_key: String,
+    run_id: String,
+}
+
+impl ReportNames {
+    /// Validates the report key and run id (the run id must need no encoding and hold no `.`).
+    pub fn new(report_key: &str, run_id: &str) -> Result<Self> {
+        if report_key.is_empty() {
+            return Err(Error::Usage("the report key is empty".into()));
+        }
+        if run_id.is_empty() || encode_segment(run_id) != run_id {
+            return Err(Error::Usage(format!(
+                "invalid run id {run_id:?}: expected letters, digits, '-' or '_' (no '.', '/', '%', ':')"
+            )));
+        }
+        let names = Self {
+            key: report_key.to_owned(),
+            enc_key: encode_segment(report_key),
+            run_id: run_id.to_owned(),
+        };
+        let longest = names.file_name(99_999).len() + STAGED_SUFFIX.len();
+        if longest > MAX_NAME_BYTES {
+            return Err(Error::Usage(format!(
+                "report key {report_key:?} is too long: its file names would have {longest} bytes, the limit is {MAX_NAME_BYTES}"
+            )));
+        }
+        Ok(names)
+    }
+
+    /// The report key as given.
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
+    /// The run id as given.
+    pub fn run_id(&self) -> &str {
+        &self.run_id
+    }
+
+    /// Data file `seq` in partition folder `dirs` (already encoded `col=value` segments).
+    pub fn data_file(&self, dirs: &[String], seq: u32) -> Result<Path> {
+        let mut text = dirs.join("/");
+        if !text.is_empty() {
+            text.push('/');
+        }
+        text.push_str(&self.file_name(seq));
+        parse_path(&text)
+    }
+
+    /// Where `data_file` is written before it is published.
+    pub fn staged(&self, data_file: &Path) -> Result<Path> {
+        parse_path(&format!(
+            "{STAGING_DIR}/{}/{}{STAGED_SUFFIX}",
+            self.run_id,
+            data_file.as_ref()
+        ))
+    }
+
+    /// The report's manifest.
+    pub fn manifest(&self) -> Result<Path> {
+        parse_path(&format!("{MANIFEST_DIR}/{}.json", self.enc_key))
+    }
+
+    /// Whether `rel` (relative to the destination root) is this report's and must be retired at
+    /// commit: data files of other runs outside `_`/`.` folders, and staged files under
+    /// `_staging/`. Anything else, including this run's data files, gives `None`.
+    pub fn classify(&self, rel: &Path) -> Option<Owned> {
+        let parts: Vec<_> = rel.parts().collect();
+        let (file, dirs) = parts.split_last()?;
+        let name = self.parse_file_name(file.as_ref())?;
+        let first_dir = dirs.first().map(|d| d.as_ref());
+        if first_dir == Some(STAGING_DIR) {
+            return name.staged.then_some(Owned::Staged);
+        }
+        let hidden = dirs
+            .iter()
+            .any(|d| d.as_ref().starts_with('_') || d.as_ref().starts_with('.'));
+        (!hidden && !name.staged && name.run_id != self.run_id).then_some(Owned::OlderData)
+    }
+
+    /// Whether a local multipart leftover named `<staged name>#<n>` is this report's and of an
+    /// earlier run (a run killed while uploading).
+    pub fn is_older_partial_upload(&self, file_name: &str) -> bool {
+        let Some((staged, n)) = file_name.rsplit_once('#') else {
+            return false;
+        };
+        let numbered = !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit());
+        numbered
+            && self
+                .parse_file_name(staged)
+                .is_some_and(|name| name.staged && name.run_id != self.run_id)
+    }
+
+    fn file_name(&self, seq: u32) -> String {
+        format!("{}.{}.{seq:05}{DATA_SUFFIX}", self.enc_key, self.run_id)
+    }
+
+    /// Reads `<enc key>.<run>.<digits>.parquet[.tmp]`; other names give `None`.
+    fn parse_file_name<'a>(&self, name: &'a str) -> Option<FileName<'a>> {
+        let rest = name.strip_prefix(&self.enc_key)?.strip_prefix('.')?;
+        let (rest, staged) = match rest.strip_suffix(STAGED_SUFFIX) {
+            Some(rest) => (rest, true),
+            None => (rest, false),
+        };
+        let (run_id, seq) = rest.strip_suffix(DATA_SUFFIX)?.split_once('.')?;
+        let valid =
+            !run_id.is_empty() && !seq.is_empty() && seq.bytes().all(|b| b.is_ascii_digit());
+        valid.then_some(FileName { run_id, staged })
+    }
+}
+
+/// The parts of a file name that decide whether it is retired.
+struct FileName<'a> {
+    run_id: &'a str,
+    staged: bool,
+}
+
+/// Parses already-encoded text into a [`Path`] without encoding it again (`Path::from` would turn
+/// every `%` into `%25`), so the stored name is exactly the text.
+pub fn parse_path(text: &str) -> Result<Path> {
+    Path::parse(text).map_err(|source| Error::Storage {
+        path: text.to_owned(),
+        source: object_store::Error::InvalidPath { source },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names() -> ReportNames {
+        ReportNames::new("sales/daily v2", "20261129T141500Z-3fa9c2").unwrap()
+    }
+
+    fn path(text: &str) -> Path {
+        Path::parse(text).unwrap()
+    }
+
+    #[test]
+    fn names_are_encoded_and_not_re_encoded() {
+        let names = names();
+        let file = names.data_file(&["day=2024-01-05".into()], 7).unwrap();
+        assert_eq!(
+            file.as_ref(),
+            "day=2024-01-05/sales%2Fdaily v2.20261129T141500Z-3fa9c2.00007.parquet"
+        );
+        assert_eq!(
+            names.staged(&file).unwrap().as_ref(),
+            "_staging/20261129T141500Z-3fa9c2/day=2024-01-05/sales%2Fdaily v2.20261129T141500Z-3fa9c2.00007.parquet.tmp"
+        );
+        assert_eq!(
+            names.manifest().unwrap().as_ref(),
+            "_manifests/sales%2Fdaily v2.json"
+        );
+        let root_file = names.data_file(&[], 0).unwrap();
+        assert_eq!(
+            root_file.as_ref(),
+            "sales%2Fdaily v2.20261129T141500Z-3fa9c2.00000.parquet"
+        );
+    }
+
+    #[test]
+    fn invalid_run_ids_and_keys_are_usage_errors() {
+        for run in ["", "a.b", "a/b", "50%", "x:y"] {
+            assert!(
+                matches!(ReportNames::new("k", run), Err(Error::Usage(_))),
+                "{run:?}"
+            );
+        }
+        assert!(matches!(ReportNames::new("", "r1"), Err(Error::Usage(_))));
+        let long = "k".repeat(240);
+        let err = ReportNames::new(&long, "r1").unwrap_err().to_string();
+        assert!(err.contains("too long"), "{err}");
+    }
+
+    #[test]
+    fn classify_finds_only_this_reports_older_files() {
+        let names = names();
+        let key = "sales%2Fdaily v2";
+        let old = format!("{key}.20250101T000000Z-000000.00000.parquet");
+        let cases = [
+            (format!("day=1/{old}"), Some(Owned::OlderData)),
+            (old.clone(), Some(Owned::OlderData)),
+            (format!("a=1/b=2/{old}"), Some(Owned::OlderData)),
+            (format!("_staging/r0/day=1/{old}.tmp"), Some(Owned::Staged)),
+            (
+                format!(
+                    "_staging/20261129T141500Z-3fa9c2/{key}.20261129T141500Z-3fa9c2.00000.parquet.tmp"
+                ),
+                Some(Owned::Staged),
+            ),
+            (
+                format!("day=1/{key}.20261129T141500Z-3fa9c2.00000.parquet"),
+                None,
+            ),
+            (format!("_other/{old}"), None),
+            (format!("day=1/.hidden/{old}"), None),
+            (format!("_staging/r0/{old}"), None),
+            (format!("day=1/{old}.tmp"), None),
+            (format!("_manifests/{key}.json"), None),
+            (format!("day=1/{key}.notes.txt"), None),
+            (format!("day=1/{key}.r.x1.parquet"), None),
+            ("day=1/sales%2Fdaily v2x.r.00000.parquet".to_owned(), None),
+            ("day=1/other.r.00000.parquet".to_owned(), None),
+        ];
+        for (text, expected) in cases {
+            assert_eq!(names.classify(&path(&text)), expected, "{text}");
+        }
+    }
+
+    #[test]
+    fn partial_uploads_of_older_runs_are_recognised() {
+        let names = names();
+        let key = "sales%2Fdaily v2";
+        assert!(names.is_older_partial_upload(&format!("{key}.r0.00000.parquet.tmp#1")));
+        assert!(!names.is_older_partial_upload(&format!(
+            "{key}.20261129T141500Z-3fa9c2.00000.parquet.tmp#1"
+        )));
+        assert!(!names.is_older_partial_upload(&format!("{key}.r0.00000.parquet.tmp")));
+        assert!(!names.is_older_partial_upload(&format!("{key}.r0.00000.parquet#1")));
+        assert!(!names.is_older_partial_upload("other.r0.00000.parquet.tmp#1"));
+    }
+}

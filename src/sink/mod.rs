@@ -1,0 +1,277 @@
+//! The storage side of an export: where files go, how they are named, written and committed.
+//!
+//! A [`Destination`] is an `Arc<dyn ObjectStore>` plus a root prefix; every read, write, rename
+//! and delete of data goes through it, so a local directory today and S3 later behave the same.
+//! A [`ReportWriter`] splits one report's batches by partition ([`partition`]) and streams
+//! Parquet files under a hidden staging prefix (`writer.rs`); [`StagedReport::commit`]
+//! publishes them, writes the report's manifest and retires the report's older files
+//! (`commit.rs`). Object names live in one place (`layout.rs`). This module does not fetch,
+//! decode or infer anything, and it does not decide the schema: it writes the schema it is given.
+
+mod commit;
+mod layout;
+pub mod partition;
+mod writer;
+
+#[cfg(test)]
+mod test_util;
+
+use std::io::ErrorKind;
+use std::path::{Path as FsPath, PathBuf};
+use std::sync::Arc;
+
+use object_store::ObjectStore;
+use object_store::local::LocalFileSystem;
+use object_store::path::Path;
+
+use crate::error::{Error, Result};
+
+pub use commit::{CommitSummary, ManifestInfo, StagedFile, StagedReport};
+pub use writer::{ReportWriter, WriteOptions};
+
+/// Multipart part size for remote stores: S3 refuses smaller parts (except the last).
+const REMOTE_PART_BYTES: usize = 5 * 1024 * 1024;
+/// Multipart part size for a local directory, where parts are plain writes.
+const LOCAL_PART_BYTES: usize = 1024 * 1024;
+
+/// Where an export writes: a store, a root prefix inside it, and how to show it in errors.
+#[derive(Clone)]
+pub struct Destination {
+    store: Arc<dyn ObjectStore>,
+    root: Path,
+    display: String,
+    /// Set for local directories: the directory, and whether [`Destination::open`] created it.
+    local: Option<LocalDir>,
+    part_bytes: usize,
+}
+
+/// Shows the destination as given, never the store's configuration (which may hold
+/// credentials once remote stores arrive).
+impl std::fmt::Debug for Destination {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Destination")
+            .field("display", &self.display)
+            .field("root", &self.root)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, Clone)]
+struct LocalDir {
+    path: PathBuf,
+    created: bool,
+}
+
+impl Destination {
+    /// Opens `out`, a directory path (relative or absolute) or a `file://` URL; other schemes
+    /// (`s3://`, ...) are a usage error for now. Creates the directory when missing and
+    /// remembers that it did.
+    pub fn open(out: &str) -> Result<Self> {
+        let path = local_path(out)?;
+        let created = ensure_dir(&path)?;
+        let path = std::fs::canonicalize(&path).map_err(|e| Error::io(path.display(), e))?;
+        let store = LocalFileSystem::new_with_prefix(&path)
+            .map_err(|source| Error::Storage {
+                path: out.to_owned(),
+                source,
+            })?
+            .with_automatic_cleanup(true);
+        Ok(Self {
+            store: Arc::new(store),
+            root: Path::ROOT,
+            display: out.to_owned(),
+            local: Some(LocalDir { path, created }),
+            part_bytes: LOCAL_PART_BYTES,
+        })
+    }
+
+    /// A destination over any store, rooted at the store's root (InMemory in unit tests).
+    pub fn from_store(store: Arc<dyn ObjectStore>, display: String) -> Self {
+        Self {
+            store,
+            root: Path::ROOT,
+            display,
+            local: None,
+            part_bytes: REMOTE_PART_BYTES,
+        }
+    }
+
+    /// How the destination was given, for messages.
+    pub fn display(&self) -> &str {
+        &self.display
+    }
+
+    /// The store every operation goes through.
+    pub fn store(&self) -> &Arc<dyn ObjectStore> {
+        &self.store
+    }
+
+    /// After a failed export: removes empty staging folders, then the directory itself if
+    /// [`Destination::open`] created it and it is empty now. Never removes a file.
+    pub fn cleanup_after_failure(&self) {
+        let Some(local) = &self.local else {
+            return;
+        };
+        remove_empty_dirs(&local.path.join(layout::STAGING_DIR), None);
+        if local.created && std::fs::remove_dir(&local.path).is_ok() {
+            tracing::debug!(dir = %local.path.display(), "removed the destination directory created by this run");
+        }
+    }
+
+    /// The full store path of `rel`, a path relative to the root.
+    fn full(&self, rel: &Path) -> Path {
+        Path::from_iter(self.root.parts().chain(rel.parts()))
+    }
+
+    /// `full` relative to the root, or `None` when it is outside.
+    fn relative(&self, full: &Path) -> Option<Path> {
+        full.prefix_match(&self.root).map(Path::from_iter)
+    }
+
+    /// A storage error about `rel`, shown as the destination followed by the path.
+    fn storage_error(&self, rel: &Path, source: object_store::Error) -> Error {
+        Error::Storage {
+            path: self.show(rel),
+            source,
+        }
+    }
+
+    /// `rel` as shown in messages.
+    fn show(&self, rel: &Path) -> String {
+        format!("{}/{rel}", self.display.trim_end_matches('/'))
+    }
+
+    /// Local directories only: removes empty folders left under `_staging/` (renames and
+    /// aborted uploads leave them, as only deletes clean up folders), and partial uploads of
+    /// this report's earlier runs, which listings hide. Other stores have no folders.
+    async fn tidy_staging(&self, names: &layout::ReportNames) {
+        let Some(local) = &self.local else {
+            return;
+        };
+        let staging = local.path.join(layout::STAGING_DIR);
+        let names = names.clone();
+        let task = tokio::task::spawn_blocking(move || remove_empty_dirs(&staging, Some(&names)));
+        if let Err(e) = task.await {
+            tracing::warn!(error = %e, "tidying the staging folder failed");
+        }
+    }
+}
+
+/// The local directory named by `out`: a plain path or a `file://` URL.
+fn local_path(out: &str) -> Result<PathBuf> {
+    if out.trim().is_empty() {
+        return Err(Error::Usage("the output destination is empty".into()));
+    }
+    let Some((scheme, _)) = out.split_once("://").filter(|(s, _)| is_scheme(s)) else {
+        return Ok(PathBuf::from(out));
+    };
+    if !scheme.eq_ignore_ascii_case("file") {
+        return Err(Error::Usage(format!(
+            "output {out:?}: {scheme}:// destinations are not supported yet; use a local directory or a file:// URL"
+        )));
+    }
+    reqwest::Url::parse(out)
+        .ok()
+        .and_then(|url| url.to_file_path().ok())
+        .ok_or_else(|| Error::Usage(format!("output {out:?} is not a valid file:// URL")))
+}
+
+fn is_scheme(text: &str) -> bool {
+    let mut chars = text.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphabetic())
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
+}
+
+/// Creates `path` when missing; returns whether it did.
+fn ensure_dir(path: &FsPath) -> Result<bool> {
+    match std::fs::metadata(path) {
+        Ok(meta) if meta.is_dir() => Ok(false),
+        Ok(_) => Err(Error::Usage(format!(
+            "output {} exists and is not a directory",
+            path.display()
+        ))),
+        Err(e) if e.kind() == ErrorKind::NotFound => {
+            std::fs::create_dir_all(path).map_err(|e| Error::io(path.display(), e))?;
+            Ok(true)
+        }
+        Err(e) => Err(Error::io(path.display(), e)),
+    }
+}
+
+/// Removes empty folders under `dir` (and `dir` itself) bottom-up, without following symlinks.
+/// With `names`, also removes that report's partial uploads of earlier runs (`<staged>#<n>`).
+/// Best effort: a folder that is not empty, or any error, leaves things as they are.
+fn remove_empty_dirs(dir: &FsPath, names: Option<&layout::ReportNames>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let Ok(kind) = entry.file_type() else {
+            continue;
+        };
+        let path = entry.path();
+        if kind.is_dir() {
+            remove_empty_dirs(&path, names);
+        } else if kind.is_file()
+            && names
+                .is_some_and(|n| n.is_older_partial_upload(&entry.file_name().to_string_lossy()))
+            && std::fs::remove_file(&path).is_ok()
+        {
+            tracing::debug!(file = %path.display(), "removed a partial upload of an earlier run");
+        }
+    }
+    let _ = std::fs::remove_dir(dir);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn open_creates_the_directory_and_cleanup_removes_it_when_empty() {
+        let tmp = tempfile::tempdir().unwrap();
+        let out = tmp.path().join("new/out");
+        let dest = Destination::open(out.to_str().unwrap()).unwrap();
+        assert!(out.is_dir());
+        assert_eq!(dest.display(), out.to_str().unwrap());
+        std::fs::create_dir_all(out.join("_staging/run/day=1")).unwrap();
+        dest.cleanup_after_failure();
+        assert!(!out.exists());
+    }
+
+    #[test]
+    fn cleanup_keeps_a_directory_that_existed_or_holds_files() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dest = Destination::open(tmp.path().to_str().unwrap()).unwrap();
+        dest.cleanup_after_failure();
+        assert!(tmp.path().is_dir());
+
+        let out = tmp.path().join("made");
+        let dest = Destination::open(out.to_str().unwrap()).unwrap();
+        std::fs::write(out.join("keep.txt"), "x").unwrap();
+        dest.cleanup_after_failure();
+        assert!(out.join("keep.txt").is_file());
+    }
+
+    #[test]
+    fn file_urls_are_directories_and_other_schemes_are_usage_errors() {
+        let tmp = tempfile::tempdir().unwrap();
+        let url = reqwest::Url::from_directory_path(tmp.path().join("via url")).unwrap();
+        Destination::open(url.as_str()).unwrap();
+        assert!(tmp.path().join("via url").is_dir());
+
+        for out in ["s3://bucket/prefix", "gs://b/p", ""] {
+            let err = Destination::open(out).unwrap_err();
+            assert!(matches!(err, Error::Usage(_)), "{out}: {err}");
+        }
+        let err = Destination::open("s3://bucket/prefix")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("not supported yet"), "{err}");
+
+        let file = tmp.path().join("plain");
+        std::fs::write(&file, "x").unwrap();
+        let err = Destination::open(file.to_str().unwrap()).unwrap_err();
+        assert!(matches!(err, Error::Usage(_)), "{err}");
+    }
+}

@@ -1,0 +1,825 @@
+//! Parquet encoding of one report: an `ArrowWriter` per open partition, streamed to staged
+//! objects through multipart uploads, rolled to a new file when one grows too large.
+//!
+//! This module owns file-level decisions: writer properties, row-group and file size caps, the
+//! memory budget over all open files, and staging (files are written as
+//! `_staging/<run>/<path>.tmp`, so nothing named `*.parquet` exists before commit). It runs on
+//! blocking threads and reaches the async store through the runtime handle captured in
+//! [`ReportWriter::new`]. It does not publish anything: that is [`super::StagedReport::commit`].
+//!
+//! # Memory usage
+//! Each open file holds its in-progress row group (capped by `max_row_group_bytes`, and all of
+//! them together by `memory_budget_bytes`: the largest is flushed when the sum exceeds it) plus
+//! at most one unfinished upload part and [`MAX_PARTS_IN_FLIGHT`] parts being uploaded (1 MiB
+//! parts locally, 5 MiB on other stores). No file is ever built whole in memory.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::{self, Write};
+use std::sync::Arc;
+
+use arrow::array::RecordBatch;
+use arrow::datatypes::{FieldRef, SchemaRef};
+use object_store::path::Path;
+use object_store::{ObjectStoreExt, WriteMultipart};
+use parquet::arrow::{ArrowSchemaConverter, ArrowWriter};
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::properties::WriterProperties;
+use tokio::runtime::Handle;
+
+use super::Destination;
+use super::commit::{StagedFile, StagedReport};
+use super::layout::ReportNames;
+use super::partition::Partitioner;
+use crate::error::{Error, Result};
+
+/// Upload parts of one file that may be in flight before a write waits.
+pub const MAX_PARTS_IN_FLIGHT: usize = 2;
+
+/// How Parquet files are cut and compressed.
+#[derive(Debug, Clone)]
+pub struct WriteOptions {
+    /// Compression codec of every column.
+    pub compression: Compression,
+    /// Most rows in one row group.
+    pub max_row_group_rows: usize,
+    /// Estimated encoded bytes at which a row group is flushed.
+    pub max_row_group_bytes: usize,
+    /// Bytes written at which a file is closed and the next one (seq + 1) started.
+    pub max_file_bytes: usize,
+    /// Cap on the in-progress row groups of all open files together.
+    pub memory_budget_bytes: usize,
+}
+
+impl Default for WriteOptions {
+    /// zstd level 3, 1,048,576 rows or 64 MiB per row group, 256 MiB files, 128 MiB budget.
+    fn default() -> Self {
+        Self {
+            compression: Compression::ZSTD(ZstdLevel::try_new(3).expect("3 is a valid zstd level")),
+            max_row_group_rows: 1_048_576,
+            max_row_group_bytes: 64 * 1024 * 1024,
+            max_file_bytes: 256 * 1024 * 1024,
+            memory_budget_bytes: 128 * 1024 * 1024,
+        }
+    }
+}
+
+impl WriteOptions {
+    fn validate(&self) -> Result<()> {
+        let limits = [
+            ("max_row_group_rows", self.max_row_group_rows),
+            ("max_row_group_bytes", self.max_row_group_bytes),
+            ("max_file_bytes", self.max_file_bytes),
+            ("memory_budget_bytes", self.memory_budget_bytes),
+        ];
+        match limits.iter().find(|(_, value)| *value == 0) {
+            Some((name, _)) => Err(Error::Usage(format!(
+                "write option {name} must be positive"
+            ))),
+            None => Ok(()),
+        }
+    }
+
+    fn writer_properties(&self) -> WriterProperties {
+        WriterProperties::builder()
+            .set_compression(self.compression)
+            .set_created_by(format!("kargo-export {}", env!("CARGO_PKG_VERSION")))
+            .set_max_row_group_row_count(Some(self.max_row_group_rows))
+            .set_max_row_group_bytes(Some(self.max_row_group_bytes))
+            .build()
+    }
+}
+
+/// Writes one report's files in one run, staged until committed.
+///
+/// `write`, `finish` and `abort` block: call them from `tokio::task::spawn_blocking`.
+#[derive(Debug)]
+pub struct ReportWriter {
+    dest: Destination,
+    handle: Handle,
+    names: ReportNames,
+    schema: SchemaRef,
+    partitioner: Partitioner,
+    props: WriterProperties,
+    options: WriteOptions,
+    /// Open files by partition folder.
+    open: BTreeMap<Vec<String>, OpenFile>,
+    /// Next file number per partition folder.
+    next_seq: HashMap<Vec<String>, u32>,
+    /// Files closed so far.
+    closed: Vec<StagedFile>,
+}
+
+impl ReportWriter {
+    /// Prepares the files of report `report_key` in run `run_id`. `schema` is the export's full
+    /// schema; `partition_by` names scalar columns of it, which become folders and leave the
+    /// files.
+    ///
+    /// # Panics
+    /// When called outside a Tokio runtime (the handle is captured here).
+    pub fn new(
+        dest: &Destination,
+        report_key: &str,
+        run_id: &str,
+        schema: SchemaRef,
+        partition_by: &[String],
+        options: WriteOptions,
+    ) -> Result<Self> {
+        options.validate()?;
+        let names = ReportNames::new(report_key, run_id)?;
+        let partitioner = Partitioner::new(&schema, partition_by)?;
+        // Refuse types Parquet cannot hold now, before any upload is started.
+        ArrowSchemaConverter::new()
+            .convert(partitioner.file_schema())
+            .map_err(|source| Error::Parquet {
+                path: format!("{} (report {report_key:?})", dest.display()),
+                source,
+            })?;
+        Ok(Self {
+            dest: dest.clone(),
+            handle: Handle::current(),
+            names,
+            schema,
+            partitioner,
+            props: options.writer_properties(),
+            options,
+            open: BTreeMap::new(),
+            next_seq: HashMap::new(),
+            closed: Vec::new(),
+        })
+    }
+
+    /// The schema of every file: the full schema without the partition columns.
+    pub fn file_schema(&self) -> &SchemaRef {
+        self.partitioner.file_schema()
+    }
+
+    /// Splits `batch` (full schema) by partition and writes it. Blocking. After an error, call
+    /// [`ReportWriter::abort`].
+    pub fn write(&mut self, batch: &RecordBatch) -> Result<()> {
+        self.check_schema(batch)?;
+        for chunk in self.partitioner.split(batch)? {
+            self.write_chunk(chunk.dirs, &chunk.batch)?;
+        }
+        self.keep_memory_budget()
+    }
+
+    /// Closes every open file and returns what was staged. Blocking. On error, everything this
+    /// writer staged is removed again.
+    pub fn finish(mut self) -> Result<StagedReport> {
+        let dirs: Vec<_> = self.open.keys().cloned().collect();
+        for dirs in dirs {
+            if let Err(e) = self.close(&dirs) {
+                self.abort();
+                return Err(e);
+            }
+        }
+        Ok(StagedReport::new(self.names, self.closed))
+    }
+
+    /// Aborts open uploads and deletes the files this writer staged. Blocking.
+    pub fn abort(mut self) {
+        for (_, mut file) in std::mem::take(&mut self.open) {
+            file.writer.inner_mut().abort();
+        }
+        let staged: Vec<Path> = self.closed.iter().map(|f| f.staged.clone()).collect();
+        let dest = self.dest.clone();
+        let names = self.names.clone();
+        self.handle.block_on(async move {
+            dest.delete_quietly(&staged).await;
+            dest.tidy_staging(&names).await;
+        });
+    }
+
+    /// The batch must have the export's full schema (names and types, in order).
+    fn check_schema(&self, batch: &RecordBatch) -> Result<()> {
+        let expected = self.schema.fields();
+        let found = batch.schema_ref().fields();
+        for position in 0..expected.len().max(found.len()) {
+            let (want, got) = (expected.get(position), found.get(position));
+            let same = matches!((want, got),
+                (Some(w), Some(g)) if w.name() == g.name() && w.data_type() == g.data_type());
+            if !same {
+                return Err(Error::Schema {
+                    column: want.or(got).map(|f| f.name().clone()).unwrap_or_default(),
+                    reason: format!(
+                        "column {} of the batch: expected {}, found {}",
+                        position + 1,
+                        show_field(want),
+                        show_field(got)
+                    ),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes `batch` to partition `dirs` in slices that end where a row group ends, so a full
+    /// file is closed between row groups even inside one large batch.
+    fn write_chunk(&mut self, dirs: Vec<String>, batch: &RecordBatch) -> Result<()> {
+        let mut offset = 0;
+        while offset < batch.num_rows() {
+            if !self.open.contains_key(&dirs) {
+                let file = self.open_file(&dirs)?;
+                self.open.insert(dirs.clone(), file);
+            }
+            let file = self.open.get_mut(&dirs).expect("opened above");
+            let room = self.options.max_row_group_rows - file.writer.in_progress_rows();
+            let len = room.min(batch.num_rows() - offset);
+            file.write(&batch.slice(offset, len), &self.dest)?;
+            offset += len;
+            self.roll_if_full(&dirs)?;
+        }
+        Ok(())
+    }
+
+    /// Starts the next file of partition `dirs` with a multipart upload to its staged name.
+    fn open_file(&mut self, dirs: &[String]) -> Result<OpenFile> {
+        let seq = self.next_seq.entry(dirs.to_vec()).or_default();
+        let path = self.names.data_file(dirs, *seq)?;
+        *seq += 1;
+        let staged = self.names.staged(&path)?;
+        let full = self.dest.full(&staged);
+        let upload = self
+            .handle
+            .block_on(self.dest.store().put_multipart(&full))
+            .map_err(|e| self.dest.storage_error(&staged, e))?;
+        let sink = UploadSink {
+            handle: self.handle.clone(),
+            upload: Some(WriteMultipart::new_with_chunk_size(
+                upload,
+                self.dest.part_bytes,
+            )),
+            part_bytes: self.dest.part_bytes,
+            pending: 0,
+            written: 0,
+        };
+        let writer = ArrowWriter::try_new(
+            sink,
+            Arc::clone(self.file_schema()),
+            Some(self.props.clone()),
+        )
+        .map_err(|e| parquet_error(&self.dest, &staged, e))?;
+        tracing::debug!(file = %staged, "opened a staged file");
+        Ok(OpenFile {
+            writer,
+            file: StagedFile {
+                path,
+                staged,
+                rows: 0,
+                bytes: 0,
+            },
+        })
+    }
+
+    fn roll_if_full(&mut self, dirs: &[String]) -> Result<()> {
+        let full = self
+            .open
+            .get(dirs)
+            .is_some_and(|f| f.writer.bytes_written() >= self.options.max_file_bytes);
+        if full { self.close(dirs) } else { Ok(()) }
+    }
+
+    /// Flushes the largest in-progress row group while all of them together exceed the budget.
+    fn keep_memory_budget(&mut self) -> Result<()> {
+        loop {
+            let total: usize = self
+                .open
+                .values()
+                .map(|f| f.writer.in_progress_size())
+                .sum();
+            if total <= self.options.memory_budget_bytes {
+                return Ok(());
+            }
+            let Some((dirs, file)) = self
+                .open
+                .iter_mut()
+                .max_by_key(|(_, f)| f.writer.in_progress_size())
+            else {
+                return Ok(());
+            };
+            let dirs = dirs.clone();
+            tracing::debug!(file = %file.file.staged, total, "memory budget reached, flushing the largest row group");
+            file.writer
+                .flush()
+                .map_err(|e| parquet_error(&self.dest, &file.file.staged, e))?;
+            self.roll_if_full(&dirs)?;
+        }
+    }
+
+    /// Writes the footer of partition `dirs`' open file and completes its upload.
+    fn close(&mut self, dirs: &[String]) -> Result<()> {
+        let Some(file) = self.open.remove(dirs) else {
+            return Ok(());
+        };
+        let staged = file.close(&self.dest)?;
+        tracing::debug!(file = %staged.staged, rows = staged.rows, bytes = staged.bytes, "staged a file");
+        self.closed.push(staged);
+        Ok(())
+    }
+}
+
+/// One file being written.
+#[derive(Debug)]
+struct OpenFile {
+    writer: ArrowWriter<UploadSink>,
+    /// Names, and rows so far (bytes are known at close).
+    file: StagedFile,
+}
+
+impl OpenFile {
+    fn write(&mut self, batch: &RecordBatch, dest: &Destination) -> Result<()> {
+        self.writer
+            .write(batch)
+            .map_err(|e| parquet_error(dest, &self.file.staged, e))?;
+        self.file.rows += batch.num_rows() as u64;
+        Ok(())
+    }
+
+    /// Footer, then upload completion; on failure the upload is aborted.
+    fn close(mut self, dest: &Destination) -> Result<StagedFile> {
+        if let Err(e) = self.writer.finish() {
+            self.writer.inner_mut().abort();
+            return Err(parquet_error(dest, &self.file.staged, e));
+        }
+        let sink = self.writer.inner_mut();
+        sink.complete()
+            .map_err(|e| dest.storage_error(&self.file.staged, e))?;
+        self.file.bytes = sink.written;
+        Ok(self.file)
+    }
+}
+
+fn show_field(field: Option<&FieldRef>) -> String {
+    match field {
+        Some(f) => format!("{:?} ({})", f.name(), f.data_type()),
+        None => "no column".to_owned(),
+    }
+}
+
+fn parquet_error(
+    dest: &Destination,
+    staged: &Path,
+    source: parquet::errors::ParquetError,
+) -> Error {
+    Error::Parquet {
+        path: dest.show(staged),
+        source,
+    }
+}
+
+/// `std::io::Write` over a multipart upload, for the blocking Parquet encoder: bytes are cut
+/// into parts; after each full part it waits until fewer than [`MAX_PARTS_IN_FLIGHT`] parts are
+/// uploading, so a slow store slows the encoder instead of filling memory.
+#[derive(Debug)]
+struct UploadSink {
+    handle: Handle,
+    /// `None` once completed or aborted.
+    upload: Option<WriteMultipart>,
+    part_bytes: usize,
+    /// Bytes written since the last part boundary.
+    pending: usize,
+    written: u64,
+}
+
+impl Write for UploadSink {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let upload = self
+            .upload
+            .as_mut()
+            .ok_or_else(|| io::Error::other("the upload was already completed or aborted"))?;
+        // Parts are uploaded by tasks spawned on the runtime.
+        let _runtime = self.handle.enter();
+        upload.write(buf);
+        self.written += buf.len() as u64;
+        self.pending += buf.len();
+        if self.pending >= self.part_bytes {
+            self.pending %= self.part_bytes;
+            self.handle
+                .block_on(upload.wait_for_capacity(MAX_PARTS_IN_FLIGHT))
+                .map_err(io::Error::other)?;
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl UploadSink {
+    /// Uploads the last part and completes the upload (the staged object appears atomically).
+    fn complete(&mut self) -> object_store::Result<()> {
+        let Some(upload) = self.upload.take() else {
+            return Ok(());
+        };
+        self.handle.block_on(upload.finish()).map(drop)
+    }
+
+    /// Aborts the upload, so no part of it stays behind; errors are only logged.
+    fn abort(&mut self) {
+        let Some(upload) = self.upload.take() else {
+            return;
+        };
+        if let Err(e) = self.handle.block_on(upload.abort()) {
+            tracing::warn!(error = %e, "aborting an upload failed");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sink::test_util::*;
+    use arrow::array::{AsArray, RecordBatchReader, StringArray};
+    use arrow::datatypes::{Int64Type, TimestampMicrosecondType};
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    use parquet::basic::{LogicalType, TimeUnit, Type as PhysicalType};
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn written_files_read_back_with_int64_micros_timestamps() {
+        let (tmp, dest) = local_dest();
+        let batch = sample_batch(&["d1", "d2", "d1"], 0);
+        let staged = stage(
+            &dest,
+            "rep",
+            "r1",
+            vec![batch.clone()],
+            &["day"],
+            WriteOptions::default(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(staged.rows(), 3);
+        assert_eq!(staged.files().len(), 2);
+        assert_eq!(
+            staged.bytes(),
+            staged.files().iter().map(|f| f.bytes).sum::<u64>()
+        );
+        let d1 = &staged.files()[0];
+        assert_eq!(d1.path.as_ref(), "day=d1/rep.r1.00000.parquet");
+        assert_eq!(
+            d1.staged.as_ref(),
+            "_staging/r1/day=d1/rep.r1.00000.parquet.tmp"
+        );
+        assert_eq!(d1.rows, 2);
+        let on_disk = tmp.path().join(d1.staged.as_ref());
+        assert_eq!(std::fs::metadata(&on_disk).unwrap().len(), d1.bytes);
+
+        let builder =
+            ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(&on_disk).unwrap())
+                .unwrap();
+        let ts = builder.parquet_schema().column(1);
+        assert_eq!(ts.name(), "at");
+        assert_eq!(ts.physical_type(), PhysicalType::INT64);
+        assert_eq!(
+            ts.logical_type_ref(),
+            Some(&LogicalType::timestamp(true, TimeUnit::MICROS))
+        );
+        let created_by = builder
+            .metadata()
+            .file_metadata()
+            .created_by()
+            .unwrap()
+            .to_owned();
+        assert_eq!(
+            created_by,
+            format!("kargo-export {}", env!("CARGO_PKG_VERSION"))
+        );
+        let compression = builder.metadata().row_group(0).column(0).compression();
+        assert!(
+            matches!(compression, Compression::ZSTD(_)),
+            "{compression:?}"
+        );
+
+        let read: Vec<RecordBatch> = builder.build().unwrap().map(Result::unwrap).collect();
+        assert_eq!(read.len(), 1);
+        let read = &read[0];
+        assert_eq!(
+            read.schema().fields().len(),
+            3,
+            "day is in the path, not the file"
+        );
+        assert_eq!(
+            read.column(0).as_primitive::<Int64Type>().values().to_vec(),
+            vec![0, 2]
+        );
+        let at = read.column(1).as_primitive::<TimestampMicrosecondType>();
+        assert_eq!(at.timezone(), Some("UTC"));
+        assert_eq!(at.values().to_vec(), vec![micros(0), micros(2)]);
+        assert_eq!(read.column(2).as_string::<i32>().value(1), "name 2");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn nothing_named_parquet_exists_before_commit() {
+        let (tmp, dest) = local_dest();
+        let batches = vec![sample_batch(&["a", "b"], 0), sample_batch(&["a", "c"], 2)];
+        let staged = stage(
+            &dest,
+            "rep",
+            "r1",
+            batches,
+            &["day"],
+            WriteOptions::default(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(staged.files().len(), 3);
+        let files = list_files(tmp.path());
+        assert!(
+            files
+                .iter()
+                .all(|f| f.starts_with("_staging/r1/") && f.ends_with(".parquet.tmp")),
+            "{files:?}"
+        );
+        assert_eq!(files.len(), 3);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn small_max_file_bytes_rolls_files_with_one_schema() {
+        let (tmp, dest) = local_dest();
+        let options = WriteOptions {
+            max_row_group_rows: 2,
+            max_file_bytes: 1,
+            ..WriteOptions::default()
+        };
+        let batches = vec![sample_batch(&["x"; 5], 0), sample_batch(&["x"; 2], 5)];
+        let staged = stage(&dest, "rep", "r1", batches, &["day"], options)
+            .await
+            .unwrap();
+        let names: Vec<&str> = staged.files().iter().map(|f| f.path.as_ref()).collect();
+        assert_eq!(names.len(), 4, "{names:?}");
+        assert_eq!(names[0], "day=x/rep.r1.00000.parquet");
+        assert_eq!(names[3], "day=x/rep.r1.00003.parquet");
+        assert_eq!(
+            staged.files().iter().map(|f| f.rows).collect::<Vec<_>>(),
+            vec![2, 2, 1, 2]
+        );
+        let mut values = Vec::new();
+        let mut schemas = Vec::new();
+        for file in staged.files() {
+            let f = std::fs::File::open(tmp.path().join(file.staged.as_ref())).unwrap();
+            let reader = ParquetRecordBatchReaderBuilder::try_new(f)
+                .unwrap()
+                .build()
+                .unwrap();
+            schemas.push(reader.schema());
+            for batch in reader {
+                let batch = batch.unwrap();
+                values.extend(
+                    batch
+                        .column(0)
+                        .as_primitive::<Int64Type>()
+                        .values()
+                        .iter()
+                        .copied(),
+                );
+            }
+        }
+        assert_eq!(values, (0..7).collect::<Vec<i64>>());
+        assert!(schemas.windows(2).all(|w| w[0] == w[1]));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn large_files_stream_through_many_parts() {
+        let (tmp, dest) = local_dest();
+        let rows = 3_000;
+        let text: Vec<String> = (0..rows)
+            .map(|_| (0..1_000).map(|_| fastrand::alphanumeric()).collect())
+            .collect();
+        let mut batch = sample_batch(&vec!["x"; rows], 0);
+        let names = Arc::new(StringArray::from(text.clone()));
+        let mut columns = batch.columns().to_vec();
+        columns[3] = names;
+        batch = RecordBatch::try_new(batch.schema(), columns).unwrap();
+        let options = WriteOptions {
+            compression: Compression::UNCOMPRESSED,
+            max_row_group_rows: 500,
+            ..WriteOptions::default()
+        };
+        let staged = stage(&dest, "rep", "r1", vec![batch], &["day"], options)
+            .await
+            .unwrap();
+        assert_eq!(staged.files().len(), 1);
+        let file = &staged.files()[0];
+        assert!(
+            file.bytes > 2 * crate::sink::LOCAL_PART_BYTES as u64,
+            "{} bytes",
+            file.bytes
+        );
+        let f = std::fs::File::open(tmp.path().join(file.staged.as_ref())).unwrap();
+        assert_eq!(f.metadata().unwrap().len(), file.bytes);
+        let builder = ParquetRecordBatchReaderBuilder::try_new(f).unwrap();
+        assert_eq!(builder.metadata().num_row_groups(), 6);
+        let mut read = Vec::new();
+        for batch in builder.build().unwrap() {
+            let batch = batch.unwrap();
+            let names = batch.column(2).as_string::<i32>();
+            read.extend(names.iter().map(|v| v.unwrap().to_owned()));
+        }
+        assert_eq!(read, text);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn row_groups_are_capped_by_bytes() {
+        let (tmp, dest) = local_dest();
+        let options = WriteOptions {
+            max_row_group_bytes: 1,
+            ..WriteOptions::default()
+        };
+        let batches = (0..3).map(|i| sample_batch(&["a"], i)).collect();
+        let staged = stage(&dest, "rep", "r1", batches, &[], options)
+            .await
+            .unwrap();
+        let file = tmp.path().join(staged.files()[0].staged.as_ref());
+        let builder =
+            ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(file).unwrap()).unwrap();
+        assert_eq!(builder.metadata().num_row_groups(), 3);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn memory_budget_flushes_row_groups() {
+        let (tmp, dest) = local_dest();
+        let options = WriteOptions {
+            memory_budget_bytes: 1,
+            ..WriteOptions::default()
+        };
+        let batches = vec![sample_batch(&["a", "b"], 0), sample_batch(&["a", "b"], 2)];
+        let staged = stage(&dest, "rep", "r1", batches, &["day"], options)
+            .await
+            .unwrap();
+        let first = tmp.path().join(staged.files()[0].staged.as_ref());
+        let builder =
+            ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(first).unwrap()).unwrap();
+        assert_eq!(builder.metadata().num_row_groups(), 2);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn partition_values_with_percent_and_slash_make_one_folder() {
+        let (tmp, dest) = local_dest();
+        let batch = sample_batch(&["50%/off", "..", ""], 0);
+        let staged = stage(
+            &dest,
+            "rep",
+            "r1",
+            vec![batch],
+            &["day"],
+            WriteOptions::default(),
+        );
+        let info = crate::sink::ManifestInfo {
+            report_id: "rep".into(),
+            source_url: String::new(),
+            schema: sample_schema(),
+            partition_by: vec!["day".into()],
+            compression: "zstd(3)".into(),
+        };
+        staged.await.unwrap().commit(&dest, info).await.unwrap();
+        let mut top: Vec<String> = std::fs::read_dir(tmp.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        top.sort();
+        let expected = [
+            "_manifests",
+            "day=%2E%2E",
+            "day=50%25%2Foff",
+            "day=__HIVE_DEFAULT_PARTITION__",
+        ];
+        assert_eq!(top, expected);
+        let file = tmp.path().join("day=50%25%2Foff/rep.r1.00000.parquet");
+        assert!(file.is_file());
+        assert_eq!(file.parent().unwrap().parent().unwrap(), tmp.path());
+        assert_eq!(
+            list_dirs(&tmp.path().join("day=50%25%2Foff")),
+            Vec::<String>::new()
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn abort_removes_open_and_closed_staged_files() {
+        let (tmp, dest) = local_dest();
+        std::fs::write(tmp.path().join("keep.txt"), "x").unwrap();
+        let before = list_files(tmp.path());
+        let task_dest = dest.clone();
+        tokio::task::spawn_blocking(move || {
+            let options = WriteOptions {
+                max_file_bytes: 1,
+                ..WriteOptions::default()
+            };
+            let mut writer = ReportWriter::new(
+                &task_dest,
+                "rep",
+                "r1",
+                sample_schema(),
+                &["day".into()],
+                options,
+            )
+            .unwrap();
+            writer.write(&sample_batch(&["a", "b"], 0)).unwrap();
+            assert!(!writer.closed.is_empty());
+            let options = WriteOptions::default();
+            let mut open =
+                ReportWriter::new(&task_dest, "rep2", "r1", sample_schema(), &[], options).unwrap();
+            open.write(&sample_batch(&["a"], 0)).unwrap();
+            assert_eq!(open.open.len(), 1);
+            writer.abort();
+            open.abort();
+        })
+        .await
+        .unwrap();
+        assert_eq!(list_files(tmp.path()), before);
+        assert_eq!(list_dirs(tmp.path()), Vec::<String>::new());
+    }
+
+    #[tokio::test]
+    async fn works_on_a_current_thread_runtime() {
+        let (tmp, dest) = local_dest();
+        let batches = vec![sample_batch(&["a", "b"], 0), sample_batch(&["a"], 2)];
+        let staged = stage(
+            &dest,
+            "rep",
+            "r1",
+            batches,
+            &["day"],
+            WriteOptions::default(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(staged.rows(), 3);
+        staged.discard(&dest).await;
+        assert_eq!(list_files(tmp.path()), Vec::<String>::new());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn works_on_any_store() {
+        let (store, dest) = memory_dest();
+        let staged = stage(
+            &dest,
+            "rep",
+            "r1",
+            vec![sample_batch(&["a"], 0)],
+            &[],
+            WriteOptions::default(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(staged.files()[0].path.as_ref(), "rep.r1.00000.parquet");
+        let bytes = store
+            .get(&staged.files()[0].staged)
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
+        assert_eq!(bytes.len() as u64, staged.bytes());
+        assert_eq!(&bytes[..4], b"PAR1");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn bad_input_is_refused_with_context() {
+        let (_tmp, dest) = local_dest();
+        let err = tokio::task::spawn_blocking(move || {
+            let zero = WriteOptions {
+                max_file_bytes: 0,
+                ..WriteOptions::default()
+            };
+            let err =
+                ReportWriter::new(&dest, "rep", "r1", sample_schema(), &[], zero).unwrap_err();
+            assert!(err.to_string().contains("max_file_bytes"), "{err}");
+            let err = ReportWriter::new(
+                &dest,
+                "rep",
+                "r1",
+                sample_schema(),
+                &["nope".into()],
+                WriteOptions::default(),
+            )
+            .unwrap_err();
+            assert!(matches!(err, Error::Partition { .. }), "{err}");
+            let mut writer = ReportWriter::new(
+                &dest,
+                "rep",
+                "r1",
+                sample_schema(),
+                &[],
+                WriteOptions::default(),
+            )
+            .unwrap();
+            let other =
+                RecordBatch::try_from_iter([("n", Arc::new(StringArray::from(vec!["x"])) as _)])
+                    .unwrap();
+            let err = writer.write(&other).unwrap_err();
+            writer.abort();
+            err
+        })
+        .await
+        .unwrap();
+        let Error::Schema { column, reason } = err else {
+            panic!("{err}");
+        };
+        assert_eq!(column, "day");
+        assert_eq!(
+            reason,
+            "column 1 of the batch: expected \"day\" (Utf8), found \"n\" (Utf8)"
+        );
+    }
+}

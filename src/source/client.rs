@@ -1,0 +1,193 @@
+//! Authenticated GET requests against the API. The bearer token is attached here and only
+//! here, and only to URLs of the API base's origin (scheme, host, port): a next link that points
+//! elsewhere is refused before anything is sent. A 401 leads to one fresh login and one retry.
+//! Errors name the URL without its query string and never include a token.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use reqwest::header::{AUTHORIZATION, HeaderValue};
+use reqwest::{StatusCode, Url};
+
+use crate::error::{Error, PageLocation, Result, redact_url};
+use crate::secret::Secret;
+use crate::source::auth::{Auth, Credentials};
+
+/// How long one request may take before it fails.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(300);
+/// How long connecting may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+/// How much of an error response body is quoted in the error message.
+const ERROR_BODY_QUOTE: usize = 200;
+
+/// Where the API is and how to authenticate.
+#[derive(Debug, Clone)]
+pub struct Connection {
+    /// The API base, e.g. `https://datasharingapi.prod.kargo.com`.
+    pub api_base: Url,
+    /// Token or login.
+    pub credentials: Credentials,
+}
+
+/// An HTTP client bound to one API origin.
+pub struct ApiClient {
+    http: reqwest::Client,
+    api_base: Url,
+    auth: Auth,
+}
+
+impl ApiClient {
+    /// A client for `connection`; nothing is sent yet.
+    pub fn new(connection: &Connection) -> Result<Self> {
+        let http = reqwest::Client::builder()
+            .user_agent(concat!("kargo-export/", env!("CARGO_PKG_VERSION")))
+            .timeout(REQUEST_TIMEOUT)
+            .connect_timeout(CONNECT_TIMEOUT)
+            .build()
+            .map_err(|e| Error::Usage(format!("cannot build the HTTP client: {e}")))?;
+        Ok(ApiClient {
+            http,
+            api_base: connection.api_base.clone(),
+            auth: Auth::new(connection.credentials.clone()),
+        })
+    }
+
+    /// `{api_base}/{segments...}`, each segment percent-encoded as a path segment.
+    pub fn endpoint(&self, segments: &[&str]) -> Url {
+        let mut url = self.api_base.clone();
+        if let Ok(mut path) = url.path_segments_mut() {
+            path.pop_if_empty().extend(segments);
+        }
+        url
+    }
+
+    /// GETs `url` with the bearer token and returns the body of a 2xx answer.
+    pub async fn get(&self, url: &Url, at: &PageLocation) -> Result<Bytes> {
+        self.check_origin(url, at)?;
+        let token = self.auth.token(&self.http).await?;
+        let response = self.send(url, &token, at).await?;
+        let response = if response.status() == StatusCode::UNAUTHORIZED {
+            let token = self.auth.renew(&self.http, &token).await?;
+            self.send(url, &token, at).await?
+        } else {
+            response
+        };
+        let status = response.status();
+        if !status.is_success() {
+            let body = response.bytes().await.unwrap_or_default();
+            return Err(Error::Http {
+                at: at.clone(),
+                status: Some(status.as_u16()),
+                reason: format!("HTTP {status}{}", quote_body(&body, &token)),
+            });
+        }
+        response.bytes().await.map_err(|e| transport_error(at, e))
+    }
+
+    async fn send(
+        &self,
+        url: &Url,
+        token: &Secret,
+        at: &PageLocation,
+    ) -> Result<reqwest::Response> {
+        let mut bearer =
+            HeaderValue::from_str(&format!("Bearer {}", token.expose())).map_err(|_| {
+                Error::Auth {
+                    url: at.url.clone(),
+                    reason: "the token contains characters not allowed in a header".into(),
+                }
+            })?;
+        bearer.set_sensitive(true);
+        self.http
+            .get(url.clone())
+            .header(AUTHORIZATION, bearer)
+            .send()
+            .await
+            .map_err(|e| transport_error(at, e))
+    }
+
+    /// Refuses to send the token to another origin than the API base's.
+    fn check_origin(&self, url: &Url, at: &PageLocation) -> Result<()> {
+        if url.origin() == self.api_base.origin() {
+            return Ok(());
+        }
+        Err(Error::Page {
+            at: at.clone(),
+            reason: format!(
+                "next link {} is on another origin than the API base {}; refusing to send credentials there",
+                redact_url(url),
+                redact_url(&self.api_base)
+            ),
+        })
+    }
+}
+
+fn transport_error(at: &PageLocation, error: reqwest::Error) -> Error {
+    let kind = if error.is_timeout() {
+        "timed out"
+    } else if error.is_connect() {
+        "cannot connect"
+    } else if error.is_body() || error.is_decode() {
+        "response body cut off"
+    } else {
+        "transport error"
+    };
+    let detail = std::error::Error::source(&error)
+        .map(|source| format!(": {source}"))
+        .unwrap_or_default();
+    Error::Http {
+        at: at.clone(),
+        status: None,
+        reason: format!("{kind}{detail}"),
+    }
+}
+
+/// A short, single-line quote of an error body with the token blanked out.
+fn quote_body(body: &[u8], token: &Secret) -> String {
+    let text = String::from_utf8_lossy(body);
+    let text = text.replace(token.expose(), "[redacted]");
+    let mut quote: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    if quote.is_empty() {
+        return String::new();
+    }
+    if quote.len() > ERROR_BODY_QUOTE {
+        let cut = (0..=ERROR_BODY_QUOTE)
+            .rev()
+            .find(|&i| quote.is_char_boundary(i))
+            .unwrap_or(0);
+        quote.truncate(cut);
+        quote.push('…');
+    }
+    format!(": {quote}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_bodies_are_quoted_short_and_without_the_token() {
+        let token = Secret::new("tok-123");
+        assert_eq!(
+            quote_body(b"{\"error\":\n \"bad tok-123\"}", &token),
+            ": {\"error\": \"bad [redacted]\"}"
+        );
+        assert_eq!(quote_body(b"", &token), "");
+        assert!(quote_body("é".repeat(300).as_bytes(), &token).ends_with('…'));
+    }
+
+    #[test]
+    fn endpoints_keep_the_base_path_and_encode_ids() {
+        let connection = Connection {
+            api_base: Url::parse("https://h.example/api/").unwrap(),
+            credentials: Credentials::Token(Secret::new("t")),
+        };
+        let client = ApiClient::new(&connection).unwrap();
+        assert_eq!(
+            client
+                .endpoint(&["v1", "completed-reports", "a/b c"])
+                .as_str(),
+            "https://h.example/api/v1/completed-reports/a%2Fb%20c"
+        );
+    }
+}

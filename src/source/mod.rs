@@ -1,0 +1,32 @@
+//! The HTTP side of an export: login ([`auth`]), authenticated requests ([`client`]), following
+//! next links ([`paginate`]) and locating rows and the next link inside a page in one pass
+//! ([`extract`]). Nothing outside this module knows about HTTP status codes or tokens.
+//! Decoding rows into Arrow is not done here: [`extract`] hands each row to a callback.
+
+pub mod auth;
+pub mod client;
+pub mod extract;
+pub mod paginate;
+
+use bytes::Bytes;
+use reqwest::Url;
+
+use crate::error::{PageLocation, Result};
+use client::ApiClient;
+use paginate::Pagination;
+
+/// Fetches every page starting at `first`, handing each page's bytes to `handle`, which returns
+/// the page's raw next link (`None` when the page has none). Returns the number of pages.
+pub async fn for_each_page(
+    client: &ApiClient,
+    first: Url,
+    mut handle: impl AsyncFnMut(Bytes, &PageLocation) -> Result<Option<String>>,
+) -> Result<u64> {
+    let mut pages = Pagination::new(first);
+    while let Some((url, at)) = pages.next_page() {
+        let body = client.get(&url, &at).await?;
+        let next = handle(body, &at).await?;
+        pages.follow(&url, next.as_deref(), &at)?;
+    }
+    Ok(pages.pages_fetched())
+}
