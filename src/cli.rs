@@ -31,6 +31,7 @@ Try it without credentials: kargo-export --sandbox export report rpt_7f3a9c21 --
 
 /// Where the API is and how to log in.
 #[derive(Debug, Args)]
+#[command(next_help_heading = "Connection")]
 pub struct ConnectionArgs {
     /// API base URL.
     #[arg(long, env = "KARGO_API_BASE", default_value = DEFAULT_API_BASE, global = true)]
@@ -157,6 +158,10 @@ pub struct SandboxArgs {
     #[arg(long, value_enum, default_value_t = LinkStyleArg::Absolute)]
     pub link_style: LinkStyleArg,
 
+    /// How the last page says there is no next page.
+    #[arg(long, value_enum, default_value_t = LastLinkArg::Null)]
+    pub last_link: LastLinkArg,
+
     /// Lifetime of issued tokens, in seconds.
     #[arg(long, default_value_t = 3600)]
     pub token_ttl: u64,
@@ -168,6 +173,17 @@ pub enum LinkStyleArg {
     Absolute,
     RootRelative,
     QueryRelative,
+}
+
+/// How the sandbox's last page ends the listing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LastLinkArg {
+    /// `"links": {}`.
+    Absent,
+    /// `"next": null`.
+    Null,
+    /// `"next": ""`.
+    Empty,
 }
 
 #[cfg(test)]

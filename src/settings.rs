@@ -11,11 +11,11 @@ use parquet::basic::{Compression, GzipLevel, ZstdLevel};
 use reqwest::Url;
 
 use crate::cli::{
-    Cli, Command, CompressionArg, ConnectionArgs, ExportTarget, LinkStyleArg, OutputArgs,
-    SandboxArgs, SchemaTarget,
+    Cli, Command, CompressionArg, ConnectionArgs, ExportTarget, LastLinkArg, LinkStyleArg,
+    OutputArgs, SandboxArgs, SchemaTarget,
 };
 use crate::error::{Error, Result};
-use crate::sandbox::{LinkStyle, SandboxData, SandboxOptions};
+use crate::sandbox::{LastLink, LinkStyle, SandboxData, SandboxOptions};
 use crate::secret::Secret;
 use crate::sink::{Destination, WriteOptions};
 use crate::source::auth::Credentials;
@@ -271,6 +271,11 @@ fn sandbox_settings(args: SandboxArgs) -> Result<Settings> {
             data: Arc::new(data),
             page_size: args.page_size,
             link_style,
+            last_link: match args.last_link {
+                LastLinkArg::Absent => LastLink::Absent,
+                LastLinkArg::Null => LastLink::Null,
+                LastLinkArg::Empty => LastLink::Empty,
+            },
             token_ttl_secs: args.token_ttl,
             ..SandboxOptions::default()
         },
