@@ -186,42 +186,6 @@ pub enum LastLinkArg {
     Empty,
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use clap::CommandFactory;
-
-    #[test]
-    fn cli_definition_is_consistent() {
-        Cli::command().debug_assert();
-    }
-
-    #[test]
-    fn parses_an_export_with_partitions() {
-        let cli = Cli::try_parse_from([
-            "kargo-export",
-            "export",
-            "report",
-            "a",
-            "b",
-            "--out",
-            "d",
-            "--partition-by",
-            "date,country",
-        ])
-        .unwrap();
-        let Command::Export {
-            target: ExportTarget::Report { ids, output },
-        } = cli.command
-        else {
-            panic!("not an export");
-        };
-        assert_eq!(ids, ["a", "b"]);
-        assert_eq!(output.partition_by, ["date", "country"]);
-        assert_eq!(output.compression, CompressionArg::Zstd);
-    }
-}
-
 /// Runs the parsed command line.
 pub async fn run(cli: Cli) -> crate::Result<()> {
     use crate::settings::Settings;
@@ -267,4 +231,40 @@ async fn serve_sandbox(
         let _ = tokio::signal::ctrl_c().await;
     })
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn parses_an_export_with_partitions() {
+        let cli = Cli::try_parse_from([
+            "kargo-export",
+            "export",
+            "report",
+            "a",
+            "b",
+            "--out",
+            "d",
+            "--partition-by",
+            "date,country",
+        ])
+        .unwrap();
+        let Command::Export {
+            target: ExportTarget::Report { ids, output },
+        } = cli.command
+        else {
+            panic!("not an export");
+        };
+        assert_eq!(ids, ["a", "b"]);
+        assert_eq!(output.partition_by, ["date", "country"]);
+        assert_eq!(output.compression, CompressionArg::Zstd);
+    }
 }

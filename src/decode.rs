@@ -24,7 +24,7 @@ use arrow::array::{
     RecordBatch, RecordBatchOptions, StringArray, StringBuilder,
 };
 use arrow::datatypes::{DataType, Field, Fields, Float64Type, Int64Type, Schema};
-use chrono::{DateTime, Datelike, NaiveDate};
+use chrono::DateTime;
 use serde_json::value::RawValue;
 
 use crate::error::DecodeError;
@@ -119,6 +119,8 @@ pub struct RowDecoder {
     /// Column of the first key of the previous row: where the next row's lookup starts.
     first: usize,
     rows: usize,
+    /// Rows of the last finished batch: the initial capacity of new builders.
+    capacity: usize,
 }
 
 impl RowDecoder {
@@ -157,6 +159,7 @@ impl RowDecoder {
         let rows = self.rows;
         let columns = std::mem::take(&mut self.columns);
         self.reset();
+        self.capacity = rows;
         let mut fields = Vec::with_capacity(columns.len());
         let mut arrays = Vec::with_capacity(columns.len());
         let mut kinds = Vec::with_capacity(columns.len());
@@ -201,21 +204,15 @@ impl RowDecoder {
         let mut previous = None;
         loop {
             scanner.skip_ws();
-            let key = scanner
-                .string()
-                .map_err(|Malformed| row_error(row, "", malformed(&scanner)))?;
-            let name = key
-                .unescape()
-                .map_err(|reason| row_error(row, key.contents(), reason))?;
+            let name = scanner.string().map_err(|reason| row_error(row, "", reason))?;
             scanner.skip_ws();
             if !scanner.eat(b':') {
-                return Err(row_error(row, &name, malformed(&scanner)));
+                return Err(row_error(row, &name, scanner.malformed()));
             }
             scanner.skip_ws();
-            let token = scanner
+            let value = scanner
                 .value()
-                .map_err(|Malformed| row_error(row, &name, malformed(&scanner)))?;
-            let value = Value::from_token(token).map_err(|reason| row_error(row, &name, reason))?;
+                .map_err(|reason| row_error(row, &name, reason))?;
             let index = self.column_index(&name, previous);
             previous = Some(index);
             if let Some(column) = self.columns.get_mut(index) {
@@ -227,7 +224,7 @@ impl RowDecoder {
             match scanner.peek() {
                 Some(b',') => scanner.pos += 1,
                 Some(b'}') => return Ok(()),
-                _ => return Err(row_error(row, &name, malformed(&scanner))),
+                _ => return Err(row_error(row, &name, scanner.malformed())),
             }
         }
     }
@@ -255,7 +252,7 @@ impl RowDecoder {
 
     fn add_column(&mut self, name: &str) -> usize {
         let index = self.columns.len();
-        self.columns.push(Column::new(name));
+        self.columns.push(Column::new(name, self.capacity));
         self.index.insert(name.to_owned(), index);
         index
     }
@@ -282,10 +279,6 @@ fn not_an_object(first: Option<u8>) -> String {
     format!("expected a JSON object, found {found}")
 }
 
-fn malformed(scanner: &Scanner<'_>) -> String {
-    format!("malformed JSON at byte {}", scanner.pos)
-}
-
 /// One column being built: its key, its values so far and where the key sits in rows.
 #[derive(Debug)]
 struct Column {
@@ -295,19 +288,23 @@ struct Column {
     len: usize,
     /// The column whose key followed this one in the last row that had it.
     next: usize,
+    /// Initial capacity (rows) of the column's builder.
+    capacity: usize,
 }
 
 impl Column {
-    fn new(name: &str) -> Self {
+    fn new(name: &str, capacity: usize) -> Self {
         Column {
             name: name.to_owned(),
             store: Store::Null,
             len: 0,
             next: usize::MAX,
+            capacity,
         }
     }
 
     /// Sets the value of this column in `row`, widening the column's kind when needed.
+    #[inline(always)]
     fn push(&mut self, row: usize, value: &Value<'_>) -> Result<(), String> {
         if self.len > row {
             return Err("duplicate key in the row".to_owned());
@@ -315,7 +312,7 @@ impl Column {
         self.pad_to(row);
         if !self.store.try_append(value) {
             let kind = self.store.kind().merge(&value.kind());
-            self.store.widen(&kind, self.len)?;
+            self.store.widen(&kind, self.len, self.capacity)?;
             if !self.store.try_append(value) {
                 return Err(format!("internal: a {kind:?} column refused its own value"));
             }
@@ -370,23 +367,24 @@ impl Store {
         }
     }
 
-    /// An empty store of `kind` holding `len` nulls.
-    fn nulls(kind: &ColumnKind, len: usize) -> Store {
+    /// An empty store of `kind` holding `len` nulls, with room for `capacity` rows.
+    fn nulls(kind: &ColumnKind, len: usize, capacity: usize) -> Store {
+        let text = || StringBuilder::with_capacity(capacity, capacity * 16);
         let mut store = match kind {
             ColumnKind::Null => Store::Null,
-            ColumnKind::Bool => Store::Bool(BooleanBuilder::new()),
-            ColumnKind::Int => Store::Int(Int64Builder::new()),
-            ColumnKind::Float => Store::Float(Float64Builder::new()),
+            ColumnKind::Bool => Store::Bool(BooleanBuilder::with_capacity(capacity)),
+            ColumnKind::Int => Store::Int(Int64Builder::with_capacity(capacity)),
+            ColumnKind::Float => Store::Float(Float64Builder::with_capacity(capacity)),
             ColumnKind::Str { dates, timestamps } => Store::Str {
-                text: StringBuilder::new(),
+                text: text(),
                 dates: *dates,
                 timestamps: *timestamps,
             },
             ColumnKind::Nested(data_type) => Store::Nested {
-                text: StringBuilder::new(),
+                text: text(),
                 data_type: data_type.clone(),
             },
-            ColumnKind::Text => Store::Text(StringBuilder::new()),
+            ColumnKind::Text => Store::Text(text()),
         };
         store.append_nulls(len);
         store
@@ -406,6 +404,7 @@ impl Store {
 
     /// Appends `value` if it fits this store's kind (updating string flags and the nested
     /// type); returns false, appending nothing, when the kind must widen first.
+    #[inline(always)]
     fn try_append(&mut self, value: &Value<'_>) -> bool {
         match (self, value) {
             (store, Value::Null) => store.append_nulls(1),
@@ -438,11 +437,12 @@ impl Store {
         true
     }
 
-    /// Converts the values so far to a store of `kind` (a kind at least as wide as this one).
-    fn widen(&mut self, kind: &ColumnKind, len: usize) -> Result<(), String> {
+    /// Converts the `len` values so far to a store of `kind` (a kind at least as wide as this
+    /// one); a new builder gets room for `capacity` rows.
+    fn widen(&mut self, kind: &ColumnKind, len: usize, capacity: usize) -> Result<(), String> {
         let old = std::mem::replace(self, Store::Null);
         *self = match (old, kind) {
-            (Store::Null, kind) => Store::nulls(kind, len),
+            (Store::Null, kind) => Store::nulls(kind, len, capacity),
             (Store::Int(mut ints), ColumnKind::Float) => {
                 Store::Float(ints_to_floats(&ints.finish()))
             }
@@ -508,16 +508,6 @@ enum Value<'a> {
 }
 
 impl<'a> Value<'a> {
-    fn from_token(token: Token<'a>) -> Result<Value<'a>, String> {
-        Ok(match token {
-            Token::Null => Value::Null,
-            Token::Bool(b) => Value::Bool(b),
-            Token::Number(text) => parse_number(text)?,
-            Token::Str(s) => Value::Str(s.unescape()?),
-            Token::Nested(text) => Value::Nested(text),
-        })
-    }
-
     /// The kind of a column holding only this value.
     fn kind(&self) -> ColumnKind {
         match self {
@@ -625,36 +615,115 @@ fn ints_to_floats(ints: &Int64Array) -> Float64Builder {
     out
 }
 
-/// Days from 1970-01-01 to 0001-01-01 (chrono's "days from CE" origin), negated.
-const UNIX_EPOCH_DAYS_FROM_CE: i32 = 719_163;
-
 /// Parses exactly `YYYY-MM-DD` (10 bytes, a real calendar date) into days since 1970-01-01.
 /// Decides the `dates` flag and converts date columns, so the two never disagree.
 pub(crate) fn parse_date(text: &str) -> Option<i32> {
-    let b = text.as_bytes();
-    if b.len() != 10 || b[4] != b'-' || b[7] != b'-' {
-        return None;
-    }
-    let year = parse_digits(&b[0..4])?;
-    let month = parse_digits(&b[5..7])?;
-    let day = parse_digits(&b[8..10])?;
-    let date = NaiveDate::from_ymd_opt(i32::try_from(year).ok()?, month, day)?;
-    Some(date.num_days_from_ce() - UNIX_EPOCH_DAYS_FROM_CE)
+    parse_date_bytes(text.as_bytes())
 }
 
-fn parse_digits(digits: &[u8]) -> Option<u32> {
-    digits.iter().try_fold(0u32, |acc, &d| {
-        d.is_ascii_digit().then(|| acc * 10 + u32::from(d - b'0'))
-    })
+fn parse_date_bytes(b: &[u8]) -> Option<i32> {
+    match b {
+        [y1, y2, y3, y4, b'-', m1, m2, b'-', d1, d2] => {
+            let year = two_digits(*y1, *y2)? * 100 + two_digits(*y3, *y4)?;
+            civil_days(year, two_digits(*m1, *m2)?, two_digits(*d1, *d2)?)
+        }
+        _ => None,
+    }
+}
+
+fn two_digits(tens: u8, ones: u8) -> Option<u32> {
+    (tens.is_ascii_digit() && ones.is_ascii_digit())
+        .then(|| u32::from(tens - b'0') * 10 + u32::from(ones - b'0'))
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (years 0..=9999), None if it is not a
+/// real date. Same results as chrono's `NaiveDate` (checked in the tests), without its cost.
+fn civil_days(year: u32, month: u32, day: u32) -> Option<i32> {
+    let leap = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0);
+    let month_days = match month {
+        2 if leap => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        1..=12 => 31,
+        _ => return None,
+    };
+    if day == 0 || day > month_days || year > 9999 {
+        return None;
+    }
+    // Howard Hinnant's days_from_civil, with years starting in March.
+    let y = i64::from(year) - i64::from(month <= 2);
+    let era = y.div_euclid(400);
+    let year_of_era = y - era * 400;
+    let day_of_year = (153 * i64::from((month + 9) % 12) + 2) / 5 + i64::from(day) - 1;
+    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+    i32::try_from(era * 146_097 + day_of_era - 719_468).ok()
 }
 
 /// Parses an RFC 3339 timestamp (any offset) into microseconds since the epoch, UTC; digits
 /// below a microsecond are dropped. Decides the `timestamps` flag and converts timestamp
-/// columns, so the two never disagree.
+/// columns, so the two never disagree. The common shapes are parsed here directly; anything
+/// else goes to chrono's `DateTime::parse_from_rfc3339`, which defines the accepted set.
 pub(crate) fn parse_timestamp_micros(text: &str) -> Option<i64> {
-    DateTime::parse_from_rfc3339(text)
-        .ok()
-        .map(|t| t.timestamp_micros())
+    common_timestamp_micros(text.as_bytes()).or_else(|| {
+        DateTime::parse_from_rfc3339(text)
+            .ok()
+            .map(|t| t.timestamp_micros())
+    })
+}
+
+/// `YYYY-MM-DDTHH:MM:SS[.fraction](Z|+HH:MM|-HH:MM)` with in-range fields, else None.
+fn common_timestamp_micros(b: &[u8]) -> Option<i64> {
+    let (date, rest) = b.split_at_checked(10)?;
+    let days = i64::from(parse_date_bytes(date)?);
+    let [b'T', h1, h2, b':', m1, m2, b':', s1, s2, rest @ ..] = rest else {
+        return None;
+    };
+    let (hour, minute, second) = (
+        two_digits(*h1, *h2)?,
+        two_digits(*m1, *m2)?,
+        two_digits(*s1, *s2)?,
+    );
+    if hour > 23 || minute > 59 || second > 59 {
+        return None;
+    }
+    let (micros, rest) = fraction_micros(rest)?;
+    let offset = offset_seconds(rest)?;
+    let seconds = days * 86_400 + i64::from(hour * 3600 + minute * 60 + second) - offset;
+    Some(seconds * 1_000_000 + micros)
+}
+
+/// The microseconds of an optional `.digits` fraction (digits beyond 6 dropped), and the rest.
+fn fraction_micros(b: &[u8]) -> Option<(i64, &[u8])> {
+    let Some((b'.', rest)) = b.split_first() else {
+        return Some((0, b));
+    };
+    let digits = rest.iter().take_while(|d| d.is_ascii_digit()).count();
+    if digits == 0 {
+        return None;
+    }
+    let micros = rest
+        .iter()
+        .take(6)
+        .take_while(|d| d.is_ascii_digit())
+        .fold(0i64, |acc, d| acc * 10 + i64::from(d - b'0'));
+    let scale = 10i64.pow(6u32.saturating_sub(u32::try_from(digits).unwrap_or(6)));
+    Some((micros * scale, rest.get(digits..)?))
+}
+
+/// Seconds east of UTC of a whole `Z`, `+HH:MM` or `-HH:MM`.
+fn offset_seconds(b: &[u8]) -> Option<i64> {
+    match b {
+        [b'Z'] => Some(0),
+        [sign @ (b'+' | b'-'), h1, h2, b':', m1, m2] => {
+            let (hours, minutes) = (two_digits(*h1, *h2)?, two_digits(*m1, *m2)?);
+            if hours > 23 || minutes > 59 {
+                return None;
+            }
+            let seconds = i64::from(hours * 3600 + minutes * 60);
+            Some(if *sign == b'-' { -seconds } else { seconds })
+        }
+        _ => None,
+    }
 }
 
 fn is_date(text: &str) -> bool {
@@ -737,7 +806,7 @@ fn value_type(scanner: &mut Scanner<'_>) -> Option<DataType> {
     match scanner.peek()? {
         b'{' => object_type(scanner),
         b'[' => list_type(scanner),
-        _ => match Value::from_token(scanner.value().ok()?).ok()? {
+        _ => match scanner.value().ok()? {
             Value::Null => Some(DataType::Null),
             Value::Bool(_) => Some(DataType::Boolean),
             Value::Int(_) => Some(DataType::Int64),
@@ -773,7 +842,7 @@ fn object_type(scanner: &mut Scanner<'_>) -> Option<DataType> {
     if !scanner.eat(b'}') {
         loop {
             scanner.skip_ws();
-            let name = scanner.string().ok()?.unescape().ok()?;
+            let name = scanner.string().ok()?;
             scanner.skip_ws();
             if !scanner.eat(b':') {
                 return None;
@@ -792,61 +861,28 @@ fn object_type(scanner: &mut Scanner<'_>) -> Option<DataType> {
     Some(DataType::Struct(Fields::from(fields)))
 }
 
-/// The scanner met bytes that are not the JSON it expected.
-#[derive(Debug)]
-struct Malformed;
-
-/// One JSON value as found by the [`Scanner`], not yet decoded.
-#[derive(Debug)]
-enum Token<'a> {
-    Null,
-    Bool(bool),
-    Number(&'a str),
-    Str(RawStr<'a>),
-    Nested(&'a str),
-}
-
-/// A JSON string as written, quotes included.
-#[derive(Debug)]
-struct RawStr<'a> {
-    quoted: &'a str,
-    escaped: bool,
-}
-
-impl<'a> RawStr<'a> {
-    fn contents(&self) -> &'a str {
-        self.quoted
-            .get(1..self.quoted.len().saturating_sub(1))
-            .unwrap_or("")
-    }
-
-    /// The string's value: borrowed when it has no escapes, unescaped by serde_json otherwise.
-    fn unescape(&self) -> Result<Cow<'a, str>, String> {
-        if !self.escaped {
-            return Ok(Cow::Borrowed(self.contents()));
-        }
-        serde_json::from_str::<String>(self.quoted)
-            .map(Cow::Owned)
-            .map_err(|error| format!("invalid string {}: {error}", self.quoted))
-    }
-}
-
-/// A cursor over JSON text that finds where values end without decoding them. Meant for text
-/// that is already valid JSON; on anything else it stops with [`Malformed`] (never panics).
+/// A cursor over JSON text that decodes values where they start and finds where they end.
+/// Meant for text that is already valid JSON; on anything else it stops with an error reason
+/// (it never panics).
 struct Scanner<'a> {
     text: &'a str,
     pos: usize,
 }
+
+/// Result of a scan; the error is the reason, ready for a [`DecodeError`].
+type Scan<T> = Result<T, String>;
 
 impl<'a> Scanner<'a> {
     fn new(text: &'a str) -> Self {
         Scanner { text, pos: 0 }
     }
 
+    #[inline]
     fn peek(&self) -> Option<u8> {
         self.text.as_bytes().get(self.pos).copied()
     }
 
+    #[inline]
     fn eat(&mut self, byte: u8) -> bool {
         let found = self.peek() == Some(byte);
         if found {
@@ -855,98 +891,197 @@ impl<'a> Scanner<'a> {
         found
     }
 
+    #[inline]
     fn skip_ws(&mut self) {
         while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.peek() {
             self.pos += 1;
         }
     }
 
-    fn slice(&self, start: usize) -> Result<&'a str, Malformed> {
-        self.text.get(start..self.pos).ok_or(Malformed)
+    fn malformed(&self) -> String {
+        format!("malformed JSON at byte {}", self.pos)
     }
 
-    /// The value starting at the cursor (no leading whitespace), moving past it.
-    fn value(&mut self) -> Result<Token<'a>, Malformed> {
-        match self.peek().ok_or(Malformed)? {
-            b'"' => self.string().map(Token::Str),
-            b'{' | b'[' => {
+    fn slice(&self, start: usize) -> Scan<&'a str> {
+        self.text
+            .get(start..self.pos)
+            .ok_or_else(|| self.malformed())
+    }
+
+    /// The value at the cursor (no leading whitespace), decoded, moving past it.
+    #[inline(always)]
+    fn value(&mut self) -> Scan<Value<'a>> {
+        match self.peek() {
+            Some(b'"') => self.string().map(Value::Str),
+            Some(b'{' | b'[') => {
                 let start = self.pos;
                 self.skip_nested()?;
-                self.slice(start).map(Token::Nested)
+                self.slice(start).map(Value::Nested)
             }
-            b'n' => self.literal("null", Token::Null),
-            b't' => self.literal("true", Token::Bool(true)),
-            b'f' => self.literal("false", Token::Bool(false)),
+            Some(b'n') => self.literal(b"null", Value::Null),
+            Some(b't') => self.literal(b"true", Value::Bool(true)),
+            Some(b'f') => self.literal(b"false", Value::Bool(false)),
             _ => self.number(),
         }
     }
 
-    fn literal(&mut self, word: &str, token: Token<'a>) -> Result<Token<'a>, Malformed> {
+    fn literal(&mut self, word: &[u8], value: Value<'a>) -> Scan<Value<'a>> {
         let end = self.pos + word.len();
-        if self.text.as_bytes().get(self.pos..end) != Some(word.as_bytes()) {
-            return Err(Malformed);
+        if self.text.as_bytes().get(self.pos..end) != Some(word) {
+            return Err(self.malformed());
         }
         self.pos = end;
-        Ok(token)
+        Ok(value)
     }
 
-    fn number(&mut self) -> Result<Token<'a>, Malformed> {
+    /// A number. The common shapes are decoded while scanning: integers of up to 18 digits,
+    /// and decimals without exponent of up to 15 digits (exact mantissa divided by an exact
+    /// power of ten: correctly rounded, the same f64 as `str::parse`). Anything else goes
+    /// through [`parse_number`].
+    #[inline(always)]
+    fn number(&mut self) -> Scan<Value<'a>> {
         let start = self.pos;
+        let negative = self.eat(b'-');
+        let (mut mantissa, int_digits) = self.digits(0);
+        match self.peek() {
+            Some(b'.') if int_digits > 0 => {
+                self.pos += 1;
+                let (with_fraction, frac_digits) = self.digits(mantissa);
+                mantissa = with_fraction;
+                let all_digits = int_digits + frac_digits;
+                let exponent = matches!(self.peek(), Some(b'e' | b'E'));
+                if !exponent && frac_digits > 0 && all_digits <= 15 {
+                    let v = mantissa as f64 / POWERS_OF_TEN[frac_digits];
+                    return Ok(Value::Float(if negative { -v } else { v }));
+                }
+            }
+            Some(b'e' | b'E' | b'+' | b'-') => {}
+            _ if (1..=18).contains(&int_digits) => {
+                return Ok(Value::Int(if negative { -mantissa } else { mantissa }));
+            }
+            _ => {}
+        }
         while let Some(b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E') = self.peek() {
             self.pos += 1;
         }
         if self.pos == start {
-            return Err(Malformed);
+            return Err(self.malformed());
         }
-        self.slice(start).map(Token::Number)
+        parse_number(self.slice(start)?)
     }
 
-    /// The string starting at the cursor's quote, moving past its closing quote.
-    fn string(&mut self) -> Result<RawStr<'a>, Malformed> {
+    /// Moves past decimal digits, appending them to `value` (wrapping: callers bound the
+    /// count); returns the new value and how many digits there were.
+    #[inline(always)]
+    fn digits(&mut self, mut value: i64) -> (i64, usize) {
+        let start = self.pos;
+        while let Some(digit @ b'0'..=b'9') = self.peek() {
+            value = value.wrapping_mul(10).wrapping_add(i64::from(digit - b'0'));
+            self.pos += 1;
+        }
+        (value, self.pos - start)
+    }
+
+    /// The string at the cursor's quote, moving past its closing quote: borrowed when it has
+    /// no escapes, unescaped by serde_json otherwise.
+    #[inline(always)]
+    fn string(&mut self) -> Scan<Cow<'a, str>> {
         let start = self.pos;
         if !self.eat(b'"') {
-            return Err(Malformed);
+            return Err(self.malformed());
         }
+        let escaped = self.skip_string_body()?;
+        if !escaped {
+            return self
+                .text
+                .get(start + 1..self.pos - 1)
+                .map(Cow::Borrowed)
+                .ok_or_else(|| self.malformed());
+        }
+        let quoted = self.slice(start)?;
+        serde_json::from_str::<String>(quoted)
+            .map(Cow::Owned)
+            .map_err(|error| format!("invalid string {quoted}: {error}"))
+    }
+
+    /// Moves past the rest of a string and its closing quote (the cursor is just after the
+    /// opening quote); true when the string has escapes. Looks at 8 bytes at a time.
+    #[inline]
+    fn skip_string_body(&mut self) -> Scan<bool> {
         let bytes = self.text.as_bytes();
+        let mut pos = self.pos;
         let mut escaped = false;
         loop {
-            match bytes.get(self.pos) {
-                Some(b'"') => break,
+            while let Some(chunk) = bytes.get(pos..pos + 8) {
+                let Ok(chunk) = <[u8; 8]>::try_from(chunk) else {
+                    break;
+                };
+                let word = u64::from_le_bytes(chunk);
+                let found = zero_bytes(word ^ QUOTES) | zero_bytes(word ^ BACKSLASHES);
+                if found != 0 {
+                    pos += (found.trailing_zeros() / 8) as usize;
+                    break;
+                }
+                pos += 8;
+            }
+            match bytes.get(pos) {
+                Some(b'"') => {
+                    self.pos = pos + 1;
+                    return Ok(escaped);
+                }
                 Some(b'\\') => {
                     escaped = true;
-                    self.pos += 2;
+                    pos += 2;
                 }
-                Some(_) => self.pos += 1,
-                None => return Err(Malformed),
+                Some(_) => pos += 1,
+                None => {
+                    self.pos = pos;
+                    return Err(self.malformed());
+                }
             }
         }
-        self.pos += 1;
-        let quoted = self.slice(start)?;
-        Ok(RawStr { quoted, escaped })
     }
 
     /// Moves past the object or array at the cursor.
-    fn skip_nested(&mut self) -> Result<(), Malformed> {
+    fn skip_nested(&mut self) -> Scan<()> {
         let mut depth = 0usize;
         loop {
-            match self.peek().ok_or(Malformed)? {
-                b'"' => {
-                    self.string()?;
+            match self.peek() {
+                Some(b'"') => {
+                    self.pos += 1;
+                    self.skip_string_body()?;
                     continue;
                 }
-                b'{' | b'[' => depth += 1,
-                b'}' | b']' => {
-                    depth = depth.checked_sub(1).ok_or(Malformed)?;
+                Some(b'{' | b'[') => depth += 1,
+                Some(b'}' | b']') => {
+                    depth = depth.checked_sub(1).ok_or_else(|| self.malformed())?;
                     if depth == 0 {
                         self.pos += 1;
                         return Ok(());
                     }
                 }
-                _ => {}
+                Some(_) => {}
+                None => return Err(self.malformed()),
             }
             self.pos += 1;
         }
     }
+}
+
+/// 10^0 ..= 10^15, all exact in f64.
+const POWERS_OF_TEN: [f64; 16] = [
+    1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
+];
+
+const ONES: u64 = 0x0101_0101_0101_0101;
+const QUOTES: u64 = ONES * b'"' as u64;
+const BACKSLASHES: u64 = ONES * b'\\' as u64;
+
+/// The high bit of every zero byte of `word` set (exact for the lowest zero byte, which is
+/// the only one used).
+#[inline]
+fn zero_bytes(word: u64) -> u64 {
+    word.wrapping_sub(ONES) & !word & (ONES << 7)
 }
 
 #[cfg(test)]
@@ -1232,6 +1367,21 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn dates_agree_with_chrono() {
+        use chrono::{Datelike, NaiveDate};
+        let epoch = NaiveDate::from_ymd_opt(1970, 1, 1).unwrap().num_days_from_ce();
+        for year in 0..=9999u32 {
+            for month in 0..=13u32 {
+                for day in [0, 1, 15, 28, 29, 30, 31, 32] {
+                    let chrono = NaiveDate::from_ymd_opt(year as i32, month, day)
+                        .map(|d| d.num_days_from_ce() - epoch);
+                    assert_eq!(civil_days(year, month, day), chrono, "{year}-{month}-{day}");
+                }
+            }
+        }
+    }
+
+    #[test]
     fn nested_values_keep_their_json_text() {
         let rows = [
             r#"{"o": {"x": 1, "y": ["a"]}, "l": [1, 2]}"#,
@@ -1435,6 +1585,17 @@ pub(crate) mod tests {
                 .prop_flat_map(|k| (Just(k.clone()), Just(k).prop_shuffle()))
         ) {
             prop_assert_eq!(normalized(&fold(&kinds)), normalized(&fold(&shuffled)));
+        }
+
+        #[test]
+        fn timestamp_fast_path_agrees_with_chrono(
+            text in "[0-9]{4}-[01][0-9]-[0-3][0-9][Tt ][0-2][0-9]:[0-6][0-9]:[0-6][0-9](\\.[0-9]{0,11})?(Z|z|[+-][0-2][0-9]:[0-6][0-9])"
+        ) {
+            let chrono = DateTime::parse_from_rfc3339(&text).ok().map(|t| t.timestamp_micros());
+            if let Some(fast) = common_timestamp_micros(text.as_bytes()) {
+                prop_assert_eq!(Some(fast), chrono);
+            }
+            prop_assert_eq!(parse_timestamp_micros(&text), chrono);
         }
 
         #[test]

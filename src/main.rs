@@ -8,7 +8,15 @@ use kargo_export::cli::{self, Cli};
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if !e.use_stderr() => {
+            // --help and --version: clap prints them to stdout.
+            let _ = e.print();
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => return fail(&usage_message(&e), 2),
+    };
     init_logging(cli.verbose);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -21,6 +29,19 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => fail(&e.to_string(), e.exit_code()),
     }
+}
+
+/// clap's multi-line usage error as one line: the message without its `Usage:` block.
+fn usage_message(error: &clap::Error) -> String {
+    let rendered = error.render().to_string();
+    let message: Vec<&str> = rendered
+        .lines()
+        .take_while(|line| !line.starts_with("Usage:"))
+        .filter(|line| !line.trim_start().starts_with("tip:"))
+        .collect();
+    let message = message.join(" ");
+    let message = message.trim().trim_start_matches("error:").trim();
+    format!("{message} (see --help)")
 }
 
 /// Prints the single `error:` line (folded onto one line) and returns the exit code.

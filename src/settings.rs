@@ -28,7 +28,7 @@ pub const PASSWORD_ENV: &str = "KARGO_PASSWORD";
 #[derive(Debug, Clone)]
 pub enum Api {
     /// A real (or test) API.
-    Remote(Connection),
+    Remote(Box<Connection>),
     /// An in-process sandbox over the bundled sample data.
     Sandbox,
 }
@@ -127,10 +127,10 @@ fn api(args: &ConnectionArgs) -> Result<Api> {
         return Ok(Api::Sandbox);
     }
     let api_base = http_url("--api-base", &args.api_base)?;
-    Ok(Api::Remote(Connection {
+    Ok(Api::Remote(Box::new(Connection {
         credentials: credentials(args, &api_base)?,
         api_base,
-    }))
+    })))
 }
 
 fn credentials(args: &ConnectionArgs, api_base: &Url) -> Result<Credentials> {

@@ -205,7 +205,7 @@ impl Partitioner {
         let keep: Vec<usize> = (0..schema.fields().len())
             .filter(|i| !keys.iter().any(|(k, _)| k == i))
             .collect();
-        if keep.is_empty() {
+        if keep.is_empty() && !partition_by.is_empty() {
             let last = partition_by.last().map_or("", String::as_str);
             return Err(partition_error(
                 last,

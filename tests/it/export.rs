@@ -1,4 +1,4 @@
-//! Exporting the bundled sample reports end to end.
+//! Exporting end to end: the bundled sample report, the Parquet codecs and `file://` destinations.
 
 use serde_json::Value;
 
@@ -27,6 +27,7 @@ fn sample_report_round_trips_through_partitioned_parquet() {
     );
 
     let files = parquet_files(&dest);
+    one_schema(&dest);
     let days: std::collections::BTreeSet<&str> =
         source.iter().map(|r| r["date"].as_str().unwrap()).collect();
     assert_eq!(files.len(), days.len(), "one file per day");
@@ -67,21 +68,73 @@ fn sample_report_round_trips_through_partitioned_parquet() {
     }
 }
 
-/// Compares a value read back with its source: numbers numerically, timestamps as instants.
-fn same_value(got: &Value, want: &Value) -> bool {
-    match (got, want) {
-        (Value::Number(a), Value::Number(b)) => {
-            a.as_f64() == b.as_f64() && (a.as_i64() == b.as_i64())
-        }
-        (Value::String(a), Value::String(b)) if a != b => {
-            match (
-                chrono::DateTime::parse_from_rfc3339(a),
-                chrono::DateTime::parse_from_rfc3339(b),
-            ) {
-                (Ok(a), Ok(b)) => a == b,
-                _ => false,
+/// The codec of every column chunk of every `.parquet` file under `dest`, as `ZSTD`, `SNAPPY`...
+fn codecs(dest: &std::path::Path) -> std::collections::BTreeSet<String> {
+    use parquet::file::reader::{FileReader, SerializedFileReader};
+    let mut codecs = std::collections::BTreeSet::new();
+    for file in parquet_files(dest) {
+        let reader = SerializedFileReader::new(std::fs::File::open(&file).unwrap()).unwrap();
+        for group in reader.metadata().row_groups() {
+            for chunk in group.columns() {
+                let name = format!("{:?}", chunk.compression());
+                codecs.insert(name.split('(').next().unwrap().to_string());
             }
         }
-        _ => got == want,
     }
+    codecs
+}
+
+/// Rows of the report `small`.
+const SMALL: &str =
+    r#"[{"i":1,"s":"aaaaaaaaaaaaaaaaaaaa","f":0.5},{"i":2,"s":"aaaaaaaaaaaaaaaaaaab","f":1.5}]"#;
+
+fn small_fixture() -> Fixture {
+    let fixture = Fixture::new();
+    fixture.report("small", SMALL);
+    fixture
+}
+
+#[test]
+fn zstd_is_the_default_compression_and_each_codec_flag_is_honoured() {
+    let fixture = small_fixture();
+    let sandbox = Sandbox::with_data(fixture.path(), &[]);
+    let source = source_rows(SMALL);
+    for (flag, codec) in [
+        (None, "ZSTD"),
+        (Some("snappy"), "SNAPPY"),
+        (Some("gzip"), "GZIP"),
+        (Some("lz4"), "LZ4_RAW"),
+        (Some("none"), "UNCOMPRESSED"),
+    ] {
+        let out = tempfile::tempdir().unwrap();
+        let dest = out.path().join("dest");
+        let extra: Vec<&str> = flag.map(|f| vec!["--compression", f]).unwrap_or_default();
+        success(&sandbox.export(&["small"], &dest, &extra));
+        let found = codecs(&dest);
+        assert!(
+            found.len() == 1
+                && (found.contains(codec) || (codec == "LZ4_RAW" && found.contains("LZ4"))),
+            "{flag:?}: codecs {found:?}, want {codec}"
+        );
+        assert_same_rows(&rows_by(&dest, "i"), &source);
+    }
+}
+
+#[test]
+fn a_file_url_destination_is_a_directory() {
+    let fixture = small_fixture();
+    let sandbox = Sandbox::with_data(fixture.path(), &[]);
+    let out = tempfile::tempdir().unwrap();
+    let dest = out.path().join("dest");
+    let url = format!("file://{}", dest.display());
+    success(&sandbox.run(&["export", "report", "small", "--out", &url]));
+    let read = rows_by(&dest, "i");
+    assert_eq!(
+        column(&read, "s"),
+        [
+            Value::from("aaaaaaaaaaaaaaaaaaaa"),
+            Value::from("aaaaaaaaaaaaaaaaaaab")
+        ]
+    );
+    assert!(dest.join("_manifests/small.json").is_file());
 }

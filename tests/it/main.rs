@@ -1,5 +1,25 @@
 //! Integration tests: the real binary over real HTTP on 127.0.0.1 against the sandbox, reading
 //! the Parquet output back and comparing it with the source rows. One binary, a module per theme.
+//!
+//! - `auth`: short-lived tokens renewed; a rejected token fails without being echoed.
+//! - `export`: the bundled sample report end to end.
+//! - `pagination`: every page followed once, for each link style and each way a listing ends.
+//! - `types`: the data rules (one schema, widening, conflicts, nesting, text, dates, timestamps).
+//! - `partition`: hostile partition values stay inside DEST and decode back exactly.
+//! - `reexport`: re-exports replace exactly one report's files; empty reports.
+//! - `reports`: the report list as JSON, as a table and as a dataset.
+//! - `schema`: `schema report` prints types and writes nothing.
+//! - `secrets`: no password or token in output, logs or files.
+//! - `failures`: exit codes, the one `error:` line, and DEST left as it was.
 
+mod auth;
 mod export;
+mod failures;
+mod pagination;
+mod partition;
+mod reexport;
+mod reports;
+mod schema;
+mod secrets;
+mod types;
 mod util;

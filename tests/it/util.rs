@@ -7,12 +7,8 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 
-use std::sync::Arc;
-
-use arrow::array::{ArrayRef, AsArray, RecordBatch};
-use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit, TimestampMicrosecondType};
-use arrow::json::WriterBuilder;
-use arrow::json::writer::JsonArray;
+use arrow::array::{Array, AsArray};
+use arrow::datatypes::{DataType, Schema, SchemaRef, TimeUnit, TimestampMicrosecondType};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde_json::{Map, Value};
 
@@ -215,57 +211,81 @@ pub fn read_file(root: &Path, path: &Path) -> Vec<Row> {
         .expect("parquet")
         .build()
         .expect("reader");
-    let mut buffer = Vec::new();
-    {
-        let mut writer = WriterBuilder::new()
-            .with_explicit_nulls(true)
-            .build::<_, JsonArray>(&mut buffer);
-        for batch in reader {
-            writer
-                .write(&utc_as_offset(batch.expect("batch")))
-                .expect("to json");
-        }
-        writer.finish().expect("finish json");
-    }
-    let rows: Vec<Row> = if buffer.is_empty() {
-        Vec::new()
-    } else {
-        serde_json::from_slice(&buffer).expect("json")
-    };
     let partitions = partition_values(root, path);
-    rows.into_iter()
-        .map(|mut row| {
+    let mut rows = Vec::new();
+    for batch in reader {
+        let batch = batch.expect("batch");
+        let schema = batch.schema();
+        for i in 0..batch.num_rows() {
+            let mut row = Row::new();
+            for (field, array) in schema.fields().iter().zip(batch.columns()) {
+                row.insert(field.name().clone(), json_value(array.as_ref(), i));
+            }
             for (column, value) in &partitions {
                 row.insert(column.clone(), value.clone());
             }
-            row
-        })
-        .collect()
+            rows.push(row);
+        }
+    }
+    rows
 }
 
-/// Timestamps tagged "UTC" re-tagged "+00:00" (same instants), which arrow formats without chrono-tz.
-fn utc_as_offset(batch: RecordBatch) -> RecordBatch {
-    let columns = batch
-        .columns()
-        .iter()
-        .map(|column| match column.data_type() {
-            DataType::Timestamp(TimeUnit::Microsecond, Some(_)) => Arc::new(
-                column
-                    .as_primitive::<TimestampMicrosecondType>()
-                    .clone()
-                    .with_timezone("+00:00"),
-            ) as ArrayRef,
-            _ => column.clone(),
-        })
-        .collect::<Vec<_>>();
-    let fields = batch
-        .schema()
-        .fields()
-        .iter()
-        .zip(&columns)
-        .map(|(field, column)| Field::new(field.name(), column.data_type().clone(), true))
-        .collect::<Vec<_>>();
-    RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).expect("retagged batch")
+/// The value at `i` of an Arrow array as JSON, converted directly (no text round trip, so every
+/// float keeps its exact bits): dates as `YYYY-MM-DD`, timestamps as RFC 3339 in UTC (`Z`),
+/// structs as objects with explicit nulls, lists as arrays.
+pub fn json_value(array: &dyn Array, i: usize) -> Value {
+    use arrow::datatypes::{Date32Type, Float64Type, Int64Type};
+    if array.is_null(i) {
+        return Value::Null;
+    }
+    match array.data_type() {
+        DataType::Null => Value::Null,
+        DataType::Boolean => Value::Bool(array.as_boolean().value(i)),
+        DataType::Int64 => Value::from(array.as_primitive::<Int64Type>().value(i)),
+        DataType::Float64 => {
+            let value = array.as_primitive::<Float64Type>().value(i);
+            serde_json::Number::from_f64(value).map_or(Value::Null, Value::Number)
+        }
+        DataType::Utf8 => Value::String(array.as_string::<i32>().value(i).to_string()),
+        DataType::LargeUtf8 => Value::String(array.as_string::<i64>().value(i).to_string()),
+        DataType::Date32 => {
+            let days = array.as_primitive::<Date32Type>().value(i);
+            let date = chrono::NaiveDate::from_ymd_opt(1970, 1, 1).unwrap()
+                + chrono::TimeDelta::days(i64::from(days));
+            Value::String(date.format("%Y-%m-%d").to_string())
+        }
+        DataType::Timestamp(TimeUnit::Microsecond, Some(tz)) if tz.as_ref() == "UTC" => {
+            let micros = array.as_primitive::<TimestampMicrosecondType>().value(i);
+            let instant = chrono::DateTime::from_timestamp_micros(micros).expect("in range");
+            Value::String(instant.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true))
+        }
+        DataType::Struct(fields) => {
+            let array = array.as_struct();
+            let object = fields
+                .iter()
+                .zip(array.columns())
+                .map(|(field, child)| (field.name().clone(), json_value(child.as_ref(), i)))
+                .collect();
+            Value::Object(object)
+        }
+        DataType::List(_) => {
+            let items = array.as_list::<i32>().value(i);
+            Value::Array(
+                (0..items.len())
+                    .map(|j| json_value(items.as_ref(), j))
+                    .collect(),
+            )
+        }
+        DataType::LargeList(_) => {
+            let items = array.as_list::<i64>().value(i);
+            Value::Array(
+                (0..items.len())
+                    .map(|j| json_value(items.as_ref(), j))
+                    .collect(),
+            )
+        }
+        other => panic!("no JSON conversion for Arrow type {other} in the tests"),
+    }
 }
 
 /// Every row of every `.parquet` file under `root`.
@@ -299,13 +319,15 @@ pub fn percent_decode(text: &str) -> String {
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("");
-            if let Ok(byte) = u8::from_str_radix(hex, 16) {
-                out.push(byte);
-                i += 3;
-                continue;
-            }
+        if bytes[i] == b'%'
+            && i + 2 < bytes.len()
+            && bytes[i + 1].is_ascii_hexdigit()
+            && bytes[i + 2].is_ascii_hexdigit()
+        {
+            let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).expect("ascii");
+            out.push(u8::from_str_radix(hex, 16).expect("hex"));
+            i += 3;
+            continue;
         }
         out.push(bytes[i]);
         i += 1;
@@ -318,8 +340,221 @@ pub fn source_rows(json: &str) -> Vec<Row> {
     serde_json::from_str(json).expect("source rows")
 }
 
-/// Sorts rows by the JSON text of `key`.
-pub fn sorted_by(mut rows: Vec<Row>, key: &str) -> Vec<Row> {
-    rows.sort_by_key(|row| row.get(key).map(Value::to_string).unwrap_or_default());
+impl Fixture {
+    /// Writes a completed report's rows from JSON values (compact text).
+    pub fn report_rows(&self, id: &str, rows: &[Value]) -> &Fixture {
+        self.report(id, &Value::Array(rows.to_vec()).to_string())
+    }
+}
+
+impl Sandbox {
+    /// Runs `export report <ids> --out <dest> <extra>` against this sandbox.
+    pub fn export(&self, ids: &[&str], dest: &Path, extra: &[&str]) -> Output {
+        let mut args = vec!["export", "report"];
+        args.extend_from_slice(ids);
+        args.extend_from_slice(&["--out", dest.to_str().expect("utf-8 path")]);
+        args.extend_from_slice(extra);
+        self.run(&args)
+    }
+
+    /// `host:port` of the sandbox.
+    pub fn authority(&self) -> &str {
+        self.base.trim_start_matches("http://")
+    }
+}
+
+/// Logs in to `sandbox` with a raw HTTP/1.1 request over a plain TCP stream and returns the
+/// `access_token` it issues.
+pub fn fetch_token(sandbox: &Sandbox) -> String {
+    use std::io::{Read, Write};
+    let body = serde_json::json!({"username": USERNAME, "password": PASSWORD}).to_string();
+    let mut stream = std::net::TcpStream::connect(sandbox.authority()).expect("connect sandbox");
+    write!(
+        stream,
+        "POST /v1/auth/token HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        sandbox.authority(),
+        body.len()
+    )
+    .expect("send login");
+    let mut reply = String::new();
+    stream.read_to_string(&mut reply).expect("read login reply");
+    let (head, body) = reply.split_once("\r\n\r\n").expect("http reply");
+    assert!(head.starts_with("HTTP/1.1 200"), "login reply: {reply}");
+    let body: Value = serde_json::from_str(body).expect("login json");
+    body["access_token"]
+        .as_str()
+        .expect("access_token")
+        .to_string()
+}
+
+/// Every file (with its bytes) and every directory (`None`) under `dir`, relative paths.
+pub type Snapshot = BTreeMap<String, Option<Vec<u8>>>;
+
+/// Snapshots `dir` recursively; an absent `dir` gives an empty map.
+pub fn snapshot(dir: &Path) -> Snapshot {
+    fn walk(root: &Path, dir: &Path, out: &mut Snapshot) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let rel = path
+                .strip_prefix(root)
+                .unwrap()
+                .to_string_lossy()
+                .into_owned();
+            if path.is_dir() {
+                out.insert(format!("{rel}/"), None);
+                walk(root, &path, out);
+            } else {
+                out.insert(rel, Some(std::fs::read(&path).expect("read file")));
+            }
+        }
+    }
+    let mut out = Snapshot::new();
+    walk(dir, dir, &mut out);
+    out
+}
+
+/// Asserts that `dir` holds exactly what `before` recorded (names and bytes).
+pub fn assert_unchanged(dir: &Path, before: &Snapshot) {
+    let after = snapshot(dir);
+    let names = |s: &Snapshot| s.keys().cloned().collect::<Vec<_>>();
+    assert_eq!(
+        names(&after),
+        names(before),
+        "file list of {}",
+        dir.display()
+    );
+    for (name, bytes) in before {
+        assert!(after[name] == *bytes, "{name} changed");
+    }
+}
+
+/// The one schema every `.parquet` file under `dest` has; panics when files differ or none exist.
+pub fn one_schema(dest: &Path) -> SchemaRef {
+    let files = parquet_files(dest);
+    assert!(
+        !files.is_empty(),
+        "no parquet files under {}",
+        dest.display()
+    );
+    let first = file_schema(&files[0]);
+    for file in &files[1..] {
+        assert_eq!(
+            file_schema(file),
+            first,
+            "schema of {} differs from {}",
+            file.display(),
+            files[0].display()
+        );
+    }
+    first
+}
+
+/// `(name, type)` of each field of a schema, in order.
+pub fn fields(schema: &Schema) -> Vec<(String, DataType)> {
+    schema
+        .fields()
+        .iter()
+        .map(|f| (f.name().clone(), f.data_type().clone()))
+        .collect()
+}
+
+/// The exported rows sorted by the integer column `key`.
+pub fn rows_by(dest: &Path, key: &str) -> Vec<Row> {
+    let mut rows = read_dataset(dest);
+    rows.sort_by_key(|row| row.get(key).and_then(Value::as_i64));
     rows
+}
+
+/// The values of `column` in `rows` (missing -> null).
+pub fn column(rows: &[Row], column: &str) -> Vec<Value> {
+    rows.iter()
+        .map(|row| row.get(column).cloned().unwrap_or(Value::Null))
+        .collect()
+}
+
+/// Compares a value read back with its source value: integers exactly, other numbers as f64,
+/// strings exactly unless both are RFC 3339 timestamps of the same instant, objects and arrays
+/// recursively (a field missing on one side is null).
+pub fn same_value(got: &Value, want: &Value) -> bool {
+    match (got, want) {
+        (Value::Number(a), Value::Number(b)) => match (a.as_i64(), b.as_i64()) {
+            (Some(a), Some(b)) => a == b,
+            _ => a.as_f64() == b.as_f64() && a.as_u64() == b.as_u64(),
+        },
+        (Value::String(a), Value::String(b)) if a != b => {
+            match (
+                chrono::DateTime::parse_from_rfc3339(a),
+                chrono::DateTime::parse_from_rfc3339(b),
+            ) {
+                (Ok(a), Ok(b)) => a == b,
+                _ => false,
+            }
+        }
+        (Value::Object(a), Value::Object(b)) => a.keys().chain(b.keys()).all(|k| {
+            same_value(
+                a.get(k).unwrap_or(&Value::Null),
+                b.get(k).unwrap_or(&Value::Null),
+            )
+        }),
+        (Value::Array(a), Value::Array(b)) => {
+            a.len() == b.len() && a.iter().zip(b).all(|(a, b)| same_value(a, b))
+        }
+        _ => got == want,
+    }
+}
+
+/// Asserts that `got` and `want` hold the same rows in the same order, value by value
+/// ([`same_value`]); a column missing on one side must be null on the other.
+pub fn assert_same_rows(got: &[Row], want: &[Row]) {
+    assert_eq!(got.len(), want.len(), "row count");
+    for (i, (got, want)) in got.iter().zip(want).enumerate() {
+        for column in got.keys().chain(want.keys()) {
+            let g = got.get(column).unwrap_or(&Value::Null);
+            let w = want.get(column).unwrap_or(&Value::Null);
+            assert!(
+                same_value(g, w),
+                "row {i}, column {column}: read {g}, source {w}\nread row: {got:?}\nsource row: {want:?}"
+            );
+        }
+    }
+}
+
+/// The integer in `stdout`'s summary line `N rows from P pages`.
+pub fn pages_in_summary(stdout: &str) -> u64 {
+    let line = stdout
+        .lines()
+        .find(|l| l.contains(" pages "))
+        .unwrap_or_else(|| panic!("no summary line in {stdout:?}"));
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let at = words.iter().position(|w| *w == "pages").expect("pages");
+    words[at - 1].parse().expect("page count")
+}
+
+/// The leaf columns of a Parquet file: dotted path, physical type and logical type.
+pub fn parquet_leaves(
+    path: &Path,
+) -> Vec<(
+    String,
+    parquet::basic::Type,
+    Option<parquet::basic::LogicalType>,
+)> {
+    use parquet::file::reader::{FileReader, SerializedFileReader};
+    let reader =
+        SerializedFileReader::new(File::open(path).expect("open parquet")).expect("parquet");
+    let schema = reader.metadata().file_metadata().schema_descr_ptr();
+    schema
+        .columns()
+        .iter()
+        .map(|c| {
+            (
+                c.path().string(),
+                c.physical_type(),
+                c.logical_type_ref().cloned(),
+            )
+        })
+        .collect()
 }
