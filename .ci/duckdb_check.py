@@ -12,6 +12,11 @@ import duckdb
 
 binary, work = sys.argv[1], pathlib.Path(sys.argv[2])
 sample = pathlib.Path(__file__).resolve().parent.parent / "sample_data"
+db = duckdb.connect()
+
+
+def query(sql):
+    return db.execute(sql).fetchall()
 
 
 def export(*args):
@@ -28,11 +33,11 @@ rows = json.loads((sample / "completed-reports" / "rpt_7f3a9c21.json").read_text
 dest = work / "by-day"
 export("report", "rpt_7f3a9c21", "--out", str(dest), "--partition-by", "date")
 glob = f"{dest}/**/*.parquet"
-count, impressions, clicks, spend, days, min_date = duckdb.sql(
+count, impressions, clicks, spend, days, min_date = query(
     f"""SELECT count(*), sum(impressions), sum(clicks), round(sum(spend), 6),
                count(DISTINCT date), min(date)::VARCHAR
         FROM read_parquet('{glob}', hive_partitioning = true)"""
-).fetchone()
+)[0]
 check("rows", count, len(rows))
 check("impressions", impressions, sum(r["impressions"] for r in rows))
 check("clicks", clicks, sum(r["clicks"] for r in rows))
@@ -42,16 +47,16 @@ check("first day", min_date, min(r["date"] for r in rows))
 
 # The same dataset again must replace, not duplicate.
 export("report", "rpt_7f3a9c21", "--out", str(dest), "--partition-by", "date")
-check("rows after re-export", duckdb.sql(f"SELECT count(*) FROM read_parquet('{glob}')").fetchone()[0], len(rows))
+check("rows after re-export", query(f"SELECT count(*) FROM read_parquet('{glob}')")[0][0], len(rows))
 
 reports = json.loads((sample / "reports.json").read_text())
 dest = work / "reports"
 export("reports", "--out", str(dest), "--partition-by", "status")
 by_status = dict(
-    duckdb.sql(
+    query(
         f"""SELECT status, count(*) FROM read_parquet('{dest}/**/*.parquet', hive_partitioning = true)
             GROUP BY status"""
-    ).fetchall()
+    )
 )
 want = {}
 for r in reports:
