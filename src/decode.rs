@@ -1,18 +1,20 @@
 //! Decoding the rows of one page into a "raw" Arrow batch, plus the kind of every column.
 //!
-//! This module owns the hot path from JSON row text to Arrow builders. It walks each row object
-//! once over its bytes (the rows arrive as already-validated `&RawValue`s), dispatches every value
-//! on its first byte and appends it to its column's builder: no `serde_json::Value` trees, no
-//! allocation per row, no `String` for strings without escapes. On the way it tracks each
-//! column's [`ColumnKind`] with one merge lattice ([`ColumnKind::merge`]), shared with
+//! This module owns the hot path from JSON row text to Arrow builders. The rows arrive as
+//! already-validated `&RawValue`s, so instead of a second serde pass it walks each row object
+//! once with a small scanner over its bytes: keys are borrowed (unescaped only when they hold a
+//! backslash), every value is dispatched on its first byte and appended to its column's
+//! builder. No `serde_json::Value` trees, no allocation per row, no `String` for strings
+//! without escapes (serde_json still unescapes the ones with escapes). On the way it tracks
+//! each column's [`ColumnKind`] with one merge lattice ([`ColumnKind::merge`]), shared with
 //! [`crate::infer`].
 //!
 //! It does not decide the export's schema. The raw batch keeps numbers as Int64/Float64, strings
 //! (dates and timestamps included) as Utf8 and nested values as their JSON text; `infer` merges
-//! the kinds of all pages and converts each batch to the final schema. Both modules use the text
-//! and date/timestamp functions defined here ([`parse_date`], [`parse_timestamp_micros`],
-//! [`scalars_to_text`], [`merge_nested_types`]), so a value converts the same way whether a
-//! kind changed inside a page or across pages.
+//! the kinds of all pages and converts each batch to the final schema. Both modules use the text,
+//! nested-type and date/timestamp functions defined here (`parse_date`,
+//! `parse_timestamp_micros`, `scalars_to_text`, `merge_nested_types`), so a value converts
+//! the same way whether its column's kind changed inside a page or across pages.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -57,7 +59,7 @@ impl ColumnKind {
     ///
     /// Commutative and associative (for nested kinds, up to the order of struct fields, which
     /// is first-seen). `Null ⊔ X = X`, `Int ⊔ Float = Float`, strings keep a flag only when both
-    /// sides have it, nested types merge with [`merge_nested_types`] (a conflict gives `Text`), and
+    /// sides have it, nested types merge with `merge_nested_types` (a conflict gives `Text`), and
     /// every other pair of different kinds gives `Text`.
     pub fn merge(&self, other: &ColumnKind) -> ColumnKind {
         use ColumnKind::*;
@@ -112,6 +114,13 @@ pub struct RawBatch {
 ///
 /// After [`push_row`](Self::push_row) returns an error the decoder is reset: the rows pushed
 /// since the last [`finish`](Self::finish) are dropped.
+///
+/// # Memory usage
+///
+/// The decoder holds one builder per column with the values of the rows pushed since the last
+/// `finish` (about the size of those values in Arrow form, plus one key per column);
+/// `finish` hands the buffers to the batch. New builders start with room for as many rows as
+/// the previous batch had.
 #[derive(Debug, Default)]
 pub struct RowDecoder {
     columns: Vec<Column>,
@@ -204,7 +213,9 @@ impl RowDecoder {
         let mut previous = None;
         loop {
             scanner.skip_ws();
-            let name = scanner.string().map_err(|reason| row_error(row, "", reason))?;
+            let name = scanner
+                .string()
+                .map_err(|reason| row_error(row, "", reason))?;
             scanner.skip_ws();
             if !scanner.eat(b':') {
                 return Err(row_error(row, &name, scanner.malformed()));
@@ -237,7 +248,7 @@ impl RowDecoder {
             Some(p) => self.columns.get(p).map_or(usize::MAX, |c| c.next),
         };
         let index = match self.columns.get(expected) {
-            Some(column) if column.name == name => expected,
+            Some(column) if same_key(&column.name, name) => expected,
             _ => match self.index.get(name) {
                 Some(&index) => index,
                 None => self.add_column(name),
@@ -256,6 +267,38 @@ impl RowDecoder {
         self.index.insert(name.to_owned(), index);
         index
     }
+}
+
+/// `a == b`, inlined: keys are short, and a call to `memcmp` per key shows in profiles.
+#[inline(always)]
+fn same_key(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    if a.len() != b.len() {
+        return false;
+    }
+    if a.len() < 8 {
+        return pack(a) == pack(b);
+    }
+    let last = a.len() - 8;
+    (0..last)
+        .step_by(8)
+        .all(|at| word_at(a, at) == word_at(b, at))
+        && word_at(a, last) == word_at(b, last)
+}
+
+/// The 8 bytes of `bytes` at `at` as a word (0 if there are fewer).
+#[inline(always)]
+fn word_at(bytes: &[u8], at: usize) -> u64 {
+    bytes
+        .get(at..)
+        .and_then(|rest| rest.first_chunk::<8>())
+        .map_or(0, |w| u64::from_ne_bytes(*w))
+}
+
+/// Up to 8 bytes packed into a word (equal words mean equal bytes for equal lengths).
+#[inline(always)]
+fn pack(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0, |acc, &b| (acc << 8) | u64::from(b))
 }
 
 fn row_error(row: usize, column: &str, reason: impl Into<String>) -> DecodeError {
@@ -386,7 +429,9 @@ impl Store {
             },
             ColumnKind::Text => Store::Text(text()),
         };
-        store.append_nulls(len);
+        if len > 0 {
+            store.append_nulls(len);
+        }
         store
     }
 
@@ -538,7 +583,7 @@ fn parse_number(text: &str) -> Result<Value<'static>, String> {
     }
 }
 
-/// Appends the text of `value` (the same text [`scalars_to_text`] gives arrays).
+/// Appends the text of `value` (the same text `scalars_to_text` gives arrays).
 fn append_text(out: &mut StringBuilder, value: &Value<'_>) {
     match value {
         Value::Null => out.append_null(),
@@ -573,7 +618,7 @@ fn write_float(out: &mut impl std::fmt::Write, v: f64) -> std::fmt::Result {
 }
 
 /// Converts a Boolean, Int64 or Float64 array to text ("true"/"false", decimal integers, floats
-/// as [`write_float`] writes them); None for any other type. Used for kind changes inside a
+/// as `write_float` writes them); None for any other type. Used for kind changes inside a
 /// page (here) and across pages (`infer::conform`), so the text never depends on page bounds.
 pub(crate) fn scalars_to_text(array: &dyn Array) -> Option<StringArray> {
     let mut out = StringBuilder::with_capacity(array.len(), array.len() * 8);
@@ -639,7 +684,7 @@ fn two_digits(tens: u8, ones: u8) -> Option<u32> {
 /// Days since 1970-01-01 of a proleptic Gregorian date (years 0..=9999), None if it is not a
 /// real date. Same results as chrono's `NaiveDate` (checked in the tests), without its cost.
 fn civil_days(year: u32, month: u32, day: u32) -> Option<i32> {
-    let leap = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0);
+    let leap = year.is_multiple_of(4) && (!year.is_multiple_of(100) || year.is_multiple_of(400));
     let month_days = match month {
         2 if leap => 29,
         2 => 28,
@@ -792,7 +837,7 @@ pub(crate) fn has_empty_struct(data_type: &DataType) -> bool {
 }
 
 /// The Arrow type of one nested JSON value: objects are structs (first-seen field order),
-/// arrays are lists of their merged element type, numbers follow [`parse_number`]. None when
+/// arrays are lists of their merged element type, numbers follow `parse_number`. None when
 /// the value's parts conflict (e.g. `[1, "a"]`) or it is not valid JSON.
 fn json_type(raw: &str) -> Option<DataType> {
     let mut scanner = Scanner::new(raw);
@@ -927,7 +972,7 @@ impl<'a> Scanner<'a> {
 
     fn literal(&mut self, word: &[u8], value: Value<'a>) -> Scan<Value<'a>> {
         let end = self.pos + word.len();
-        if self.text.as_bytes().get(self.pos..end) != Some(word) {
+        if self.text.as_bytes().get(self.pos..end).map(pack) != Some(pack(word)) {
             return Err(self.malformed());
         }
         self.pos = end;
@@ -937,7 +982,7 @@ impl<'a> Scanner<'a> {
     /// A number. The common shapes are decoded while scanning: integers of up to 18 digits,
     /// and decimals without exponent of up to 15 digits (exact mantissa divided by an exact
     /// power of ten: correctly rounded, the same f64 as `str::parse`). Anything else goes
-    /// through [`parse_number`].
+    /// through `parse_number`.
     #[inline(always)]
     fn number(&mut self) -> Scan<Value<'a>> {
         let start = self.pos;
@@ -1369,7 +1414,9 @@ pub(crate) mod tests {
     #[test]
     fn dates_agree_with_chrono() {
         use chrono::{Datelike, NaiveDate};
-        let epoch = NaiveDate::from_ymd_opt(1970, 1, 1).unwrap().num_days_from_ce();
+        let epoch = NaiveDate::from_ymd_opt(1970, 1, 1)
+            .unwrap()
+            .num_days_from_ce();
         for year in 0..=9999u32 {
             for month in 0..=13u32 {
                 for day in [0, 1, 15, 28, 29, 30, 31, 32] {
@@ -1498,6 +1545,34 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn numbers_take_the_fast_and_the_slow_path() {
+        let cases = [
+            ("0", Some(0.0), true),
+            ("-0", Some(0.0), true),
+            ("123456789012345678", Some(123_456_789_012_345_678.0), true),
+            ("0.000782", Some(0.000782), false),
+            ("-4.5721", Some(-4.5721), false),
+            ("123456789.123456", Some(123_456_789.123_456), false),
+            ("1.5e3", Some(1500.0), false),
+            ("1E-2", Some(0.01), false),
+            ("-0.0", Some(-0.0), false),
+        ];
+        for (text, expected, int) in cases {
+            match Scanner::new(text).value() {
+                Ok(Value::Int(v)) => assert!(int && Some(v as f64) == expected, "{text}"),
+                Ok(Value::Float(v)) => {
+                    assert!(
+                        !int && expected.map(f64::to_bits) == Some(v.to_bits()),
+                        "{text}"
+                    )
+                }
+                other => panic!("{text}: {other:?}"),
+            }
+        }
+        assert!(Scanner::new("-").value().is_err());
+    }
+
+    #[test]
     fn out_of_range_number_is_an_error() {
         let error = decode(&[r#"{"a": 1}"#, r#"{"a": 1e400}"#]).unwrap_err();
         assert_eq!((error.row, error.column.as_str()), (1, "a"));
@@ -1596,6 +1671,19 @@ pub(crate) mod tests {
                 prop_assert_eq!(Some(fast), chrono);
             }
             prop_assert_eq!(parse_timestamp_micros(&text), chrono);
+        }
+
+        #[test]
+        fn numbers_decode_like_std_parse(text in "-?(0|[1-9][0-9]{0,19})(\\.[0-9]{1,18})?([eE][+-]?[0-9]{1,3})?") {
+            let decoded = Scanner::new(&text).value();
+            let integral = !text.contains(['.', 'e', 'E']);
+            match (text.parse::<i64>(), text.parse::<f64>()) {
+                (Ok(int), _) if integral => prop_assert!(matches!(decoded, Ok(Value::Int(v)) if v == int)),
+                (_, Ok(float)) if float.is_finite() => {
+                    prop_assert!(matches!(decoded, Ok(Value::Float(v)) if v.to_bits() == float.to_bits()), "{:?}", decoded);
+                }
+                _ => prop_assert!(decoded.is_err()),
+            }
         }
 
         #[test]
