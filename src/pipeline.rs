@@ -9,6 +9,7 @@
 //! threads; when every report is staged, commit them. Any failure discards what was staged, so
 //! the destination is left as it was. The spool is a temporary folder (TMPDIR) removed at the end.
 
+use std::cell::RefCell;
 use std::fs::File;
 use std::io::{BufReader, BufWriter};
 use std::path::{Path, PathBuf};
@@ -29,11 +30,12 @@ use crate::error::{Error, PageLocation, Result, redact_url};
 use crate::infer::{SchemaInference, conform};
 use crate::sandbox::{self, SANDBOX_PASSWORD, SANDBOX_USERNAME, SandboxOptions};
 use crate::settings::{Api, ExportJob, ExportSettings};
-use crate::sink::{CommitSummary, Destination, ManifestInfo, ReportWriter, StagedReport};
+use crate::sink::{CommitSummary, Destination, ManifestInfo, ParallelWriter, StagedReport};
 use crate::source::auth::Credentials;
 use crate::source::client::{ApiClient, Connection};
 use crate::source::extract::extract_page;
 use crate::source::for_each_page;
+use crate::source::readahead::process_pages;
 
 /// What an export did.
 #[derive(Debug)]
@@ -158,6 +160,17 @@ struct SpooledPage {
     file: Option<PathBuf>,
 }
 
+/// Pages of one report being processed at once: bounds memory to a few pages while keeping
+/// both cores busy decoding.
+const PAGES_IN_FLIGHT: usize = 3;
+
+/// One page after decoding: its batch (for the kinds), its spool file, its size.
+struct DecodedPage {
+    raw: RawBatch,
+    file: Option<PathBuf>,
+    json_bytes: u64,
+}
+
 /// Phase 1 for one report. With no spool folder, pages are decoded and dropped (schema only).
 async fn spool_report(
     client: &ApiClient,
@@ -167,27 +180,42 @@ async fn spool_report(
     let mut inference = SchemaInference::new();
     let mut pages = Vec::new();
     let mut json_bytes = 0;
+    let spool = spool.map(Path::to_path_buf);
     let slot = fastrand::u64(..);
-    for_each_page(
+    let process = move |body: Bytes, at: &PageLocation| {
+        let file = spool
+            .as_ref()
+            .map(|dir| dir.join(format!("{slot:016x}-{:06}.arrow", at.page)));
+        let (raw, next) = decode_page(&body, at, file.as_deref())?;
+        let file = file.filter(|_| raw.batch.num_rows() > 0);
+        let json_bytes = body.len() as u64;
+        Ok((
+            DecodedPage {
+                raw,
+                file,
+                json_bytes,
+            },
+            next,
+        ))
+    };
+    let consume = |page: DecodedPage, at: &PageLocation| {
+        inference.observe(&page.raw, at.page);
+        json_bytes += page.json_bytes;
+        pages.push(SpooledPage { file: page.file });
+        Ok(())
+    };
+    let discard = |page: DecodedPage| {
+        if let Some(file) = page.file {
+            let _ = std::fs::remove_file(file);
+        }
+    };
+    process_pages(
         client,
         source.first.clone(),
-        async |body: Bytes, at: &PageLocation| {
-            json_bytes += body.len() as u64;
-            let file = spool.map(|dir| dir.join(format!("{slot:016x}-{:06}.arrow", at.page)));
-            let job_at = at.clone();
-            let job_file = file.clone();
-            let (raw, next) = tokio::task::spawn_blocking(move || {
-                decode_page(&body, &job_at, job_file.as_deref())
-            })
-            .await
-            .map_err(|e| Error::Internal(format!("decoder task failed: {e}")))??;
-            inference.observe(&raw, at.page);
-            let has_rows = raw.batch.num_rows() > 0;
-            pages.push(SpooledPage {
-                file: file.filter(|_| has_rows),
-            });
-            Ok(next)
-        },
+        PAGES_IN_FLIGHT,
+        process,
+        consume,
+        discard,
     )
     .await?;
     tracing::info!(report = %source.key, pages = pages.len(), json_bytes, "fetched");
@@ -200,24 +228,33 @@ async fn spool_report(
     })
 }
 
+thread_local! {
+    /// One decoder per blocking thread, reused from page to page.
+    static DECODER: RefCell<RowDecoder> = RefCell::new(RowDecoder::new());
+}
+
 /// Walks one page, decodes its rows and spools them; returns the batch and the next link.
 fn decode_page(
     body: &[u8],
     at: &PageLocation,
     spool: Option<&Path>,
 ) -> Result<(RawBatch, Option<String>)> {
-    let mut decoder = RowDecoder::new();
-    let info = extract_page(body, at, |row| decoder.push_row(row))?;
-    let raw = decoder.finish().map_err(|source| Error::Row {
-        at: at.clone(),
-        source,
+    let (raw, next) = DECODER.with_borrow_mut(|decoder| {
+        let decoded = extract_page(body, at, |row| decoder.push_row(row));
+        let raw = decoder.finish();
+        let info = decoded?;
+        let raw = raw.map_err(|source| Error::Row {
+            at: at.clone(),
+            source,
+        })?;
+        Ok::<_, Error>((raw, info.next))
     })?;
     if let Some(path) = spool
         && raw.batch.num_rows() > 0
     {
         write_spool(path, &raw.batch)?;
     }
-    Ok((raw, info.next))
+    Ok((raw, next))
 }
 
 fn write_spool(path: &Path, batch: &RecordBatch) -> Result<()> {
@@ -247,26 +284,7 @@ async fn stage_all(
     run_id: &str,
 ) -> Result<Vec<StagedReport>> {
     let results: Vec<Result<StagedReport>> = stream::iter(spooled)
-        .map(|report| {
-            let job = StageJob {
-                destination: settings.destination.clone(),
-                key: report.key.clone(),
-                run_id: run_id.to_string(),
-                schema: schema.clone(),
-                partition_by: if schema.fields().is_empty() {
-                    Vec::new()
-                } else {
-                    settings.partition_by.clone()
-                },
-                options: settings.write.clone(),
-                files: report.pages.iter().filter_map(|p| p.file.clone()).collect(),
-            };
-            async move {
-                tokio::task::spawn_blocking(move || job.run())
-                    .await
-                    .map_err(|e| Error::Internal(format!("writer task failed: {e}")))?
-            }
-        })
+        .map(|report| stage_report(settings, report, schema, run_id))
         .buffered(settings.concurrency)
         .collect()
         .await;
@@ -287,6 +305,36 @@ async fn stage_all(
     Ok(staged)
 }
 
+/// Stages one report on a blocking thread, encoding on one writer thread per core.
+async fn stage_report(
+    settings: &ExportSettings,
+    report: &SpooledReport,
+    schema: &SchemaRef,
+    run_id: &str,
+) -> Result<StagedReport> {
+    let job = StageJob {
+        destination: settings.destination.clone(),
+        key: report.key.clone(),
+        run_id: run_id.to_string(),
+        schema: schema.clone(),
+        partition_by: if schema.fields().is_empty() {
+            Vec::new()
+        } else {
+            settings.partition_by.clone()
+        },
+        options: settings.write.clone(),
+        files: report.pages.iter().filter_map(|p| p.file.clone()).collect(),
+    };
+    tokio::task::spawn_blocking(move || job.run())
+        .await
+        .map_err(|e| Error::Internal(format!("writer task failed: {e}")))?
+}
+
+/// Parallel Parquet writers per report: one per core.
+fn write_shards() -> usize {
+    std::thread::available_parallelism().map_or(1, usize::from)
+}
+
 /// Everything a blocking thread needs to stage one report.
 struct StageJob {
     destination: Destination,
@@ -300,13 +348,14 @@ struct StageJob {
 
 impl StageJob {
     fn run(self) -> Result<StagedReport> {
-        let mut writer = ReportWriter::new(
+        let mut writer = ParallelWriter::new(
             &self.destination,
             &self.key,
             &self.run_id,
             self.schema.clone(),
             &self.partition_by,
             self.options.clone(),
+            write_shards(),
         )?;
         for file in &self.files {
             let written = read_spool(file).and_then(|batches| {

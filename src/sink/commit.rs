@@ -84,6 +84,19 @@ impl StagedReport {
         }
     }
 
+    /// Combines the staged files of parallel shards of one report and run (see
+    /// [`super::ReportWriter::with_shard`]) into one report to commit.
+    pub fn merge(parts: Vec<StagedReport>) -> Option<StagedReport> {
+        let mut parts = parts.into_iter();
+        let first = parts.next()?;
+        let mut files = first.files;
+        for part in parts {
+            debug_assert_eq!(part.names.run_id(), first.names.run_id());
+            files.extend(part.files);
+        }
+        Some(StagedReport::new(first.names, files))
+    }
+
     /// The report key the files are named after.
     pub fn report_key(&self) -> &str {
         self.names.key()

@@ -10,6 +10,7 @@
 
 mod commit;
 mod layout;
+mod parallel;
 pub mod partition;
 mod writer;
 
@@ -27,6 +28,7 @@ use object_store::path::Path;
 use crate::error::{Error, Result};
 
 pub use commit::{CommitSummary, ManifestInfo, StagedFile, StagedReport};
+pub use parallel::ParallelWriter;
 pub use writer::{ReportWriter, WriteOptions};
 
 /// Multipart part size for remote stores: S3 refuses smaller parts (except the last).

@@ -29,7 +29,7 @@ use tokio::runtime::Handle;
 use super::Destination;
 use super::commit::{StagedFile, StagedReport};
 use super::layout::ReportNames;
-use super::partition::Partitioner;
+use super::partition::{PartitionChunk, Partitioner};
 use crate::error::{Error, Result};
 
 /// Upload parts of one file that may be in flight before a write waits.
@@ -103,8 +103,10 @@ pub struct ReportWriter {
     options: WriteOptions,
     /// Open files by partition folder.
     open: BTreeMap<Vec<String>, OpenFile>,
-    /// Next file number per partition folder.
+    /// Next file number per partition folder (counted within this shard).
     next_seq: HashMap<Vec<String>, u32>,
+    /// This writer's shard and the number of shards writing the same report in parallel.
+    shard: (u32, u32),
     /// Files closed so far.
     closed: Vec<StagedFile>,
 }
@@ -144,8 +146,17 @@ impl ReportWriter {
             options,
             open: BTreeMap::new(),
             next_seq: HashMap::new(),
+            shard: (0, 1),
             closed: Vec::new(),
         })
+    }
+
+    /// Makes this writer shard `index` of `count` writers of the same report and run, so that
+    /// they can encode in parallel: their file numbers interleave (`seq * count + index`) and
+    /// never collide. Combine their results with [`StagedReport::merge`].
+    pub fn with_shard(mut self, index: u32, count: u32) -> Self {
+        self.shard = (index, count.max(1));
+        self
     }
 
     /// The schema of every file: the full schema without the partition columns.
@@ -160,6 +171,13 @@ impl ReportWriter {
         for chunk in self.partitioner.split(batch)? {
             self.write_chunk(chunk.dirs, &chunk.batch)?;
         }
+        self.keep_memory_budget()
+    }
+
+    /// Writes rows already split by [`super::partition::Partitioner::split`] with this writer's
+    /// schema and partition columns. Blocking. After an error, call [`ReportWriter::abort`].
+    pub fn write_partition(&mut self, chunk: PartitionChunk) -> Result<()> {
+        self.write_chunk(chunk.dirs, &chunk.batch)?;
         self.keep_memory_budget()
     }
 
@@ -235,7 +253,8 @@ impl ReportWriter {
     /// Starts the next file of partition `dirs` with a multipart upload to its staged name.
     fn open_file(&mut self, dirs: &[String]) -> Result<OpenFile> {
         let seq = self.next_seq.entry(dirs.to_vec()).or_default();
-        let path = self.names.data_file(dirs, *seq)?;
+        let (index, count) = self.shard;
+        let path = self.names.data_file(dirs, *seq * count + index)?;
         *seq += 1;
         let staged = self.names.staged(&path)?;
         let full = self.dest.full(&staged);

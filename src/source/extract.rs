@@ -281,3 +281,69 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod throughput {
+    use super::*;
+    use crate::decode::RowDecoder;
+    use crate::sandbox::synthetic::SyntheticReport;
+    use std::time::Instant;
+
+    #[test]
+    #[ignore]
+    fn baseline_throughput() {
+        let rows_per_page = 5_000u64;
+        let report = SyntheticReport::new(205_000, 42);
+        let mut pages = Vec::new();
+        let mut start = 0;
+        while start < report.rows() {
+            let end = (start + rows_per_page).min(report.rows());
+            let mut page = String::from(r#"{"data":{"rows":["#);
+            report.write_rows(start..end, &mut page);
+            page.push_str(r#"]},"links":{"next":"/v1/completed-reports/r?page=2"}}"#);
+            pages.push(page.into_bytes());
+            start = end;
+        }
+        let bytes: usize = pages.iter().map(Vec::len).sum();
+        let at = PageLocation {
+            url: "u".into(),
+            page: 1,
+        };
+        for round in 0..5 {
+            let t = Instant::now();
+            let mut rows = 0;
+            for page in &pages {
+                let mut decoder = RowDecoder::new();
+                let info = extract_page(page, &at, |row| decoder.push_row(row)).unwrap();
+                rows += decoder.finish().unwrap().batch.num_rows();
+                assert!(info.next.is_some());
+            }
+            let s = t.elapsed().as_secs_f64();
+            println!(
+                "round {round}: old {:.1} MB in {s:.3}s = {:.1} MB/s ({rows} rows)",
+                bytes as f64 / 1e6,
+                bytes as f64 / 1e6 / s
+            );
+            let t = Instant::now();
+            let mut decoder = RowDecoder::new();
+            for page in &pages {
+                extract_page(page, &at, |row| decoder.push_row(row)).unwrap();
+                decoder.finish().unwrap();
+            }
+            let s = t.elapsed().as_secs_f64();
+            println!(
+                "round {round}: old reused {:.1} MB/s",
+                bytes as f64 / 1e6 / s
+            );
+            let t = Instant::now();
+            for page in &pages {
+                extract_page(page, &at, |_| Ok(())).unwrap();
+            }
+            let s = t.elapsed().as_secs_f64();
+            println!(
+                "round {round}: serde walk only {:.1} MB/s",
+                bytes as f64 / 1e6 / s
+            );
+        }
+    }
+}

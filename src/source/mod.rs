@@ -7,6 +7,7 @@ pub mod auth;
 pub mod client;
 pub mod extract;
 pub mod paginate;
+pub mod readahead;
 
 use bytes::Bytes;
 use reqwest::Url;

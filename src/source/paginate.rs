@@ -63,15 +63,53 @@ impl Pagination {
         Ok(())
     }
 
+    /// Whether `url` was already handed out in this listing.
+    pub fn visited(&self, url: &Url) -> bool {
+        self.visited.contains(url)
+    }
+
     /// Number of pages handed out so far.
     pub fn pages_fetched(&self) -> u64 {
         self.fetched
     }
 }
 
+/// How much of a page's end [`guess_next_link`] looks at.
+const GUESS_WINDOW: usize = 4096;
+
+/// A cheap guess of a page's `links.next`, read from the last few KiB of its body (where APIs
+/// put `links`), so the next page can be fetched while this one is still being decoded. It is
+/// only a guess: the caller compares it with the link the full decode finds, and a wrong guess
+/// costs one wasted request, never a wrong page.
+pub fn guess_next_link(body: &[u8]) -> Option<String> {
+    let tail = &body[body.len().saturating_sub(GUESS_WINDOW)..];
+    let key = b"\"next\"";
+    let at = tail.windows(key.len()).rposition(|w| w == key)?;
+    let rest = tail[at + key.len()..]
+        .trim_ascii_start()
+        .strip_prefix(b":")?;
+    let mut value = serde_json::Deserializer::from_slice(rest.trim_ascii_start());
+    serde::Deserialize::deserialize(&mut value).ok().flatten()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn guesses_the_next_link_from_the_end_of_the_page() {
+        let page = br#"{"data": {"rows": [{"next": "row"}]}, "links": {"next" : "/v1/r?page=2", "self": "x"}}"#;
+        assert_eq!(guess_next_link(page).as_deref(), Some("/v1/r?page=2"));
+        assert_eq!(
+            guess_next_link(br#"{"data": {"rows": []}, "links": {"next": null}}"#),
+            None
+        );
+        assert_eq!(guess_next_link(br#"{"data": {"rows": []}}"#), None);
+        assert_eq!(
+            guess_next_link(br#"{"links": {"next": "/p2"}, "data": {"rows": [{"next": 5}]}}"#),
+            None
+        );
+    }
 
     fn walk(first: &str, links: &[Option<&str>]) -> Result<Vec<String>> {
         let mut pages = Pagination::new(Url::parse(first).unwrap());
