@@ -146,7 +146,7 @@ pub struct SandboxArgs {
     #[arg(long, default_value = "127.0.0.1:8080")]
     pub addr: SocketAddr,
 
-    /// Serve this directory (reports.json, completed-reports/<id>.json) instead of the bundled sample data.
+    /// Serve this directory (reports.json, completed-reports/ID.json) instead of the bundled sample data.
     #[arg(long, value_name = "DIR")]
     pub data: Option<PathBuf>,
 
@@ -165,6 +165,16 @@ pub struct SandboxArgs {
     /// Lifetime of issued tokens, in seconds.
     #[arg(long, default_value_t = 3600)]
     pub token_ttl: u64,
+
+    /// Also serve a synthetic completed report of ROWS generated ad-delivery rows (22 columns,
+    /// ~490 bytes of JSON a row, 30 days); repeatable. Its pages for --page-size are rendered
+    /// before the sandbox starts listening.
+    #[arg(long, value_name = "ID=ROWS")]
+    pub synthetic: Vec<String>,
+
+    /// Seed of the synthetic reports: the same seed serves the same bytes.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
 }
 
 /// Next-link styles of the sandbox.

@@ -253,12 +253,28 @@ fn compression(arg: CompressionArg) -> (Compression, &'static str) {
 }
 
 fn sandbox_settings(args: SandboxArgs) -> Result<Settings> {
-    let data = match &args.data {
+    let mut data = match &args.data {
         Some(dir) => SandboxData::load(dir)?,
         None => SandboxData::embedded(),
     };
     if args.page_size == 0 {
         return Err(Error::Usage("--page-size must be at least 1".into()));
+    }
+    let specs = args
+        .synthetic
+        .iter()
+        .map(|spec| crate::sandbox::synthetic::parse_spec(spec))
+        .collect::<Result<Vec<_>>>()?;
+    // Checked before rendering anything, since rendering a large report takes a while.
+    let mut seen = HashSet::new();
+    if let Some((id, _)) = specs.iter().find(|(id, _)| !seen.insert(id)) {
+        return Err(Error::Usage(format!(
+            "--synthetic names report {id:?} twice"
+        )));
+    }
+    for (id, rows) in specs {
+        let report = crate::sandbox::synthetic::SyntheticReport::new(rows, args.seed);
+        data.add_synthetic(&id, report, Some(args.page_size))?;
     }
     let link_style = match args.link_style {
         LinkStyleArg::Absolute => LinkStyle::Absolute,

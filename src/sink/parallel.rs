@@ -18,7 +18,7 @@ use super::{Destination, ReportWriter, StagedReport, WriteOptions};
 use crate::error::{Error, Result};
 
 /// Chunks queued per shard before the splitter waits.
-pub const CHUNKS_IN_FLIGHT: usize = 4;
+pub const CHUNKS_IN_FLIGHT: usize = 2;
 
 /// Writes one report's files in one run on `shards` threads.
 pub struct ParallelWriter {

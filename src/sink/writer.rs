@@ -58,7 +58,7 @@ impl Default for WriteOptions {
             max_row_group_rows: 1_048_576,
             max_row_group_bytes: 64 * 1024 * 1024,
             max_file_bytes: 256 * 1024 * 1024,
-            memory_budget_bytes: 128 * 1024 * 1024,
+            memory_budget_bytes: 32 * 1024 * 1024,
         }
     }
 }
@@ -301,18 +301,14 @@ impl ReportWriter {
     /// Flushes the largest in-progress row group while all of them together exceed the budget.
     fn keep_memory_budget(&mut self) -> Result<()> {
         loop {
-            let total: usize = self
-                .open
-                .values()
-                .map(|f| f.writer.in_progress_size())
-                .sum();
+            let total: usize = self.open.values().map(|f| f.writer.memory_size()).sum();
             if total <= self.options.memory_budget_bytes {
                 return Ok(());
             }
             let Some((dirs, file)) = self
                 .open
                 .iter_mut()
-                .max_by_key(|(_, f)| f.writer.in_progress_size())
+                .max_by_key(|(_, f)| f.writer.memory_size())
             else {
                 return Ok(());
             };

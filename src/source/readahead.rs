@@ -59,6 +59,7 @@ where
                 return Ok(pages.pages_fetched());
             };
             let (value, next) = join(head.task).await?;
+            tracing::trace!(page = head.at.page, "processed");
             pages.follow(&head.url, next.as_deref(), &head.at)?;
             consume(value, &head.at)?;
             let confirmed = pages.next_page();
@@ -94,6 +95,7 @@ where
         let Some((url, at)) = ahead.take() else {
             return Ok(());
         };
+        tracing::trace!(page = at.page, "fetch start");
         let body = match client.get(&url, &at).await {
             Ok(body) => body,
             // Only a guessed page may fail quietly: its confirmation will fetch it again.
@@ -112,6 +114,7 @@ where
                 };
                 (next, at)
             });
+        tracing::trace!(page = at.page, guessed = ahead.is_some(), "fetched");
         let job = Arc::clone(process);
         let job_at = at.clone();
         let task = tokio::task::spawn_blocking(move || job(body, &job_at));

@@ -27,6 +27,14 @@
 //! Rows are kept as raw JSON and written back byte for byte, so tests can compare exported values
 //! with the exact source text (`1.50` stays `1.50`) and can serve odd rows on purpose.
 //!
+//! Synthetic reports ([`synthetic`], `--synthetic ID=ROWS`) are served the same way: rows
+//! generated from a seed instead of read from a file, listed in `GET /v1/reports` as completed.
+//! They exist for benchmarks, so serving them must cost the sandbox next to no CPU:
+//! [`SandboxData::add_synthetic`] renders every page for one page size up front (the default
+//! `--page-size`, which the sandbox's own next links repeat), and a request for it is answered
+//! with that page's shared [`Bytes`] plus a small links tail, written without copying. Other page
+//! sizes are rendered on demand.
+//!
 //! Requests are logged with `tracing::debug` (method, path and query, status, time); headers and
 //! bodies never are, so neither the password nor a token reaches a log. Later fault injection
 //! (error bursts, delays) belongs in `Server::respond`, driven by new [`SandboxOptions`] fields.
@@ -35,13 +43,16 @@ use std::collections::{BTreeMap, HashMap};
 use std::convert::Infallible;
 use std::fmt;
 use std::future::Future;
+use std::ops::Range;
 use std::path::Path;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
-use hyper::body::Incoming;
+use http_body_util::{BodyExt, Limited};
+use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper::header::{self, HeaderMap, HeaderValue};
 use hyper::http::request::Parts;
 use hyper::http::uri::Authority;
@@ -59,6 +70,10 @@ use tokio::time::Instant;
 
 use crate::error::{Error, Result};
 
+pub mod synthetic;
+
+use synthetic::SyntheticReport;
+
 /// User name the sandbox accepts by default.
 pub const SANDBOX_USERNAME: &str = "sandbox";
 /// Password the sandbox accepts by default.
@@ -73,20 +88,20 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 /// Pause after a failed `accept` (e.g. out of file descriptors) before accepting again.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
-const EMBEDDED_REPORTS: &str = include_str!("../sample_data/reports.json");
+const EMBEDDED_REPORTS: &str = include_str!("../../sample_data/reports.json");
 /// Every completed report of `sample_data/completed-reports/`, one file each.
 const EMBEDDED_COMPLETED: &[(&str, &str)] = &[
     (
         "rpt_7f3a9c21",
-        include_str!("../sample_data/completed-reports/rpt_7f3a9c21.json"),
+        include_str!("../../sample_data/completed-reports/rpt_7f3a9c21.json"),
     ),
     (
         "rpt_2b8e4d10",
-        include_str!("../sample_data/completed-reports/rpt_2b8e4d10.json"),
+        include_str!("../../sample_data/completed-reports/rpt_2b8e4d10.json"),
     ),
     (
         "rpt_e5d90a47",
-        include_str!("../sample_data/completed-reports/rpt_e5d90a47.json"),
+        include_str!("../../sample_data/completed-reports/rpt_e5d90a47.json"),
     ),
 ];
 
@@ -105,6 +120,15 @@ pub struct SandboxData {
     /// Report id -> `status` from `reports.json` ("" when absent).
     statuses: HashMap<String, String>,
     completed: BTreeMap<String, Rows>,
+    synthetic: BTreeMap<String, Synthetic>,
+}
+
+/// A synthetic report and its pre-rendered pages.
+struct Synthetic {
+    report: SyntheticReport,
+    /// The page size the pages were rendered for, and each page up to its links:
+    /// `{"data":{"rows":[..]},"links":`.
+    rendered: Option<(usize, Vec<Bytes>)>,
 }
 
 impl SandboxData {
@@ -167,7 +191,58 @@ impl SandboxData {
             reports,
             statuses,
             completed,
+            synthetic: BTreeMap::new(),
         }
+    }
+
+    /// Adds synthetic report `id` (served as completed and listed in the report list). With
+    /// `prerender`, every page for that page size (clamped to 1..=[`MAX_PAGE_SIZE`]) is rendered
+    /// now, on all cores, and kept in memory (~490 bytes a row); other page sizes are rendered
+    /// per request. An id that is already served or listed is an [`Error::Usage`].
+    pub fn add_synthetic(
+        &mut self,
+        id: &str,
+        report: SyntheticReport,
+        prerender: Option<usize>,
+    ) -> Result<()> {
+        if self.completed.contains_key(id)
+            || self.synthetic.contains_key(id)
+            || self.statuses.contains_key(id)
+        {
+            return Err(Error::Usage(format!(
+                "synthetic report {id:?}: a report with that id already exists"
+            )));
+        }
+        let listed = json!({
+            "id": id,
+            "report_type": "delivery_by_day",
+            "status": "completed",
+            "created_at": "2025-04-01T00:00:00Z",
+            "completed_at": "2025-04-01T00:05:00Z",
+            "date_range": {
+                "start": report.date_of(0),
+                "end": report.date_of(report.rows().saturating_sub(1)),
+            },
+            "requested_by": "synthetic@example.com",
+            "synthetic": {"seed": report.seed()},
+            "row_count": report.rows(),
+        });
+        let listed = RawValue::from_string(listed.to_string())
+            .map_err(|e| Error::Internal(format!("synthetic report entry: {e}")))?;
+        let rendered = prerender.map(|size| {
+            let size = size.clamp(1, MAX_PAGE_SIZE);
+            (size, prerender_pages(&report, size))
+        });
+        self.reports.push(listed);
+        self.statuses.insert(id.to_owned(), "completed".to_owned());
+        self.synthetic
+            .insert(id.to_owned(), Synthetic { report, rendered });
+        Ok(())
+    }
+
+    /// The synthetic report `id`, if there is one.
+    pub fn synthetic(&self, id: &str) -> Option<&SyntheticReport> {
+        self.synthetic.get(id).map(|s| &s.report)
     }
 
     /// The report list, as served by `GET /v1/reports`.
@@ -175,7 +250,7 @@ impl SandboxData {
         &self.reports
     }
 
-    /// Ids of the reports that have rows, in sorted order.
+    /// Ids of the reports served from data files (not the synthetic ones), in sorted order.
     pub fn completed_ids(&self) -> impl Iterator<Item = &str> {
         self.completed.keys().map(String::as_str)
     }
@@ -193,11 +268,47 @@ impl fmt::Debug for SandboxData {
             .iter()
             .map(|(id, rows)| (id, rows.len()))
             .collect();
+        let synthetic: BTreeMap<_, _> = self
+            .synthetic
+            .iter()
+            .map(|(id, s)| (id, s.report.rows()))
+            .collect();
         f.debug_struct("SandboxData")
             .field("reports", &self.reports.len())
             .field("completed_rows", &completed)
+            .field("synthetic_rows", &synthetic)
             .finish()
     }
+}
+
+/// Every page of `report` for `page_size`, rendered up to its links, on all cores.
+fn prerender_pages(report: &SyntheticReport, page_size: usize) -> Vec<Bytes> {
+    let rows = report.rows();
+    let page_rows = page_size as u64;
+    let pages = rows.div_ceil(page_rows) as usize;
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .clamp(1, pages.max(1));
+    let render = |page: usize| {
+        let start = page as u64 * page_rows;
+        Bytes::from(synthetic_head(report, start..(start + page_rows).min(rows)))
+    };
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads)
+            .map(|t| {
+                let pages = pages * t / threads..pages * (t + 1) / threads;
+                scope.spawn(move || pages.map(render).collect::<Vec<_>>())
+            })
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|worker| {
+                worker
+                    .join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            })
+            .collect()
+    })
 }
 
 fn read(path: &Path) -> Result<String> {
@@ -344,7 +455,47 @@ async fn serve_connection(stream: TcpStream, server: Arc<Server>, mut stop: watc
     }
 }
 
-type Reply = Response<Full<Bytes>>;
+type Reply = Response<Chunks>;
+
+/// A response body of ready chunks (a pre-rendered page and its links tail), handed to hyper
+/// as they are: no copy, and an exact length for `Content-Length`.
+struct Chunks {
+    chunks: std::collections::VecDeque<Bytes>,
+    remaining: u64,
+}
+
+impl Chunks {
+    fn new(chunks: impl IntoIterator<Item = Bytes>) -> Self {
+        let chunks: std::collections::VecDeque<Bytes> =
+            chunks.into_iter().filter(|c| !c.is_empty()).collect();
+        let remaining = chunks.iter().map(|c| c.len() as u64).sum();
+        Self { chunks, remaining }
+    }
+}
+
+impl Body for Chunks {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        let this = self.get_mut();
+        Poll::Ready(this.chunks.pop_front().map(|chunk| {
+            this.remaining -= chunk.len() as u64;
+            Ok(Frame::data(chunk))
+        }))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.chunks.is_empty()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::with_exact(self.remaining)
+    }
+}
 
 /// The routes of the API.
 #[derive(Debug, PartialEq, Eq)]
@@ -421,6 +572,9 @@ impl Server {
                 reply
             }
             Route::Reports => self.page(parts, data.reports()),
+            Route::CompletedReport(id) if data.synthetic.contains_key(id) => {
+                self.synthetic_page(parts, &data.synthetic[id])
+            }
             Route::CompletedReport(id) => match (data.completed_rows(id), data.statuses.get(id)) {
                 (Some(rows), _) => self.page(parts, rows),
                 (None, Some(status)) => json_reply(
@@ -504,10 +658,34 @@ impl Server {
             Ok(wanted) => wanted,
             Err(message) => return bad_request(&message),
         };
-        let (slice, has_next) = wanted.slice(rows);
+        let (range, has_next) = wanted.bounds(rows.len());
         let next = has_next.then(|| self.next_link(parts, &wanted));
-        let body = render_page(slice, next.as_deref(), self.options.last_link);
+        let body = render_page(&rows[range], next.as_deref(), self.options.last_link);
         reply(StatusCode::OK, body)
+    }
+
+    /// One page of a synthetic report: its pre-rendered bytes when the page size matches,
+    /// else rendered now.
+    fn synthetic_page(&self, parts: &Parts, synthetic: &Synthetic) -> Reply {
+        let wanted = match PageRequest::parse(parts.uri.query(), self.options.page_size) {
+            Ok(wanted) => wanted,
+            Err(message) => return bad_request(&message),
+        };
+        let total = usize::try_from(synthetic.report.rows()).unwrap_or(usize::MAX);
+        let (range, has_next) = wanted.bounds(total);
+        let next = has_next.then(|| self.next_link(parts, &wanted));
+        let tail = links_tail(next.as_deref(), self.options.last_link);
+        let ready = match &synthetic.rendered {
+            Some((size, pages)) if *size == wanted.page_size && !range.is_empty() => {
+                pages.get(wanted.page - 1).cloned()
+            }
+            _ => None,
+        };
+        let head = ready.unwrap_or_else(|| {
+            let rows = range.start as u64..range.end as u64;
+            Bytes::from(synthetic_head(&synthetic.report, rows))
+        });
+        chunks_reply(StatusCode::OK, [head, Bytes::from(tail)])
     }
 
     fn next_link(&self, parts: &Parts, current: &PageRequest) -> String {
@@ -565,40 +743,68 @@ impl PageRequest {
         })
     }
 
-    /// The rows of this page and whether more rows follow.
-    fn slice<'r>(&self, rows: &'r [Box<RawValue>]) -> (&'r [Box<RawValue>], bool) {
-        let start = (self.page - 1)
-            .saturating_mul(self.page_size)
-            .min(rows.len());
-        let end = start.saturating_add(self.page_size).min(rows.len());
-        (&rows[start..end], end < rows.len())
+    /// The indexes of this page's rows among `total` rows, and whether more rows follow.
+    fn bounds(&self, total: usize) -> (Range<usize>, bool) {
+        let start = (self.page - 1).saturating_mul(self.page_size).min(total);
+        let end = start.saturating_add(self.page_size).min(total);
+        (start..end, end < total)
     }
 }
 
-/// `{"data":{"rows":[..]},"links":{..}}` with the rows' original bytes.
-fn render_page(rows: &[Box<RawValue>], next: Option<&str>, last: LastLink) -> String {
+const PAGE_HEAD: &str = r#"{"data":{"rows":["#;
+const ROWS_END: &str = r#"]},"links":"#;
+
+/// The page body the sandbox serves for `rows` (their original bytes):
+/// `{"data":{"rows":[..]},"links":{..}}`, with `next` as the next link, or the end of the
+/// listing written as `last` says.
+pub fn render_page(rows: &[Box<RawValue>], next: Option<&str>, last: LastLink) -> String {
     let rows_len: usize = rows.iter().map(|row| row.get().len() + 1).sum();
     let mut body = String::with_capacity(rows_len + 64 + next.map_or(0, str::len));
-    body.push_str(r#"{"data":{"rows":["#);
+    body.push_str(PAGE_HEAD);
     for (i, row) in rows.iter().enumerate() {
         if i > 0 {
             body.push(',');
         }
         body.push_str(row.get());
     }
-    body.push_str(r#"]},"links":"#);
-    match (next, last) {
-        (Some(url), _) => {
-            body.push_str(r#"{"next":"#);
-            body.push_str(&serde_json::Value::from(url).to_string());
-            body.push('}');
-        }
-        (None, LastLink::Absent) => body.push_str("{}"),
-        (None, LastLink::Null) => body.push_str(r#"{"next":null}"#),
-        (None, LastLink::Empty) => body.push_str(r#"{"next":""}"#),
-    }
-    body.push('}');
+    body.push_str(ROWS_END);
+    body.push_str(&links_tail(next, last));
     body
+}
+
+/// The page body the sandbox serves for rows `rows` of a synthetic report, like
+/// [`render_page`].
+pub fn render_synthetic_page(
+    report: &SyntheticReport,
+    rows: Range<u64>,
+    next: Option<&str>,
+    last: LastLink,
+) -> String {
+    let mut body = synthetic_head(report, rows);
+    body.push_str(&links_tail(next, last));
+    body
+}
+
+/// `{"data":{"rows":[..]},"links":` for rows `rows` of a synthetic report.
+fn synthetic_head(report: &SyntheticReport, rows: Range<u64>) -> String {
+    // ~490 bytes a row; one spare row avoids a reallocation for most pages.
+    let estimate = (rows.end.saturating_sub(rows.start) as usize + 1) * 520;
+    let mut body = String::with_capacity(estimate + PAGE_HEAD.len() + ROWS_END.len());
+    body.push_str(PAGE_HEAD);
+    report.write_rows(rows, &mut body);
+    body.push_str(ROWS_END);
+    body.shrink_to_fit();
+    body
+}
+
+/// The value of `"links"` and the closing brace: `{"next":URL}}`, or the end of the listing.
+fn links_tail(next: Option<&str>, last: LastLink) -> String {
+    match (next, last) {
+        (Some(url), _) => format!(r#"{{"next":{}}}}}"#, serde_json::Value::from(url)),
+        (None, LastLink::Absent) => "{}}".to_owned(),
+        (None, LastLink::Null) => r#"{"next":null}}"#.to_owned(),
+        (None, LastLink::Empty) => r#"{"next":""}}"#.to_owned(),
+    }
 }
 
 fn bad_request(message: &str) -> Reply {
@@ -613,7 +819,11 @@ fn json_reply(status: StatusCode, body: &serde_json::Value) -> Reply {
 }
 
 fn reply(status: StatusCode, body: String) -> Reply {
-    let mut reply = Response::new(Full::new(Bytes::from(body)));
+    chunks_reply(status, [Bytes::from(body)])
+}
+
+fn chunks_reply(status: StatusCode, chunks: impl IntoIterator<Item = Bytes>) -> Reply {
+    let mut reply = Response::new(Chunks::new(chunks));
     *reply.status_mut() = status;
     let json = HeaderValue::from_static("application/json");
     reply.headers_mut().insert(header::CONTENT_TYPE, json);
@@ -1109,6 +1319,71 @@ mod tests {
             .unwrap();
         assert_eq!(reply.status(), 405);
         assert_eq!(reply.headers()[header::ALLOW], "GET");
+        sandbox.stop().await;
+    }
+
+    #[tokio::test]
+    async fn synthetic_reports_are_served_prerendered_or_on_demand() {
+        let report = SyntheticReport::new(2_345, 9);
+        let mut data = SandboxData::embedded();
+        data.add_synthetic("bench", report.clone(), Some(1_000))
+            .unwrap();
+        for taken in ["bench", "rpt_7f3a9c21", "rpt_a09b6f5d"] {
+            let err = data
+                .add_synthetic(taken, SyntheticReport::new(1, 1), None)
+                .unwrap_err();
+            assert!(matches!(err, Error::Usage(_)), "{taken}");
+        }
+        let expected: Vec<String> = (0..report.rows())
+            .map(|i| {
+                let mut row = String::new();
+                report.write_row(i, &mut row);
+                row
+            })
+            .collect();
+        let options = SandboxOptions {
+            page_size: 1_000,
+            ..options_with(data)
+        };
+        let sandbox = Running::start(options).await;
+        let token = sandbox.token().await;
+        let rows = |pages: &[String]| -> Vec<String> {
+            pages.iter().flat_map(|page| page_rows(page)).collect()
+        };
+
+        let first = sandbox.url("/v1/completed-reports/bench");
+        let prerendered = sandbox.walk(first, &token).await;
+        assert_eq!(prerendered.len(), 3);
+        assert_eq!(rows(&prerendered), expected);
+        let last = render_synthetic_page(&report, 2_000..2_345, None, LastLink::Null);
+        assert_eq!(prerendered[2], last);
+
+        let other_size = sandbox.url("/v1/completed-reports/bench?page_size=700");
+        let on_demand = sandbox.walk(other_size, &token).await;
+        assert_eq!(on_demand.len(), 4);
+        assert_eq!(rows(&on_demand), expected);
+
+        let beyond = sandbox.url("/v1/completed-reports/bench?page=4");
+        let (status, body) = sandbox.get(beyond, Some(&token)).await;
+        assert_eq!(
+            (status, body.as_str()),
+            (200, r#"{"data":{"rows":[]},"links":{"next":null}}"#)
+        );
+
+        let (_, list) = sandbox
+            .get(sandbox.url("/v1/reports?page_size=100"), Some(&token))
+            .await;
+        let list: serde_json::Value = serde_json::from_str(&list).unwrap();
+        let listed = list["data"]["rows"]
+            .as_array()
+            .unwrap()
+            .last()
+            .unwrap()
+            .clone();
+        assert_eq!(listed["id"], "bench");
+        assert_eq!(listed["status"], "completed");
+        assert_eq!(listed["row_count"], 2_345);
+        assert_eq!(listed["date_range"]["end"], "2025-03-30");
         sandbox.stop().await;
     }
 

@@ -1,0 +1,195 @@
+#!/usr/bin/env bash
+# End-to-end benchmark: kargo-export against DuckDB on the same JSON pages, both writing the
+# same Hive-partitioned (by date), zstd-compressed Parquet dataset. See benches/README.md.
+#
+#   benches/e2e.sh [ROWS [PAGE [SEED]]]
+#
+# Environment (positional arguments win):
+#   ROWS=2000000   rows of the synthetic report (~490 bytes of JSON each)
+#   PAGE=5000      rows per page (the sandbox's --page-size)
+#   SEED=42        generator seed: the same seed serves the same bytes
+#   DUCKDB=0       only run kargo-export (e.g. for the memory check below)
+#   KEEP=1         keep the work folder (pages, both outputs, logs) instead of removing it
+#   TMPDIR         where the work folder is made (needs ~3x the JSON size free)
+#
+# Memory check (peak RSS must not grow with the report): compare the kargo-export peak RSS of
+#   ROWS=200000 DUCKDB=0 benches/e2e.sh      and      DUCKDB=0 benches/e2e.sh
+#
+# Steps: build (cargo build --release); start `kargo-export sandbox --synthetic bench=ROWS` on
+# 127.0.0.1:0 (its pages are pre-rendered, so it costs next to no CPU while serving); time the
+# export under /usr/bin/time -v; download the same pages to files (not timed); time DuckDB
+# converting those files under /usr/bin/time -v (python duckdb, in-process); check that both
+# datasets hold the same rows; print the figures and the kargo-export/DuckDB ratios.
+set -euo pipefail
+
+ROWS=${1:-${ROWS:-2000000}}
+PAGE=${2:-${PAGE:-5000}}
+SEED=${3:-${SEED:-42}}
+DUCKDB=${DUCKDB:-1}
+DUCKDB_VERSION=2.0.1
+REPORT=bench
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+root=$(dirname "$here")
+cd "$root"
+
+log() { printf '==> %s\n' "$*" >&2; }
+die() {
+    printf 'e2e: FAIL: %s\n' "$*" >&2
+    exit 1
+}
+for value in "$ROWS" "$PAGE" "$SEED"; do
+    [[ $value =~ ^[0-9]+$ ]] || die "ROWS, PAGE and SEED must be non-negative integers (got '$value')"
+done
+((PAGE > 0)) || die "PAGE must be at least 1"
+
+# --- tools -------------------------------------------------------------------------------------
+if [[ ! -x /usr/bin/time ]]; then
+    log "installing GNU time (apt-get install -y time)"
+    apt-get install -y time >/dev/null 2>&1 || { apt-get update >/dev/null && apt-get install -y time >/dev/null; }
+fi
+if ((DUCKDB)) && ! python3 -c "import duckdb, sys; sys.exit(duckdb.__version__ != '$DUCKDB_VERSION')" 2>/dev/null; then
+    log "installing duckdb $DUCKDB_VERSION (pip)"
+    python3 -m pip install --quiet "duckdb==$DUCKDB_VERSION"
+fi
+
+log "building (cargo build --release)"
+cargo build --release --quiet
+target_dir=$(cargo metadata --format-version 1 --no-deps |
+    python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
+bin="$target_dir/release/kargo-export"
+
+# --- work folder and cleanup -------------------------------------------------------------------
+work=$(mktemp -d "${TMPDIR:-/tmp}/kx-e2e.XXXXXX")
+sandbox_pid=
+stop_sandbox() {
+    if [[ -n $sandbox_pid ]]; then
+        kill "$sandbox_pid" 2>/dev/null || true
+        wait "$sandbox_pid" 2>/dev/null || true
+        sandbox_pid=
+    fi
+}
+cleanup() {
+    stop_sandbox
+    if [[ ${KEEP:-0} == 1 ]]; then
+        log "kept $work"
+    else
+        rm -rf "$work"
+    fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# --- GNU time report -> figures ----------------------------------------------------------------
+# "wall cpu user sys rss_mib" from a /usr/bin/time -v report.
+time_figures() {
+    awk -F': ' '
+        /Elapsed \(wall clock\)/ { n = split($2, p, ":"); wall = 0; for (i = 1; i <= n; i++) wall = wall * 60 + p[i] }
+        /User time \(seconds\)/ { user = $2 }
+        /System time \(seconds\)/ { sys = $2 }
+        /Maximum resident set size/ { rss = $2 / 1024 }
+        END { printf "%.2f %.2f %.2f %.2f %.1f\n", wall, user + sys, user, sys, rss }' "$1"
+}
+# One result line: name wall cpu user sys rss rows json_bytes.
+show() {
+    awk -v name="$1" -v wall="$2" -v cpu="$3" -v user="$4" -v sys="$5" -v rss="$6" -v rows="$7" -v bytes="$8" 'BEGIN {
+        w = (wall > 0) ? wall : 1e-9
+        printf "%-13s wall %8.2f s   cpu %8.2f s (user %.2f + sys %.2f)   peak RSS %8.1f MiB   %10.0f rows/s   %7.1f MB/s of JSON\n",
+            name, wall, cpu, user, sys, rss, rows / w, bytes / w / 1e6 }'
+}
+# CPU seconds (user + sys) a process has used so far.
+cpu_of() {
+    awk -v tck="$(getconf CLK_TCK)" '{ sub(/^.*\) /, ""); print ($12 + $13) / tck }' "/proc/$1/stat"
+}
+
+# --- the sandbox -------------------------------------------------------------------------------
+log "starting the sandbox: report '$REPORT' of $ROWS rows, pages of $PAGE, seed $SEED"
+"$bin" sandbox --addr 127.0.0.1:0 --synthetic "$REPORT=$ROWS" --page-size "$PAGE" --seed "$SEED" \
+    >"$work/sandbox.out" 2>"$work/sandbox.err" &
+sandbox_pid=$!
+api=
+for _ in $(seq 1 1200); do
+    api=$(grep -o 'http://[^ ]*' "$work/sandbox.out" 2>/dev/null | head -n 1 || true)
+    [[ -n $api ]] && break
+    kill -0 "$sandbox_pid" 2>/dev/null || die "the sandbox exited: $(cat "$work/sandbox.err")"
+    sleep 0.1
+done
+[[ -n $api ]] || die "the sandbox printed no address within 120 s"
+log "sandbox at $api (pages rendered)"
+
+export KARGO_USERNAME=sandbox KARGO_PASSWORD=sandbox-password
+unset KARGO_TOKEN KARGO_AUTH_URL KARGO_API_BASE
+
+# --- kargo-export (timed) ----------------------------------------------------------------------
+log "kargo-export: export report $REPORT --partition-by date"
+sandbox_cpu_before=$(cpu_of "$sandbox_pid")
+mkdir "$work/spool"
+if ! TMPDIR="$work/spool" /usr/bin/time -v -o "$work/kx.time" \
+    "$bin" --api-base "$api" export report "$REPORT" --out "$work/kx" --partition-by date \
+    >"$work/kx.out" 2>"$work/kx.err"; then
+    cat "$work/kx.err" >&2
+    die "kargo-export failed"
+fi
+sandbox_cpu=$(awk -v a="$sandbox_cpu_before" -v b="$(cpu_of "$sandbox_pid")" 'BEGIN { printf "%.2f", b - a }')
+cat "$work/kx.out"
+json_bytes=$(sed -n 's/.*(\([0-9]*\) bytes of JSON).*/\1/p' "$work/kx.out" | tail -n 1)
+[[ -n $json_bytes ]] || die "no '(N bytes of JSON)' in the export summary"
+read -r kx_wall kx_cpu kx_user kx_sys kx_rss < <(time_figures "$work/kx.time")
+kx_files=$(find "$work/kx" -name '*.parquet' | wc -l)
+kx_size=$(find "$work/kx" -name '*.parquet' -printf '%s\n' | awk '{ s += $1 } END { print s + 0 }')
+
+duck_line=
+ratios=
+if ((DUCKDB)); then
+    # --- the same pages as files (not timed) ---------------------------------------------------
+    log "downloading the same pages to files (not timed)"
+    mkdir "$work/pages"
+    fetched=$(python3 "$here/e2e_fetch.py" "$api" "$REPORT" "$work/pages") || die "downloading the pages failed"
+    read -r pages page_bytes <<<"$fetched"
+    stop_sandbox
+    [[ $page_bytes == "$json_bytes" ]] ||
+        die "the downloaded pages hold $page_bytes bytes, kargo-export read $json_bytes"
+
+    # --- DuckDB (timed) ------------------------------------------------------------------------
+    log "duckdb $DUCKDB_VERSION: COPY (read_json of $pages pages) TO parquet, PARTITION_BY (date), zstd"
+    sync
+    if ! /usr/bin/time -v -o "$work/duck.time" \
+        python3 "$here/e2e_duckdb.py" convert "$work/pages" "$work/duck" 2>"$work/duck.err"; then
+        cat "$work/duck.err" >&2
+        die "duckdb failed"
+    fi
+    read -r dk_wall dk_cpu dk_user dk_sys dk_rss < <(time_figures "$work/duck.time")
+    dk_files=$(find "$work/duck" -name '*.parquet' | wc -l)
+    dk_size=$(find "$work/duck" -name '*.parquet' -printf '%s\n' | awk '{ s += $1 } END { print s + 0 }')
+
+    # --- same data? ----------------------------------------------------------------------------
+    log "verifying both outputs"
+    python3 "$here/e2e_duckdb.py" verify "$work/kx" "$work/duck" "$ROWS" || die "the outputs differ"
+    duck_line=$(show duckdb "$dk_wall" "$dk_cpu" "$dk_user" "$dk_sys" "$dk_rss" "$ROWS" "$json_bytes")
+    ratios=$(awk -v kw="$kx_wall" -v dw="$dk_wall" -v kc="$kx_cpu" -v dc="$dk_cpu" -v kr="$kx_rss" -v dr="$dk_rss" \
+        -v ks="$kx_size" -v ds="$dk_size" 'function r(a, b) { return (b > 0) ? a / b : 0 }
+        BEGIN {
+            printf "kargo-export / duckdb (below 1: kargo-export uses less)\n"
+            printf "  wall time   %6.2f\n", r(kw, dw)
+            printf "  CPU time    %6.2f\n", r(kc, dc)
+            printf "  peak RSS    %6.2f\n", r(kr, dr)
+            printf "  Parquet size %5.2f\n", r(ks, ds)
+        }')
+else
+    stop_sandbox
+fi
+
+# --- results -----------------------------------------------------------------------------------
+echo
+echo "=== e2e: $ROWS rows in pages of $PAGE (seed $SEED), $json_bytes bytes of JSON, partitioned by date"
+echo "machine: $(nproc) cores, $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo); $("$bin" --version); $(rustc --version)"
+show kargo-export "$kx_wall" "$kx_cpu" "$kx_user" "$kx_sys" "$kx_rss" "$ROWS" "$json_bytes"
+if [[ -n $duck_line ]]; then
+    echo "$duck_line"
+fi
+echo "sandbox CPU while serving the export: ${sandbox_cpu} s"
+echo "Parquet: kargo-export $kx_files files, $kx_size bytes${duck_line:+; duckdb $dk_files files, $dk_size bytes}"
+if [[ -n $ratios ]]; then
+    echo "$ratios"
+fi
+echo "RESULT rows=$ROWS page=$PAGE json_bytes=$json_bytes kx_wall_s=$kx_wall kx_cpu_s=$kx_cpu kx_rss_mib=$kx_rss${duck_line:+ duckdb_wall_s=$dk_wall duckdb_cpu_s=$dk_cpu duckdb_rss_mib=$dk_rss}"
