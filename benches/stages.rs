@@ -1,8 +1,8 @@
 //! Criterion benches of the export's CPU stages, one JSON page at a time, through the library API
 //! the pipeline uses:
 //!
-//! - `decode`: page bytes -> raw Arrow batch ([`extract_page`] walking the page, [`RowDecoder`]
-//!   decoding each row);
+//! - `decode`: page bytes -> raw Arrow batch ([`decode_page`]: one pass over the page, each row
+//!   decoded straight into a [`RowDecoder`]);
 //! - `conform`: raw batch -> batch of the export's schema ([`SchemaInference`], [`conform`]);
 //! - `partition`: conformed batch -> one batch per `date` partition ([`Partitioner::split`]);
 //! - `parquet`: those batches -> Parquet bytes in memory (`ArrowWriter`, the sink's codec and
@@ -27,7 +27,7 @@ use kargo_export::sandbox::synthetic::SyntheticReport;
 use kargo_export::sandbox::{self, LastLink, SandboxData};
 use kargo_export::sink::WriteOptions;
 use kargo_export::sink::partition::{PartitionChunk, Partitioner};
-use kargo_export::source::extract::extract_page;
+use kargo_export::source::extract::decode_page;
 use parquet::arrow::ArrowWriter;
 use parquet::file::properties::WriterProperties;
 
@@ -64,8 +64,9 @@ fn decode(body: &[u8]) -> RawBatch {
         page: 1,
     };
     let mut decoder = RowDecoder::new();
-    extract_page(body, &at, |row| decoder.push_row(row)).expect("a valid page");
-    decoder.finish().expect("a decodable page")
+    decode_page(body, &at, &mut decoder)
+        .expect("a valid page")
+        .0
 }
 
 /// The sink's writer properties for the default options (zstd level 3, row-group caps).

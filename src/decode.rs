@@ -1,13 +1,13 @@
 //! Decoding the rows of one page into a "raw" Arrow batch, plus the kind of every column.
 //!
-//! This module owns the hot path from JSON row text to Arrow builders. The rows arrive as
-//! already-validated `&RawValue`s, so instead of a second serde pass it walks each row object
-//! once with a small scanner over its bytes: keys are borrowed (unescaped only when they hold a
-//! backslash), every value is dispatched on its first byte and appended to its column's
-//! builder. No `serde_json::Value` trees, no allocation per row, no `String` for strings
-//! without escapes (serde_json still unescapes the ones with escapes). On the way it tracks
-//! each column's [`ColumnKind`] with one merge lattice ([`ColumnKind::merge`]), shared with
-//! [`crate::infer`].
+//! This module owns the hot path from JSON bytes to Arrow builders, and the JSON scanner it
+//! runs on (`Json`): a cursor that checks the bytes against the JSON grammar while it decodes
+//! them, so a page is read once ([`crate::source::extract::decode_page`] walks the page
+//! envelope with it and hands each row to [`RowDecoder`]). Keys are borrowed (unescaped only
+//! when they hold a backslash), every value is dispatched on its first byte and appended to its
+//! column's builder. No `serde_json::Value` trees, no allocation per row, no `String` for
+//! strings without escapes. On the way it tracks each column's [`ColumnKind`] with one merge
+//! lattice ([`ColumnKind::merge`]), shared with [`crate::infer`].
 //!
 //! It does not decide the export's schema. The raw batch keeps numbers as Int64/Float64, strings
 //! (dates and timestamps included) as Utf8 and nested values as their JSON text; `infer` merges
@@ -16,9 +16,8 @@
 //! `parse_timestamp_micros`, `scalars_to_text`, `merge_nested_types`), so a value converts
 //! the same way whether its column's kind changed inside a page or across pages.
 
-use std::borrow::Cow;
 use std::collections::HashMap;
-use std::fmt::Write as _;
+use std::fmt::{self, Write as _};
 use std::sync::Arc;
 
 use arrow::array::{
@@ -112,15 +111,20 @@ pub struct RawBatch {
 /// assert_eq!(raw.kinds[0], ColumnKind::Float);
 /// ```
 ///
-/// After [`push_row`](Self::push_row) returns an error the decoder is reset: the rows pushed
-/// since the last [`finish`](Self::finish) are dropped.
+/// Rows come either one by one as `&RawValue`s ([`push_row`](Self::push_row)) or straight from
+/// a page's bytes, checked and decoded in the same pass
+/// ([`crate::source::extract::decode_page`]). After an error the decoder is reset: the rows
+/// pushed since the last [`finish`](Self::finish) are dropped. One decoder is meant to serve
+/// page after page (one per thread).
 ///
 /// # Memory usage
 ///
 /// The decoder holds one builder per column with the values of the rows pushed since the last
 /// `finish` (about the size of those values in Arrow form, plus one key per column);
 /// `finish` hands the buffers to the batch. New builders start with room for as many rows as
-/// the previous batch had.
+/// the previous non-empty batch had and, for text, as many bytes as the same column held there
+/// (plus an eighth), so a page like the previous one fills its builders without growing them.
+/// Between pages the decoder keeps only those sizes (one key and one number per column).
 #[derive(Debug, Default)]
 pub struct RowDecoder {
     columns: Vec<Column>,
@@ -128,8 +132,20 @@ pub struct RowDecoder {
     /// Column of the first key of the previous row: where the next row's lookup starts.
     first: usize,
     rows: usize,
-    /// Rows of the last finished batch: the initial capacity of new builders.
+    /// Rows of the last finished non-empty batch: the initial capacity of new builders.
     capacity: usize,
+    /// Each column of the last finished non-empty batch, in order, with its text bytes: the
+    /// initial byte capacity of the text builder of the same column at the same position.
+    text_sizes: Vec<(String, usize)>,
+}
+
+/// Why a row pushed from page bytes was not appended.
+#[derive(Debug)]
+pub(crate) enum RowFailure {
+    /// The row is not JSON (offset in the page).
+    Syntax(Syntax),
+    /// The row is JSON but cannot be decoded.
+    Decode(DecodeError),
 }
 
 impl RowDecoder {
@@ -138,16 +154,50 @@ impl RowDecoder {
         Self::default()
     }
 
-    /// Appends one row; `row` is an already-validated JSON value that must be an object.
+    /// Appends one row; `row` must be a JSON object.
     pub fn push_row(&mut self, row: &RawValue) -> Result<(), DecodeError> {
-        match self.decode_row(row.get()) {
+        let index = self.rows;
+        let mut json = Json::new(row.get().as_bytes());
+        let pushed = self.push_row_from(&mut json).and_then(|()| {
+            json.skip_ws();
+            if json.at_end() {
+                return Ok(());
+            }
+            self.reset();
+            Err(RowFailure::Syntax(Syntax {
+                at: json.pos(),
+                what: "trailing characters after the row",
+            }))
+        });
+        pushed.map_err(|failure| match failure {
+            RowFailure::Decode(error) => error,
+            RowFailure::Syntax(syntax) => row_error(index, "", format!("malformed JSON: {syntax}")),
+        })
+    }
+
+    /// Appends the row at the cursor (leading whitespace allowed), moving past it. The row's
+    /// bytes are checked in the same pass; a row that is JSON but cannot be decoded is checked
+    /// to its end before it is reported, so malformed bytes are always a `Syntax` failure, as
+    /// they are for `serde_json` (which checks a row before anyone decodes it).
+    pub(crate) fn push_row_from(&mut self, json: &mut Json<'_>) -> Result<(), RowFailure> {
+        json.skip_ws();
+        let start = json.pos;
+        match self.decode_row(json) {
             Ok(()) => {
                 self.rows += 1;
                 Ok(())
             }
-            Err(error) => {
+            Err(RowFailure::Syntax(syntax)) => {
                 self.reset();
-                Err(error)
+                Err(RowFailure::Syntax(syntax))
+            }
+            Err(RowFailure::Decode(error)) => {
+                self.reset();
+                json.pos = start;
+                match json.skip_value(true) {
+                    Err(Stop::Syntax(syntax)) => Err(RowFailure::Syntax(syntax)),
+                    Ok(()) | Err(Stop::Invalid(_)) => Err(RowFailure::Decode(error)),
+                }
             }
         }
     }
@@ -166,19 +216,28 @@ impl RowDecoder {
     /// the decoder.
     pub fn finish(&mut self) -> Result<RawBatch, DecodeError> {
         let rows = self.rows;
-        let columns = std::mem::take(&mut self.columns);
+        let mut columns = std::mem::take(&mut self.columns);
         self.reset();
-        self.capacity = rows;
+        if rows > 0 {
+            self.capacity = rows;
+            self.text_sizes.clear();
+        }
         let mut fields = Vec::with_capacity(columns.len());
         let mut arrays = Vec::with_capacity(columns.len());
         let mut kinds = Vec::with_capacity(columns.len());
-        for mut column in columns {
+        for mut column in columns.drain(..) {
             column.pad_to(rows);
+            if rows > 0 {
+                self.text_sizes
+                    .push((column.name.clone(), column.store.text_bytes()));
+            }
             let (array, kind) = column.store.finish(rows);
             fields.push(Field::new(column.name, array.data_type().clone(), true));
             arrays.push(array);
             kinds.push(kind);
         }
+        // Keep the (empty) vector's room for the next batch's columns.
+        self.columns = columns;
         let options = RecordBatchOptions::new().with_row_count(Some(rows));
         let batch =
             RecordBatch::try_new_with_options(Arc::new(Schema::new(fields)), arrays, &options)
@@ -190,58 +249,71 @@ impl RowDecoder {
         Ok(RawBatch { batch, kinds })
     }
 
-    fn reset(&mut self) {
+    /// Drops the rows pushed since the last [`finish`](Self::finish).
+    pub(crate) fn reset(&mut self) {
         self.columns.clear();
         self.index.clear();
         self.first = 0;
         self.rows = 0;
     }
 
-    /// Walks one row object and appends its values; the row index is `self.rows`.
-    fn decode_row(&mut self, text: &str) -> Result<(), DecodeError> {
+    /// Walks one row object (the cursor at its first byte) and appends its values; the row
+    /// index is `self.rows`.
+    #[inline(always)]
+    fn decode_row(&mut self, json: &mut Json<'_>) -> Result<(), RowFailure> {
         let row = self.rows;
-        let mut scanner = Scanner::new(text);
-        scanner.skip_ws();
-        match scanner.peek() {
-            Some(b'{') => scanner.pos += 1,
-            other => return Err(row_error(row, "", not_an_object(other))),
+        let in_row = |stop: Stop, column: &str| match stop {
+            Stop::Syntax(syntax) => RowFailure::Syntax(syntax),
+            Stop::Invalid(reason) => RowFailure::Decode(row_error(row, column, reason)),
+        };
+        if !json.eat(b'{') {
+            // Not JSON at all is a syntax error, found when the row is checked to its end.
+            let found = json.found().unwrap_or("invalid JSON");
+            return Err(RowFailure::Decode(row_error(row, "", not_an_object(found))));
         }
-        scanner.skip_ws();
-        if scanner.eat(b'}') {
+        json.skip_ws();
+        if json.eat(b'}') {
             return Ok(());
         }
         let mut previous = None;
         loop {
-            scanner.skip_ws();
-            let name = scanner
-                .string()
-                .map_err(|reason| row_error(row, "", reason))?;
-            scanner.skip_ws();
-            if !scanner.eat(b':') {
-                return Err(row_error(row, &name, scanner.malformed()));
+            json.skip_ws();
+            if json.peek() != Some(b'"') {
+                return Err(in_row(json.error("expected a string key"), ""));
             }
-            scanner.skip_ws();
-            let value = scanner
-                .value()
-                .map_err(|reason| row_error(row, &name, reason))?;
-            let index = self.column_index(&name, previous);
+            let name = json.string().map_err(|stop| in_row(stop, ""))?;
+            let index = self.column_index(name, previous);
             previous = Some(index);
-            if let Some(column) = self.columns.get_mut(index) {
-                column
-                    .push(row, &value)
-                    .map_err(|reason| row_error(row, &name, reason))?;
+            let Some(column) = self.columns.get_mut(index) else {
+                return Err(RowFailure::Decode(row_error(
+                    row,
+                    "",
+                    "internal: lost a column",
+                )));
+            };
+            json.skip_ws();
+            json.expect(b':', "expected ':'")
+                .map_err(|stop| in_row(stop, &column.name))?;
+            json.skip_ws();
+            let value = json.value().map_err(|stop| in_row(stop, &column.name))?;
+            if let Err(reason) = column.push(row, &value) {
+                return Err(RowFailure::Decode(row_error(row, &column.name, reason)));
             }
-            scanner.skip_ws();
-            match scanner.peek() {
-                Some(b',') => scanner.pos += 1,
-                Some(b'}') => return Ok(()),
-                _ => return Err(row_error(row, &name, scanner.malformed())),
+            json.skip_ws();
+            match json.peek() {
+                Some(b',') => json.pos += 1,
+                Some(b'}') => {
+                    json.pos += 1;
+                    return Ok(());
+                }
+                _ => return Err(in_row(json.error("expected ',' or '}'"), "")),
             }
         }
     }
 
     /// The column of `name`, created if new. Rows usually repeat the previous row's key order,
     /// so the column that followed `previous` last time is tried before the hash map.
+    #[inline(always)]
     fn column_index(&mut self, name: &str, previous: Option<usize>) -> usize {
         let expected = match previous {
             None => self.first,
@@ -263,7 +335,12 @@ impl RowDecoder {
 
     fn add_column(&mut self, name: &str) -> usize {
         let index = self.columns.len();
-        self.columns.push(Column::new(name, self.capacity));
+        let text_bytes = match self.text_sizes.get(index) {
+            Some((previous, bytes)) if previous == name && *bytes > 0 => bytes + bytes / 8,
+            _ => self.capacity * 16,
+        };
+        self.columns
+            .push(Column::new(name, self.capacity, text_bytes));
         self.index.insert(name.to_owned(), index);
         index
     }
@@ -309,16 +386,8 @@ fn row_error(row: usize, column: &str, reason: impl Into<String>) -> DecodeError
     }
 }
 
-fn not_an_object(first: Option<u8>) -> String {
-    let found = match first {
-        Some(b'[') => "an array",
-        Some(b'"') => "a string",
-        Some(b't' | b'f') => "a boolean",
-        Some(b'n') => "null",
-        Some(b'-' | b'0'..=b'9') => "a number",
-        Some(_) => "invalid JSON",
-        None => "nothing",
-    };
+#[cold]
+fn not_an_object(found: &str) -> String {
     format!("expected a JSON object, found {found}")
 }
 
@@ -333,16 +402,19 @@ struct Column {
     next: usize,
     /// Initial capacity (rows) of the column's builder.
     capacity: usize,
+    /// Initial capacity (bytes) of the column's text builder.
+    text_bytes: usize,
 }
 
 impl Column {
-    fn new(name: &str, capacity: usize) -> Self {
+    fn new(name: &str, capacity: usize, text_bytes: usize) -> Self {
         Column {
             name: name.to_owned(),
             store: Store::Null,
             len: 0,
             next: usize::MAX,
             capacity,
+            text_bytes,
         }
     }
 
@@ -355,7 +427,8 @@ impl Column {
         self.pad_to(row);
         if !self.store.try_append(value) {
             let kind = self.store.kind().merge(&value.kind());
-            self.store.widen(&kind, self.len, self.capacity)?;
+            self.store
+                .widen(&kind, self.len, self.capacity, self.text_bytes)?;
             if !self.store.try_append(value) {
                 return Err(format!("internal: a {kind:?} column refused its own value"));
             }
@@ -410,9 +483,10 @@ impl Store {
         }
     }
 
-    /// An empty store of `kind` holding `len` nulls, with room for `capacity` rows.
-    fn nulls(kind: &ColumnKind, len: usize, capacity: usize) -> Store {
-        let text = || StringBuilder::with_capacity(capacity, capacity * 16);
+    /// An empty store of `kind` holding `len` nulls, with room for `capacity` rows (and
+    /// `text_bytes` bytes of text).
+    fn nulls(kind: &ColumnKind, len: usize, capacity: usize, text_bytes: usize) -> Store {
+        let text = || StringBuilder::with_capacity(capacity, text_bytes);
         let mut store = match kind {
             ColumnKind::Null => Store::Null,
             ColumnKind::Bool => Store::Bool(BooleanBuilder::with_capacity(capacity)),
@@ -482,12 +556,28 @@ impl Store {
         true
     }
 
+    /// Bytes of text held so far (0 for stores without text).
+    fn text_bytes(&self) -> usize {
+        match self {
+            Store::Str { text, .. } | Store::Nested { text, .. } | Store::Text(text) => {
+                text.values_slice().len()
+            }
+            _ => 0,
+        }
+    }
+
     /// Converts the `len` values so far to a store of `kind` (a kind at least as wide as this
-    /// one); a new builder gets room for `capacity` rows.
-    fn widen(&mut self, kind: &ColumnKind, len: usize, capacity: usize) -> Result<(), String> {
+    /// one); a new builder gets room for `capacity` rows and `text_bytes` bytes of text.
+    fn widen(
+        &mut self,
+        kind: &ColumnKind,
+        len: usize,
+        capacity: usize,
+        text_bytes: usize,
+    ) -> Result<(), String> {
         let old = std::mem::replace(self, Store::Null);
         *self = match (old, kind) {
-            (Store::Null, kind) => Store::nulls(kind, len, capacity),
+            (Store::Null, kind) => Store::nulls(kind, len, capacity, text_bytes),
             (Store::Int(mut ints), ColumnKind::Float) => {
                 Store::Float(ints_to_floats(&ints.finish()))
             }
@@ -547,7 +637,7 @@ enum Value<'a> {
     Bool(bool),
     Int(i64),
     Float(f64),
-    Str(Cow<'a, str>),
+    Str(&'a str),
     /// An object or array, as its JSON text.
     Nested(&'a str),
 }
@@ -836,22 +926,27 @@ pub(crate) fn has_empty_struct(data_type: &DataType) -> bool {
     }
 }
 
+/// Deepest nesting [`json_type`] types: a deeper value has no Arrow type (its column is `Text`).
+/// Bounds the recursion, so a hostile page cannot overflow the stack.
+const MAX_TYPED_DEPTH: usize = 128;
+
 /// The Arrow type of one nested JSON value: objects are structs (first-seen field order),
 /// arrays are lists of their merged element type, numbers follow `parse_number`. None when
-/// the value's parts conflict (e.g. `[1, "a"]`) or it is not valid JSON.
+/// the value's parts conflict (e.g. `[1, "a"]`), a string cannot be decoded, the value nests
+/// deeper than [`MAX_TYPED_DEPTH`] or it is not valid JSON.
 fn json_type(raw: &str) -> Option<DataType> {
-    let mut scanner = Scanner::new(raw);
-    let data_type = value_type(&mut scanner)?;
-    scanner.skip_ws();
-    (scanner.pos == raw.len()).then_some(data_type)
+    let mut json = Json::new(raw.as_bytes());
+    let data_type = value_type(&mut json, MAX_TYPED_DEPTH)?;
+    json.skip_ws();
+    json.at_end().then_some(data_type)
 }
 
-fn value_type(scanner: &mut Scanner<'_>) -> Option<DataType> {
-    scanner.skip_ws();
-    match scanner.peek()? {
-        b'{' => object_type(scanner),
-        b'[' => list_type(scanner),
-        _ => match scanner.value().ok()? {
+fn value_type(json: &mut Json<'_>, depth: usize) -> Option<DataType> {
+    json.skip_ws();
+    match json.peek()? {
+        b'{' => object_type(json, depth.checked_sub(1)?),
+        b'[' => list_type(json, depth.checked_sub(1)?),
+        _ => match json.value().ok()? {
             Value::Null => Some(DataType::Null),
             Value::Bool(_) => Some(DataType::Boolean),
             Value::Int(_) => Some(DataType::Int64),
@@ -861,18 +956,18 @@ fn value_type(scanner: &mut Scanner<'_>) -> Option<DataType> {
     }
 }
 
-fn list_type(scanner: &mut Scanner<'_>) -> Option<DataType> {
-    scanner.pos += 1;
-    scanner.skip_ws();
+fn list_type(json: &mut Json<'_>, depth: usize) -> Option<DataType> {
+    json.pos += 1;
+    json.skip_ws();
     let mut item = DataType::Null;
-    if !scanner.eat(b']') {
+    if !json.eat(b']') {
         loop {
-            item = merge_nested_types(&item, &value_type(scanner)?)?;
-            scanner.skip_ws();
-            if scanner.eat(b']') {
+            item = merge_nested_types(&item, &value_type(json, depth)?)?;
+            json.skip_ws();
+            if json.eat(b']') {
                 break;
             }
-            if !scanner.eat(b',') {
+            if !json.eat(b',') {
                 return None;
             }
         }
@@ -880,25 +975,25 @@ fn list_type(scanner: &mut Scanner<'_>) -> Option<DataType> {
     Some(list_of(item))
 }
 
-fn object_type(scanner: &mut Scanner<'_>) -> Option<DataType> {
-    scanner.pos += 1;
-    scanner.skip_ws();
+fn object_type(json: &mut Json<'_>, depth: usize) -> Option<DataType> {
+    json.pos += 1;
+    json.skip_ws();
     let mut fields = Vec::new();
-    if !scanner.eat(b'}') {
+    if !json.eat(b'}') {
         loop {
-            scanner.skip_ws();
-            let name = scanner.string().ok()?;
-            scanner.skip_ws();
-            if !scanner.eat(b':') {
+            json.skip_ws();
+            let name = json.string().ok()?.to_owned();
+            json.skip_ws();
+            if !json.eat(b':') {
                 return None;
             }
-            let data_type = value_type(scanner)?;
+            let data_type = value_type(json, depth)?;
             add_struct_field(&mut fields, &name, &data_type)?;
-            scanner.skip_ws();
-            if scanner.eat(b'}') {
+            json.skip_ws();
+            if json.eat(b'}') {
                 break;
             }
-            if !scanner.eat(b',') {
+            if !json.eat(b',') {
                 return None;
             }
         }
@@ -906,29 +1001,78 @@ fn object_type(scanner: &mut Scanner<'_>) -> Option<DataType> {
     Some(DataType::Struct(Fields::from(fields)))
 }
 
-/// A cursor over JSON text that decodes values where they start and finds where they end.
-/// Meant for text that is already valid JSON; on anything else it stops with an error reason
-/// (it never panics).
-struct Scanner<'a> {
-    text: &'a str,
-    pos: usize,
+/// Why a scan stopped: the bytes are not JSON, or they are but cannot be decoded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Stop {
+    /// Not JSON.
+    Syntax(Syntax),
+    /// Valid JSON that cannot be decoded (a string with a lone surrogate escape, a number
+    /// beyond the f64 range): the reason, ready for a [`DecodeError`].
+    Invalid(String),
 }
 
-/// Result of a scan; the error is the reason, ready for a [`DecodeError`].
-type Scan<T> = Result<T, String>;
+/// Where and how bytes stop being JSON.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Syntax {
+    /// Byte offset (in the scanned bytes) of the first byte that does not fit.
+    pub at: usize,
+    /// What is wrong there, e.g. "expected ',' or '}'".
+    pub what: &'static str,
+}
 
-impl<'a> Scanner<'a> {
-    fn new(text: &'a str) -> Self {
-        Scanner { text, pos: 0 }
+impl fmt::Display for Syntax {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} at byte {}", self.what, self.at)
+    }
+}
+
+/// What a string's body held, as seen while moving past it.
+#[derive(Clone, Copy)]
+struct Body {
+    escaped: bool,
+    ascii: bool,
+}
+
+/// A cursor over JSON bytes that checks them against the JSON grammar (RFC 8259, as
+/// `serde_json` reads it) while it decodes values where they start and finds where they end.
+/// It never panics and never recurses: bytes that are not JSON stop it with a [`Syntax`]
+/// error at their offset.
+///
+/// Strings are checked to be UTF-8 wherever they are decoded or when [`skip_value`] is asked
+/// to; a string of ASCII bytes (known from the scan itself) needs no second look.
+///
+/// [`skip_value`]: Json::skip_value
+pub(crate) struct Json<'a> {
+    bytes: &'a [u8],
+    pos: usize,
+    /// The text of the last decoded string that had escapes.
+    scratch: String,
+    /// The arrays (`[`) and objects (`{`) open while skipping a value.
+    open: Vec<u8>,
+}
+
+impl<'a> Json<'a> {
+    pub(crate) fn new(bytes: &'a [u8]) -> Self {
+        Json {
+            bytes,
+            pos: 0,
+            scratch: String::new(),
+            open: Vec::new(),
+        }
     }
 
-    #[inline]
-    fn peek(&self) -> Option<u8> {
-        self.text.as_bytes().get(self.pos).copied()
+    /// Byte offset of the cursor.
+    pub(crate) fn pos(&self) -> usize {
+        self.pos
     }
 
-    #[inline]
-    fn eat(&mut self, byte: u8) -> bool {
+    #[inline(always)]
+    pub(crate) fn peek(&self) -> Option<u8> {
+        self.bytes.get(self.pos).copied()
+    }
+
+    #[inline(always)]
+    pub(crate) fn eat(&mut self, byte: u8) -> bool {
         let found = self.peek() == Some(byte);
         if found {
             self.pos += 1;
@@ -936,87 +1080,170 @@ impl<'a> Scanner<'a> {
         found
     }
 
-    #[inline]
-    fn skip_ws(&mut self) {
+    #[inline(always)]
+    pub(crate) fn skip_ws(&mut self) {
         while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.peek() {
             self.pos += 1;
         }
     }
 
-    fn malformed(&self) -> String {
-        format!("malformed JSON at byte {}", self.pos)
+    pub(crate) fn at_end(&self) -> bool {
+        self.pos >= self.bytes.len()
     }
 
-    fn slice(&self, start: usize) -> Scan<&'a str> {
-        self.text
-            .get(start..self.pos)
-            .ok_or_else(|| self.malformed())
+    /// A syntax error at the cursor.
+    #[cold]
+    pub(crate) fn error(&self, what: &'static str) -> Stop {
+        self.syntax_at(self.pos, what)
+    }
+
+    #[cold]
+    fn syntax<T>(&self, what: &'static str) -> Result<T, Stop> {
+        Err(self.error(what))
+    }
+
+    #[cold]
+    fn syntax_at(&self, at: usize, what: &'static str) -> Stop {
+        let what = if at >= self.bytes.len() {
+            "unexpected end of input"
+        } else {
+            what
+        };
+        Stop::Syntax(Syntax { at, what })
+    }
+
+    /// Moves past `byte`, or stops with `what`.
+    #[inline(always)]
+    pub(crate) fn expect(&mut self, byte: u8, what: &'static str) -> Result<(), Stop> {
+        if self.eat(byte) {
+            Ok(())
+        } else {
+            self.syntax(what)
+        }
+    }
+
+    /// What the value at the cursor is, judged by its first byte ("an object", "null", ...);
+    /// None when no JSON value starts there.
+    pub(crate) fn found(&self) -> Option<&'static str> {
+        Some(match self.peek()? {
+            b'{' => "an object",
+            b'[' => "an array",
+            b'"' => "a string",
+            b't' | b'f' => "a boolean",
+            b'n' => "null",
+            b'-' | b'0'..=b'9' => "a number",
+            _ => return None,
+        })
+    }
+
+    /// Moves past `null` if the cursor is at one; true if it was.
+    pub(crate) fn null(&mut self) -> Result<bool, Stop> {
+        if self.peek() != Some(b'n') {
+            return Ok(false);
+        }
+        self.literal(b"null")?;
+        Ok(true)
     }
 
     /// The value at the cursor (no leading whitespace), decoded, moving past it.
     #[inline(always)]
-    fn value(&mut self) -> Scan<Value<'a>> {
+    fn value(&mut self) -> Result<Value<'_>, Stop> {
         match self.peek() {
             Some(b'"') => self.string().map(Value::Str),
             Some(b'{' | b'[') => {
                 let start = self.pos;
-                self.skip_nested()?;
-                self.slice(start).map(Value::Nested)
+                self.skip_value(true)?;
+                let raw = self.bytes.get(start..self.pos).unwrap_or_default();
+                // Checked: every string in it is UTF-8 and every other byte ASCII.
+                let raw =
+                    std::str::from_utf8(raw).map_err(|_| self.syntax_at(start, INVALID_UTF8))?;
+                Ok(Value::Nested(raw))
             }
-            Some(b'n') => self.literal(b"null", Value::Null),
-            Some(b't') => self.literal(b"true", Value::Bool(true)),
-            Some(b'f') => self.literal(b"false", Value::Bool(false)),
-            _ => self.number(),
+            Some(b'n') => self.literal(b"null").map(|()| Value::Null),
+            Some(b't') => self.literal(b"true").map(|()| Value::Bool(true)),
+            Some(b'f') => self.literal(b"false").map(|()| Value::Bool(false)),
+            Some(b'-' | b'0'..=b'9') => self.number(),
+            _ => self.syntax(EXPECTED_VALUE),
         }
     }
 
-    fn literal(&mut self, word: &[u8], value: Value<'a>) -> Scan<Value<'a>> {
-        let end = self.pos + word.len();
-        if self.text.as_bytes().get(self.pos..end).map(pack) != Some(pack(word)) {
-            return Err(self.malformed());
-        }
-        self.pos = end;
-        Ok(value)
-    }
-
-    /// A number. The common shapes are decoded while scanning: integers of up to 18 digits,
-    /// and decimals without exponent of up to 15 digits (exact mantissa divided by an exact
-    /// power of ten: correctly rounded, the same f64 as `str::parse`). Anything else goes
-    /// through `parse_number`.
     #[inline(always)]
-    fn number(&mut self) -> Scan<Value<'a>> {
-        let start = self.pos;
-        let negative = self.eat(b'-');
-        let (mut mantissa, int_digits) = self.digits(0);
-        match self.peek() {
-            Some(b'.') if int_digits > 0 => {
-                self.pos += 1;
-                let (with_fraction, frac_digits) = self.digits(mantissa);
-                mantissa = with_fraction;
-                let all_digits = int_digits + frac_digits;
-                let exponent = matches!(self.peek(), Some(b'e' | b'E'));
-                if !exponent && frac_digits > 0 && all_digits <= 15 {
-                    let v = mantissa as f64 / POWERS_OF_TEN[frac_digits];
-                    return Ok(Value::Float(if negative { -v } else { v }));
-                }
-            }
-            Some(b'e' | b'E' | b'+' | b'-') => {}
-            _ if (1..=18).contains(&int_digits) => {
-                return Ok(Value::Int(if negative { -mantissa } else { mantissa }));
-            }
-            _ => {}
+    fn literal<const N: usize>(&mut self, word: &[u8; N]) -> Result<(), Stop> {
+        let rest = self.bytes.get(self.pos..).unwrap_or_default();
+        if rest.first_chunk::<N>() != Some(word) {
+            return self.syntax(EXPECTED_VALUE);
         }
-        while let Some(b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E') = self.peek() {
-            self.pos += 1;
-        }
-        if self.pos == start {
-            return Err(self.malformed());
-        }
-        parse_number(self.slice(start)?)
+        self.pos += N;
+        Ok(())
     }
 
-    /// Moves past decimal digits, appending them to `value` (wrapping: callers bound the
-    /// count); returns the new value and how many digits there were.
+    /// A number, checked against the JSON grammar. The common shapes are decoded while
+    /// scanning: integers of up to 18 digits, and decimals without exponent of up to 15 digits
+    /// (exact mantissa divided by an exact power of ten: correctly rounded, the same f64 as
+    /// `str::parse`). Anything else goes through `parse_number`.
+    #[inline(always)]
+    fn number(&mut self) -> Result<Value<'static>, Stop> {
+        let start = self.pos;
+        let shape = self.number_shape()?;
+        if !shape.exponent {
+            if shape.frac_digits > 0 && shape.int_digits + shape.frac_digits <= 15 {
+                let v = shape.mantissa as f64 / POWERS_OF_TEN[shape.frac_digits];
+                return Ok(Value::Float(if shape.negative { -v } else { v }));
+            }
+            if !shape.fraction && shape.int_digits <= 18 {
+                let v = shape.mantissa;
+                return Ok(Value::Int(if shape.negative { -v } else { v }));
+            }
+        }
+        let text = self.bytes.get(start..self.pos).unwrap_or_default();
+        // A number is ASCII.
+        let text = std::str::from_utf8(text).map_err(|_| self.syntax_at(start, INVALID_NUMBER))?;
+        parse_number(text).map_err(Stop::Invalid)
+    }
+
+    /// Moves past a number (`-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?`), collecting its
+    /// digits (wrapping: callers bound the count).
+    #[inline(always)]
+    fn number_shape(&mut self) -> Result<NumberShape, Stop> {
+        let negative = self.eat(b'-');
+        let first = self.pos;
+        let (mut mantissa, int_digits) = self.digits(0);
+        if int_digits == 0 {
+            return self.syntax(INVALID_NUMBER);
+        }
+        if int_digits > 1 && self.bytes.get(first) == Some(&b'0') {
+            return Err(self.syntax_at(first + 1, INVALID_NUMBER));
+        }
+        let fraction = self.eat(b'.');
+        let mut frac_digits = 0;
+        if fraction {
+            (mantissa, frac_digits) = self.digits(mantissa);
+            if frac_digits == 0 {
+                return self.syntax(INVALID_NUMBER);
+            }
+        }
+        let exponent = matches!(self.peek(), Some(b'e' | b'E'));
+        if exponent {
+            self.pos += 1;
+            if let Some(b'+' | b'-') = self.peek() {
+                self.pos += 1;
+            }
+            if self.digits(0).1 == 0 {
+                return self.syntax(INVALID_NUMBER);
+            }
+        }
+        Ok(NumberShape {
+            negative,
+            mantissa,
+            int_digits,
+            fraction,
+            frac_digits,
+            exponent,
+        })
+    }
+
+    /// Moves past decimal digits, appending them to `value` (wrapping); returns the new value
+    /// and how many digits there were.
     #[inline(always)]
     fn digits(&mut self, mut value: i64) -> (i64, usize) {
         let start = self.pos;
@@ -1027,90 +1254,265 @@ impl<'a> Scanner<'a> {
         (value, self.pos - start)
     }
 
-    /// The string at the cursor's quote, moving past its closing quote: borrowed when it has
-    /// no escapes, unescaped by serde_json otherwise.
+    /// The string at the cursor, decoded, moving past its closing quote: borrowed from the
+    /// bytes when it has no escapes, else unescaped into the cursor's scratch text.
     #[inline(always)]
-    fn string(&mut self) -> Scan<Cow<'a, str>> {
+    pub(crate) fn string(&mut self) -> Result<&str, Stop> {
         let start = self.pos;
-        if !self.eat(b'"') {
-            return Err(self.malformed());
+        self.expect(b'"', "expected a string")?;
+        let body = self.string_body()?;
+        let raw = self.bytes.get(start + 1..self.pos - 1).unwrap_or_default();
+        let Some(text) = as_text(raw, body.ascii) else {
+            return Err(self.utf8_error(start + 1, raw));
+        };
+        if !body.escaped {
+            return Ok(text);
         }
-        let escaped = self.skip_string_body()?;
-        if !escaped {
-            return self
-                .text
-                .get(start + 1..self.pos - 1)
-                .map(Cow::Borrowed)
-                .ok_or_else(|| self.malformed());
-        }
-        let quoted = self.slice(start)?;
-        serde_json::from_str::<String>(quoted)
-            .map(Cow::Owned)
-            .map_err(|error| format!("invalid string {quoted}: {error}"))
+        unescape(text, &mut self.scratch).map_err(|reason| {
+            let quoted = self.bytes.get(start..self.pos).unwrap_or_default();
+            Stop::Invalid(format!(
+                "invalid string {}: {reason}",
+                String::from_utf8_lossy(quoted)
+            ))
+        })?;
+        Ok(&self.scratch)
+    }
+
+    #[cold]
+    fn utf8_error(&self, start: usize, raw: &[u8]) -> Stop {
+        let valid = std::str::from_utf8(raw)
+            .err()
+            .map_or(raw.len(), |e| e.valid_up_to());
+        self.syntax_at(start + valid, INVALID_UTF8)
     }
 
     /// Moves past the rest of a string and its closing quote (the cursor is just after the
-    /// opening quote); true when the string has escapes. Looks at 8 bytes at a time.
-    #[inline]
-    fn skip_string_body(&mut self) -> Scan<bool> {
-        let bytes = self.text.as_bytes();
+    /// opening quote), checking its escapes and that it holds no control character. Looks at
+    /// 8 bytes at a time.
+    #[inline(always)]
+    fn string_body(&mut self) -> Result<Body, Stop> {
+        let bytes = self.bytes;
         let mut pos = self.pos;
         let mut escaped = false;
+        let mut high = 0u64;
         loop {
-            while let Some(chunk) = bytes.get(pos..pos + 8) {
-                let Ok(chunk) = <[u8; 8]>::try_from(chunk) else {
-                    break;
-                };
-                let word = u64::from_le_bytes(chunk);
-                let found = zero_bytes(word ^ QUOTES) | zero_bytes(word ^ BACKSLASHES);
-                if found != 0 {
-                    pos += (found.trailing_zeros() / 8) as usize;
+            while let Some(chunk) = bytes.get(pos..).and_then(|rest| rest.first_chunk::<8>()) {
+                let word = u64::from_le_bytes(*chunk);
+                let stops = zero_bytes(word ^ QUOTES)
+                    | zero_bytes(word ^ BACKSLASHES)
+                    | (word.wrapping_sub(CONTROLS) & !word & HIGH_BITS);
+                if stops != 0 {
+                    // The high bits of the bytes before the first stop.
+                    high |= word & HIGH_BITS & (stops & stops.wrapping_neg()).wrapping_sub(1);
+                    pos += (stops.trailing_zeros() / 8) as usize;
                     break;
                 }
+                high |= word & HIGH_BITS;
                 pos += 8;
             }
             match bytes.get(pos) {
                 Some(b'"') => {
                     self.pos = pos + 1;
-                    return Ok(escaped);
+                    return Ok(Body {
+                        escaped,
+                        ascii: high == 0,
+                    });
                 }
                 Some(b'\\') => {
                     escaped = true;
-                    pos += 2;
+                    pos = self.escape_end(pos + 1)?;
                 }
-                Some(_) => pos += 1,
+                Some(0..=0x1f) => {
+                    self.pos = pos;
+                    return self.syntax("control character in a string");
+                }
+                Some(&byte) => {
+                    high |= u64::from(byte & 0x80);
+                    pos += 1;
+                }
                 None => {
                     self.pos = pos;
-                    return Err(self.malformed());
+                    return self.syntax("unterminated string");
                 }
             }
         }
     }
 
-    /// Moves past the object or array at the cursor.
-    fn skip_nested(&mut self) -> Scan<()> {
-        let mut depth = 0usize;
-        loop {
-            match self.peek() {
-                Some(b'"') => {
-                    self.pos += 1;
-                    self.skip_string_body()?;
-                    continue;
-                }
-                Some(b'{' | b'[') => depth += 1,
-                Some(b'}' | b']') => {
-                    depth = depth.checked_sub(1).ok_or_else(|| self.malformed())?;
-                    if depth == 0 {
-                        self.pos += 1;
-                        return Ok(());
-                    }
-                }
-                Some(_) => {}
-                None => return Err(self.malformed()),
-            }
-            self.pos += 1;
+    /// Checks the escape whose backslash is just before `pos`; returns the offset after it.
+    #[inline]
+    fn escape_end(&self, pos: usize) -> Result<usize, Stop> {
+        match self.bytes.get(pos) {
+            Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => Ok(pos + 1),
+            Some(b'u') => match self.bytes.get(pos + 1..pos + 5) {
+                Some(hex) if hex.iter().all(u8::is_ascii_hexdigit) => Ok(pos + 5),
+                Some(_) => Err(self.syntax_at(pos + 1, "invalid \\u escape")),
+                None => Err(self.syntax_at(self.bytes.len(), "")),
+            },
+            _ => Err(self.syntax_at(pos, "invalid escape")),
         }
     }
+
+    /// Moves past the value at the cursor (leading whitespace allowed), checking its syntax.
+    /// Its strings are checked to be UTF-8 only when `utf8`: `serde_json` checks the values it
+    /// hands out (rows), not the ones it skips. Nesting depth is bounded by memory only, as in
+    /// `serde_json`.
+    pub(crate) fn skip_value(&mut self, utf8: bool) -> Result<(), Stop> {
+        self.open.clear();
+        loop {
+            // At a value.
+            self.skip_ws();
+            match self.peek() {
+                Some(b'"') => self.skip_string(utf8)?,
+                Some(open @ (b'{' | b'[')) => {
+                    self.pos += 1;
+                    self.skip_ws();
+                    let close = if open == b'{' { b'}' } else { b']' };
+                    if !self.eat(close) {
+                        self.open.push(open);
+                        if open == b'{' {
+                            self.object_key(utf8)?;
+                        }
+                        continue;
+                    }
+                }
+                Some(b'n') => self.literal(b"null")?,
+                Some(b't') => self.literal(b"true")?,
+                Some(b'f') => self.literal(b"false")?,
+                Some(b'-' | b'0'..=b'9') => {
+                    self.number_shape()?;
+                }
+                _ => return self.syntax(EXPECTED_VALUE),
+            }
+            // After a value: close what it ended.
+            loop {
+                let Some(&open) = self.open.last() else {
+                    return Ok(());
+                };
+                self.skip_ws();
+                match (open, self.peek()) {
+                    (_, Some(b',')) => {
+                        self.pos += 1;
+                        if open == b'{' {
+                            self.object_key(utf8)?;
+                        }
+                        break;
+                    }
+                    (b'[', Some(b']')) | (b'{', Some(b'}')) => {
+                        self.pos += 1;
+                        self.open.pop();
+                    }
+                    (b'[', _) => return self.syntax("expected ',' or ']'"),
+                    _ => return self.syntax("expected ',' or '}'"),
+                }
+            }
+        }
+    }
+
+    /// Moves past an object key and its colon.
+    fn object_key(&mut self, utf8: bool) -> Result<(), Stop> {
+        self.skip_ws();
+        if self.peek() != Some(b'"') {
+            return self.syntax("expected a string key");
+        }
+        self.skip_string(utf8)?;
+        self.skip_ws();
+        self.expect(b':', "expected ':'")
+    }
+
+    /// Moves past the string at the cursor, checking it.
+    fn skip_string(&mut self, utf8: bool) -> Result<(), Stop> {
+        let start = self.pos + 1;
+        self.pos = start;
+        let body = self.string_body()?;
+        if utf8 && !body.ascii {
+            let raw = self.bytes.get(start..self.pos - 1).unwrap_or_default();
+            if std::str::from_utf8(raw).is_err() {
+                return Err(self.utf8_error(start, raw));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The parts of a number that decide its value.
+struct NumberShape {
+    negative: bool,
+    /// The digits before and after the point, as one integer (wrapped beyond 18 digits).
+    mantissa: i64,
+    int_digits: usize,
+    fraction: bool,
+    frac_digits: usize,
+    exponent: bool,
+}
+
+const EXPECTED_VALUE: &str = "expected a value";
+const INVALID_NUMBER: &str = "invalid number";
+const INVALID_UTF8: &str = "invalid UTF-8 in a string";
+
+/// `bytes` as text; bytes the scan found to be ASCII need no second look.
+#[inline(always)]
+fn as_text(bytes: &[u8], ascii: bool) -> Option<&str> {
+    if ascii {
+        debug_assert!(bytes.is_ascii());
+        // SAFETY: ASCII bytes are UTF-8. `ascii` comes from `Json::string_body`, which saw the
+        // high bit of every byte of the string body.
+        Some(unsafe { std::str::from_utf8_unchecked(bytes) })
+    } else {
+        std::str::from_utf8(bytes).ok()
+    }
+}
+
+/// Unescapes a string body whose escapes are known to be well formed into `out`, as
+/// `serde_json` does for a `String`: a `\u` surrogate must be half of a pair.
+fn unescape(text: &str, out: &mut String) -> Result<(), &'static str> {
+    const BAD: &str = "invalid escape";
+    out.clear();
+    let mut rest = text;
+    while let Some(at) = rest.find('\\') {
+        out.push_str(rest.get(..at).ok_or(BAD)?);
+        let escape = rest.as_bytes().get(at + 1..).ok_or(BAD)?;
+        let (ch, len) = match escape.first().ok_or(BAD)? {
+            b'"' => ('"', 1),
+            b'\\' => ('\\', 1),
+            b'/' => ('/', 1),
+            b'b' => ('\u{8}', 1),
+            b'f' => ('\u{c}', 1),
+            b'n' => ('\n', 1),
+            b'r' => ('\r', 1),
+            b't' => ('\t', 1),
+            b'u' => {
+                let unit = hex4(escape.get(1..5)).ok_or(BAD)?;
+                match unit {
+                    0xD800..=0xDBFF => {
+                        let low = match escape.get(5..7) {
+                            Some(b"\\u") => hex4(escape.get(7..11)).ok_or(BAD)?,
+                            _ => return Err("lone leading surrogate in a \\u escape"),
+                        };
+                        if !(0xDC00..=0xDFFF).contains(&low) {
+                            return Err("lone leading surrogate in a \\u escape");
+                        }
+                        let code = 0x1_0000 + ((unit - 0xD800) << 10) + (low - 0xDC00);
+                        (char::from_u32(code).ok_or(BAD)?, 11)
+                    }
+                    0xDC00..=0xDFFF => return Err("lone trailing surrogate in a \\u escape"),
+                    _ => (char::from_u32(unit).ok_or(BAD)?, 5),
+                }
+            }
+            _ => return Err(BAD),
+        };
+        out.push(ch);
+        rest = rest.get(at + 1 + len..).ok_or(BAD)?;
+    }
+    out.push_str(rest);
+    Ok(())
+}
+
+/// The value of 4 hex digits.
+fn hex4(digits: Option<&[u8]>) -> Option<u32> {
+    digits?.iter().try_fold(0, |acc, &d| {
+        let digit = char::from(d).to_digit(16)?;
+        Some(acc * 16 + digit)
+    })
 }
 
 /// 10^0 ..= 10^15, all exact in f64.
@@ -1119,14 +1521,17 @@ const POWERS_OF_TEN: [f64; 16] = [
 ];
 
 const ONES: u64 = 0x0101_0101_0101_0101;
+const HIGH_BITS: u64 = ONES << 7;
 const QUOTES: u64 = ONES * b'"' as u64;
 const BACKSLASHES: u64 = ONES * b'\\' as u64;
+/// `word - CONTROLS & !word & HIGH_BITS` flags the bytes below 0x20.
+const CONTROLS: u64 = ONES * 0x20;
 
 /// The high bit of every zero byte of `word` set (exact for the lowest zero byte, which is
 /// the only one used).
-#[inline]
+#[inline(always)]
 fn zero_bytes(word: u64) -> u64 {
-    word.wrapping_sub(ONES) & !word & (ONES << 7)
+    word.wrapping_sub(ONES) & !word & HIGH_BITS
 }
 
 #[cfg(test)]
@@ -1558,7 +1963,7 @@ pub(crate) mod tests {
             ("-0.0", Some(-0.0), false),
         ];
         for (text, expected, int) in cases {
-            match Scanner::new(text).value() {
+            match Json::new(text.as_bytes()).value() {
                 Ok(Value::Int(v)) => assert!(int && Some(v as f64) == expected, "{text}"),
                 Ok(Value::Float(v)) => {
                     assert!(
@@ -1569,7 +1974,48 @@ pub(crate) mod tests {
                 other => panic!("{text}: {other:?}"),
             }
         }
-        assert!(Scanner::new("-").value().is_err());
+        for text in ["-", "01", "-01", "1.", ".5", "1e", "1e+", "+1", "-a"] {
+            assert!(
+                matches!(Json::new(text.as_bytes()).value(), Err(Stop::Syntax(_))),
+                "{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn strings_agree_with_serde_at_every_offset() {
+        let specials: [&[u8]; 10] = [
+            b"\x00",
+            b"\x1f",
+            b"\\n",
+            b"\\u00e9",
+            b"\\ud83d\\ude00",
+            "é日".as_bytes(),
+            b"\xff",
+            b"\xc3",
+            b"\\x",
+            b"\\ud800",
+        ];
+        for len in 0..20 {
+            for at in 0..=len {
+                for special in specials {
+                    let mut text = b"\"".to_vec();
+                    text.extend(std::iter::repeat_n(b'a', at));
+                    text.extend_from_slice(special);
+                    text.extend(std::iter::repeat_n(b'b', len - at));
+                    text.push(b'"');
+                    let shown = String::from_utf8_lossy(&text).into_owned();
+                    let expected = serde_json::from_slice::<String>(&text).ok();
+                    // What follows the string must not change how it reads.
+                    let mut followed = text.clone();
+                    followed.extend_from_slice("é\x00\"".as_bytes());
+                    let mut json = Json::new(&followed);
+                    assert_eq!(json.string().ok().map(str::to_owned), expected, "{shown}");
+                    let raw = serde_json::from_slice::<&RawValue>(&text).is_ok();
+                    assert_eq!(Json::new(&text).skip_value(true).is_ok(), raw, "{shown}");
+                }
+            }
+        }
     }
 
     #[test]
@@ -1675,7 +2121,8 @@ pub(crate) mod tests {
 
         #[test]
         fn numbers_decode_like_std_parse(text in "-?(0|[1-9][0-9]{0,19})(\\.[0-9]{1,18})?([eE][+-]?[0-9]{1,3})?") {
-            let decoded = Scanner::new(&text).value();
+            let mut json = Json::new(text.as_bytes());
+            let decoded = json.value();
             let integral = !text.contains(['.', 'e', 'E']);
             match (text.parse::<i64>(), text.parse::<f64>()) {
                 (Ok(int), _) if integral => prop_assert!(matches!(decoded, Ok(Value::Int(v)) if v == int)),

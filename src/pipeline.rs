@@ -1,12 +1,12 @@
 //! One export command from pages to committed files.
 //!
-//! Phase 1 (per report, several reports at once): fetch each page, walk it once with
-//! [`extract_page`], decode its rows into a raw Arrow batch ([`RowDecoder`]) on a blocking thread,
-//! record the column kinds ([`SchemaInference`]) and spool the batch to a local Arrow IPC file.
-//! Nothing is written to the destination yet, because the export's schema is only known once
-//! every page has been seen. Phase 2: merge the inferences into the one schema of the export,
-//! conform each spooled batch to it and stage Parquet files ([`ReportWriter`]) on blocking
-//! threads; when every report is staged, commit them. Any failure discards what was staged, so
+//! Phase 1 (per report, several reports at once): fetch pages ahead ([`process_pages`]), decode
+//! each page in one pass into a raw Arrow batch ([`extract::decode_page`], one [`RowDecoder`] per
+//! blocking thread), record the column kinds ([`SchemaInference`]) in page order and spool the
+//! batch to a local Arrow IPC file. Nothing is written to the destination yet, because the
+//! export's schema is only known once every page has been seen. Phase 2: merge the inferences
+//! into the one schema of the export, conform each spooled batch to it and stage Parquet files
+//! ([`ReportWriter`], one per core for a large report); when every report is staged, commit them. Any failure discards what was staged, so
 //! the destination is left as it was. The spool is a temporary folder (TMPDIR) removed at the end.
 
 use std::cell::RefCell;
@@ -30,10 +30,10 @@ use crate::error::{Error, PageLocation, Result, redact_url};
 use crate::infer::{SchemaInference, conform};
 use crate::sandbox::{self, SANDBOX_PASSWORD, SANDBOX_USERNAME, SandboxOptions};
 use crate::settings::{Api, ExportJob, ExportSettings};
-use crate::sink::{CommitSummary, Destination, ManifestInfo, ParallelWriter, StagedReport};
+use crate::sink::{CommitSummary, Destination, ManifestInfo, ReportWriter, StagedReport};
 use crate::source::auth::Credentials;
 use crate::source::client::{ApiClient, Connection};
-use crate::source::extract::extract_page;
+use crate::source::extract::{self, extract_page};
 use crate::source::for_each_page;
 use crate::source::readahead::process_pages;
 
@@ -158,6 +158,7 @@ struct SpooledReport {
 /// One page's raw batch in the spool (no file when the page had no rows).
 struct SpooledPage {
     file: Option<PathBuf>,
+    rows: usize,
 }
 
 /// Pages of one report being processed at once: bounds memory to a few pages while keeping
@@ -201,7 +202,10 @@ async fn spool_report(
     let consume = |page: DecodedPage, at: &PageLocation| {
         inference.observe(&page.raw, at.page);
         json_bytes += page.json_bytes;
-        pages.push(SpooledPage { file: page.file });
+        pages.push(SpooledPage {
+            rows: page.raw.batch.num_rows(),
+            file: page.file,
+        });
         Ok(())
     };
     let discard = |page: DecodedPage| {
@@ -233,22 +237,13 @@ thread_local! {
     static DECODER: RefCell<RowDecoder> = RefCell::new(RowDecoder::new());
 }
 
-/// Walks one page, decodes its rows and spools them; returns the batch and the next link.
+/// Decodes one page in a single pass and spools its rows; returns the batch and the next link.
 fn decode_page(
     body: &[u8],
     at: &PageLocation,
     spool: Option<&Path>,
 ) -> Result<(RawBatch, Option<String>)> {
-    let (raw, next) = DECODER.with_borrow_mut(|decoder| {
-        let decoded = extract_page(body, at, |row| decoder.push_row(row));
-        let raw = decoder.finish();
-        let info = decoded?;
-        let raw = raw.map_err(|source| Error::Row {
-            at: at.clone(),
-            source,
-        })?;
-        Ok::<_, Error>((raw, info.next))
-    })?;
+    let (raw, next) = DECODER.with_borrow_mut(|decoder| extract::decode_page(body, at, decoder))?;
     if let Some(path) = spool
         && raw.batch.num_rows() > 0
     {
@@ -305,29 +300,86 @@ async fn stage_all(
     Ok(staged)
 }
 
-/// Stages one report on a blocking thread, encoding on one writer thread per core.
+/// Reports smaller than this are encoded by one writer, so each partition gets one file.
+const PARALLEL_WRITE_MIN_ROWS: usize = 100_000;
+
+/// Stages one report. A large report is cut into contiguous runs of pages of about equal rows,
+/// one per core, each encoded by its own writer on its own blocking thread. Contiguous runs keep
+/// partitions apart when pages come sorted by the partition column (reports by day do): then a
+/// partition gets one file, or two where a run boundary falls inside it.
 async fn stage_report(
     settings: &ExportSettings,
     report: &SpooledReport,
     schema: &SchemaRef,
     run_id: &str,
 ) -> Result<StagedReport> {
-    let job = StageJob {
-        destination: settings.destination.clone(),
-        key: report.key.clone(),
-        run_id: run_id.to_string(),
-        schema: schema.clone(),
-        partition_by: if schema.fields().is_empty() {
-            Vec::new()
-        } else {
-            settings.partition_by.clone()
-        },
-        options: settings.write.clone(),
-        files: report.pages.iter().filter_map(|p| p.file.clone()).collect(),
+    let runs = page_runs(&report.pages, write_shards());
+    let shards = runs.len();
+    let mut options = settings.write.clone();
+    options.memory_budget_bytes = (options.memory_budget_bytes / shards).max(1);
+    let tasks: Vec<_> = runs
+        .into_iter()
+        .enumerate()
+        .map(|(shard, files)| {
+            let job = StageJob {
+                destination: settings.destination.clone(),
+                key: report.key.clone(),
+                run_id: run_id.to_string(),
+                schema: schema.clone(),
+                partition_by: if schema.fields().is_empty() {
+                    Vec::new()
+                } else {
+                    settings.partition_by.clone()
+                },
+                options: options.clone(),
+                shard: (shard as u32, shards as u32),
+                files,
+            };
+            tokio::task::spawn_blocking(move || job.run())
+        })
+        .collect();
+    let mut staged = Vec::new();
+    let mut failure = None;
+    for task in tasks {
+        match task.await {
+            Ok(Ok(part)) => staged.push(part),
+            Ok(Err(e)) => failure = failure.or(Some(e)),
+            Err(e) => {
+                failure = failure.or(Some(Error::Internal(format!("writer task failed: {e}"))))
+            }
+        }
+    }
+    if let Some(e) = failure {
+        for part in staged {
+            part.discard(&settings.destination).await;
+        }
+        return Err(e);
+    }
+    StagedReport::merge(staged).ok_or_else(|| Error::Internal("no writer ran".into()))
+}
+
+/// Spool files cut into at most `shards` contiguous runs of about equal rows (one run for a
+/// small report, and always at least one run).
+fn page_runs(pages: &[SpooledPage], shards: usize) -> Vec<Vec<PathBuf>> {
+    let total: usize = pages.iter().map(|p| p.rows).sum();
+    let shards = if total < PARALLEL_WRITE_MIN_ROWS {
+        1
+    } else {
+        shards.max(1)
     };
-    tokio::task::spawn_blocking(move || job.run())
-        .await
-        .map_err(|e| Error::Internal(format!("writer task failed: {e}")))?
+    let mut runs = vec![Vec::new(); shards];
+    let mut seen = 0;
+    for page in pages {
+        if let Some(file) = &page.file {
+            runs[(seen * shards / total.max(1)).min(shards - 1)].push(file.clone());
+        }
+        seen += page.rows;
+    }
+    runs.retain(|run| !run.is_empty());
+    if runs.is_empty() {
+        runs.push(Vec::new());
+    }
+    runs
 }
 
 /// Parallel Parquet writers per report: one per core.
@@ -335,7 +387,7 @@ fn write_shards() -> usize {
     std::thread::available_parallelism().map_or(1, usize::from)
 }
 
-/// Everything a blocking thread needs to stage one report.
+/// Everything a blocking thread needs to stage one run of pages of one report.
 struct StageJob {
     destination: Destination,
     key: String,
@@ -343,20 +395,21 @@ struct StageJob {
     schema: SchemaRef,
     partition_by: Vec<String>,
     options: crate::sink::WriteOptions,
+    shard: (u32, u32),
     files: Vec<PathBuf>,
 }
 
 impl StageJob {
     fn run(self) -> Result<StagedReport> {
-        let mut writer = ParallelWriter::new(
+        let mut writer = ReportWriter::new(
             &self.destination,
             &self.key,
             &self.run_id,
             self.schema.clone(),
             &self.partition_by,
             self.options.clone(),
-            write_shards(),
-        )?;
+        )?
+        .with_shard(self.shard.0, self.shard.1);
         for file in &self.files {
             let written = read_spool(file).and_then(|batches| {
                 batches
@@ -467,4 +520,39 @@ async fn start_sandbox() -> Result<(Connection, oneshot::Sender<()>)> {
         },
     };
     Ok((connection, stop))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pages(rows: &[usize]) -> Vec<SpooledPage> {
+        rows.iter()
+            .enumerate()
+            .map(|(i, &rows)| SpooledPage {
+                file: (rows > 0).then(|| PathBuf::from(format!("p{i}"))),
+                rows,
+            })
+            .collect()
+    }
+
+    fn names(runs: &[Vec<PathBuf>]) -> Vec<Vec<String>> {
+        runs.iter()
+            .map(|run| run.iter().map(|p| p.display().to_string()).collect())
+            .collect()
+    }
+
+    #[test]
+    fn a_small_report_is_one_run() {
+        assert_eq!(names(&page_runs(&pages(&[10, 0, 20]), 2)), [["p0", "p2"]]);
+        assert_eq!(names(&page_runs(&pages(&[]), 2)), [Vec::<String>::new()]);
+    }
+
+    #[test]
+    fn a_large_report_is_cut_into_contiguous_runs_of_equal_rows() {
+        let runs = page_runs(&pages(&[50_000, 50_000, 50_000, 50_000]), 2);
+        assert_eq!(names(&runs), [["p0", "p1"], ["p2", "p3"]]);
+        let runs = page_runs(&pages(&[150_000, 10, 10]), 2);
+        assert_eq!(names(&runs), [vec!["p0"], vec!["p1", "p2"]]);
+    }
 }

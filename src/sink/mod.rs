@@ -10,7 +10,6 @@
 
 mod commit;
 mod layout;
-mod parallel;
 pub mod partition;
 mod writer;
 
@@ -28,7 +27,6 @@ use object_store::path::Path;
 use crate::error::{Error, Result};
 
 pub use commit::{CommitSummary, ManifestInfo, StagedFile, StagedReport};
-pub use parallel::ParallelWriter;
 pub use writer::{ReportWriter, WriteOptions};
 
 /// Multipart part size for remote stores: S3 refuses smaller parts (except the last).

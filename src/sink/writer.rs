@@ -29,7 +29,7 @@ use tokio::runtime::Handle;
 use super::Destination;
 use super::commit::{StagedFile, StagedReport};
 use super::layout::ReportNames;
-use super::partition::{PartitionChunk, Partitioner};
+use super::partition::Partitioner;
 use crate::error::{Error, Result};
 
 /// Upload parts of one file that may be in flight before a write waits.
@@ -171,13 +171,6 @@ impl ReportWriter {
         for chunk in self.partitioner.split(batch)? {
             self.write_chunk(chunk.dirs, &chunk.batch)?;
         }
-        self.keep_memory_budget()
-    }
-
-    /// Writes rows already split by [`super::partition::Partitioner::split`] with this writer's
-    /// schema and partition columns. Blocking. After an error, call [`ReportWriter::abort`].
-    pub fn write_partition(&mut self, chunk: PartitionChunk) -> Result<()> {
-        self.write_chunk(chunk.dirs, &chunk.batch)?;
         self.keep_memory_budget()
     }
 

@@ -1,7 +1,8 @@
 //! The HTTP side of an export: login ([`auth`]), authenticated requests ([`client`]), following
-//! next links ([`paginate`]) and locating rows and the next link inside a page in one pass
-//! ([`extract`]). Nothing outside this module knows about HTTP status codes or tokens.
-//! Decoding rows into Arrow is not done here: [`extract`] hands each row to a callback.
+//! next links ([`paginate`]), fetching pages ahead while earlier ones are processed
+//! ([`readahead`]) and walking a page in one pass to find its rows and next link ([`extract`],
+//! which feeds the rows to a [`crate::decode::RowDecoder`] or hands them out raw). Nothing
+//! outside this module knows about HTTP status codes or tokens.
 
 pub mod auth;
 pub mod client;
