@@ -8,6 +8,7 @@ use kargo_export::cli::{self, Cli};
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
+    tune_allocator();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) if !e.use_stderr() => {
@@ -49,6 +50,18 @@ fn fail(message: &str, code: u8) -> ExitCode {
     let one_line: Vec<&str> = message.split_whitespace().collect();
     eprintln!("error: {}", one_line.join(" "));
     ExitCode::from(code)
+}
+
+/// Keeps glibc from returning and re-mapping page-sized buffers on every page: each page's body,
+/// batch and builders (a few MiB) would otherwise come from fresh mmaps whose page faults cost
+/// about 10% of an export's time. Freed memory above 64 MiB is still given back.
+fn tune_allocator() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only changes allocator thresholds; called before any other thread exists.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 64 << 20);
+    }
 }
 
 /// Logs go to stderr: warnings by default, more with -v, RUST_LOG overrides.
