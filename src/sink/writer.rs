@@ -51,14 +51,16 @@ pub struct WriteOptions {
 }
 
 impl Default for WriteOptions {
-    /// zstd level 3, 1,048,576 rows or 64 MiB per row group, 256 MiB files, 128 MiB budget.
+    /// zstd level 3, 1,048,576 rows or 64 MiB per row group, 256 MiB files, and 8 MiB for the
+    /// encoders of all open files together (flushing the largest row group beyond it keeps peak
+    /// memory flat however large the report; many open partitions mean smaller row groups).
     fn default() -> Self {
         Self {
             compression: Compression::ZSTD(ZstdLevel::try_new(3).expect("3 is a valid zstd level")),
             max_row_group_rows: 1_048_576,
             max_row_group_bytes: 64 * 1024 * 1024,
             max_file_bytes: 256 * 1024 * 1024,
-            memory_budget_bytes: 32 * 1024 * 1024,
+            memory_budget_bytes: 8 * 1024 * 1024,
         }
     }
 }
