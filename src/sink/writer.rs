@@ -51,7 +51,7 @@ pub struct WriteOptions {
 }
 
 impl Default for WriteOptions {
-    /// zstd level 3, 1,048,576 rows or 64 MiB per row group, 256 MiB files, and 8 MiB for the
+    /// zstd level 3, 1,048,576 rows or 64 MiB per row group, 256 MiB files, and 32 MiB for the
     /// encoders of all open files together (flushing the largest row group beyond it keeps peak
     /// memory flat however large the report; many open partitions mean smaller row groups).
     fn default() -> Self {
@@ -60,7 +60,7 @@ impl Default for WriteOptions {
             max_row_group_rows: 1_048_576,
             max_row_group_bytes: 64 * 1024 * 1024,
             max_file_bytes: 256 * 1024 * 1024,
-            memory_budget_bytes: 8 * 1024 * 1024,
+            memory_budget_bytes: 32 * 1024 * 1024,
         }
     }
 }
