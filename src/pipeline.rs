@@ -316,7 +316,9 @@ async fn stage_report(
     let runs = page_runs(&report.pages, write_shards());
     let shards = runs.len();
     let mut options = settings.write.clone();
-    options.memory_budget_bytes = (options.memory_budget_bytes / shards).max(1);
+    // The budget is for the whole export: reports staged at once and their shards share it.
+    options.memory_budget_bytes =
+        (options.memory_budget_bytes / (shards * settings.concurrency)).max(1);
     let tasks: Vec<_> = runs
         .into_iter()
         .enumerate()
