@@ -175,6 +175,20 @@ pub struct SandboxArgs {
     /// Seed of the synthetic reports: the same seed serves the same bytes.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+
+    /// Fault injection: the first N requests to completed-report pages answer --fail-status
+    /// with `Retry-After: 0`.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub fail_first: u64,
+
+    /// Fault injection: the status --fail-first answers with (an error status, 400-599).
+    #[arg(long, value_name = "CODE", default_value_t = 503)]
+    pub fail_status: u16,
+
+    /// Fault injection: every Nth page response is cut off mid-body (its Content-Length
+    /// promises more than is sent) and its connection closed; 0 never.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub truncate_every: u64,
 }
 
 /// Next-link styles of the sandbox.

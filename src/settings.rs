@@ -15,7 +15,7 @@ use crate::cli::{
     OutputArgs, SandboxArgs, SchemaTarget,
 };
 use crate::error::{Error, Result};
-use crate::sandbox::{LastLink, LinkStyle, SandboxData, SandboxOptions};
+use crate::sandbox::{Faults, LastLink, LinkStyle, SandboxData, SandboxOptions};
 use crate::secret::Secret;
 use crate::sink::{Destination, WriteOptions};
 use crate::source::auth::Credentials;
@@ -281,6 +281,20 @@ fn sandbox_settings(args: SandboxArgs) -> Result<Settings> {
         LinkStyleArg::RootRelative => LinkStyle::RootRelative,
         LinkStyleArg::QueryRelative => LinkStyle::QueryRelative,
     };
+    let fail_status = hyper::StatusCode::from_u16(args.fail_status)
+        .ok()
+        .filter(|status| status.is_client_error() || status.is_server_error())
+        .ok_or_else(|| {
+            Error::Usage(format!(
+                "--fail-status must be an error status (400-599), found {}",
+                args.fail_status
+            ))
+        })?;
+    let faults = Faults {
+        fail_first: args.fail_first,
+        fail_status,
+        truncate_every: args.truncate_every,
+    };
     Ok(Settings::Sandbox {
         addr: args.addr,
         options: SandboxOptions {
@@ -293,6 +307,7 @@ fn sandbox_settings(args: SandboxArgs) -> Result<Settings> {
                 LastLinkArg::Empty => LastLink::Empty,
             },
             token_ttl_secs: args.token_ttl,
+            faults,
             ..SandboxOptions::default()
         },
     })

@@ -36,8 +36,13 @@
 //! sizes are rendered on demand.
 //!
 //! Requests are logged with `tracing::debug` (method, path and query, status, time); headers and
-//! bodies never are, so neither the password nor a token reaches a log. Later fault injection
-//! (error bursts, delays) belongs in `Server::respond`, driven by new [`SandboxOptions`] fields.
+//! bodies never are, so neither the password nor a token reaches a log.
+//!
+//! Fault injection, for testing the client's retries (all off by default, [`Faults`]): the first
+//! N authorized requests to completed-report pages answer an error status (503 unless told
+//! otherwise) with `Retry-After: 0`, and every Nth page answer (report list or completed report)
+//! is cut off mid-body: its `Content-Length` promises the whole page, half of it is sent, then
+//! the connection is closed.
 
 use std::collections::{BTreeMap, HashMap};
 use std::convert::Infallible;
@@ -46,6 +51,7 @@ use std::future::Future;
 use std::ops::Range;
 use std::path::Path;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -356,6 +362,30 @@ pub struct SandboxOptions {
     pub last_link: LastLink,
     /// Lifetime of issued tokens; 0 issues tokens that are already expired.
     pub token_ttl_secs: u64,
+    /// Errors and cut-off bodies served on purpose.
+    pub faults: Faults,
+}
+
+/// Faults the sandbox injects on purpose; the default injects none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Faults {
+    /// The first this many authorized requests to completed-report pages answer `fail_status`
+    /// with `Retry-After: 0`.
+    pub fail_first: u64,
+    /// The status of those answers (503 by default).
+    pub fail_status: StatusCode,
+    /// Every this many-th page answer is cut off mid-body and its connection closed (0: never).
+    pub truncate_every: u64,
+}
+
+impl Default for Faults {
+    fn default() -> Self {
+        Self {
+            fail_first: 0,
+            fail_status: StatusCode::SERVICE_UNAVAILABLE,
+            truncate_every: 0,
+        }
+    }
 }
 
 impl Default for SandboxOptions {
@@ -368,6 +398,7 @@ impl Default for SandboxOptions {
             link_style: LinkStyle::default(),
             last_link: LastLink::default(),
             token_ttl_secs: 3600,
+            faults: Faults::default(),
         }
     }
 }
@@ -386,6 +417,8 @@ pub async fn run(
         fallback_origin: format!("http://{local}"),
         options,
         tokens: Mutex::new(HashMap::new()),
+        completed_requests: AtomicU64::new(0),
+        pages_served: AtomicU64::new(0),
     });
     let (stop, stopped) = watch::channel(false);
     let mut connections = JoinSet::new();
@@ -471,6 +504,21 @@ impl Chunks {
         let remaining = chunks.iter().map(|c| c.len() as u64).sum();
         Self { chunks, remaining }
     }
+
+    /// Keeps the first half of the bytes but still announces the whole length, so hyper sends
+    /// a `Content-Length` for all of it, runs out of body and closes the connection.
+    fn truncate_half(&mut self) {
+        let mut keep = self.remaining / 2;
+        let mut kept = std::collections::VecDeque::new();
+        while keep > 0
+            && let Some(mut chunk) = self.chunks.pop_front()
+        {
+            let take = (chunk.len() as u64).min(keep);
+            kept.push_back(chunk.split_to(take as usize));
+            keep -= take;
+        }
+        self.chunks = kept;
+    }
 }
 
 impl Body for Chunks {
@@ -530,6 +578,10 @@ struct Server {
     fallback_origin: String,
     /// Issued tokens and when they expire. Expired ones are dropped at each login.
     tokens: Mutex<HashMap<String, Instant>>,
+    /// Authorized requests to completed-report pages so far (for `Faults::fail_first`).
+    completed_requests: AtomicU64,
+    /// Page answers so far (for `Faults::truncate_every`).
+    pages_served: AtomicU64,
 }
 
 impl Server {
@@ -572,6 +624,17 @@ impl Server {
                 reply
             }
             Route::Reports => self.page(parts, data.reports()),
+            Route::CompletedReport(_) if self.inject_failure() => {
+                let faults = &self.options.faults;
+                let mut reply = json_reply(
+                    faults.fail_status,
+                    &json!({"error": "injected failure", "status": faults.fail_status.as_u16()}),
+                );
+                reply
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("0"));
+                reply
+            }
             Route::CompletedReport(id) if data.synthetic.contains_key(id) => {
                 self.synthetic_page(parts, &data.synthetic[id])
             }
@@ -625,6 +688,23 @@ impl Server {
         reply
     }
 
+    /// Whether this completed-report request is one of the first `fail_first`.
+    fn inject_failure(&self) -> bool {
+        let fail_first = self.options.faults.fail_first;
+        fail_first > 0 && self.completed_requests.fetch_add(1, Ordering::Relaxed) < fail_first
+    }
+
+    /// A page answer: cut off when it is every `truncate_every`-th one.
+    fn page_reply(&self, chunks: impl IntoIterator<Item = Bytes>) -> Reply {
+        let every = self.options.faults.truncate_every;
+        let served = self.pages_served.fetch_add(1, Ordering::Relaxed) + 1;
+        let mut reply = chunks_reply(StatusCode::OK, chunks);
+        if every > 0 && served.is_multiple_of(every) {
+            reply.body_mut().truncate_half();
+        }
+        reply
+    }
+
     fn issue_token(&self) -> String {
         let token: String = (0..32).map(|_| fastrand::alphanumeric()).collect();
         let token = format!("sbx_{token}");
@@ -661,7 +741,7 @@ impl Server {
         let (range, has_next) = wanted.bounds(rows.len());
         let next = has_next.then(|| self.next_link(parts, &wanted));
         let body = render_page(&rows[range], next.as_deref(), self.options.last_link);
-        reply(StatusCode::OK, body)
+        self.page_reply([Bytes::from(body)])
     }
 
     /// One page of a synthetic report: its pre-rendered bytes when the page size matches,
@@ -685,7 +765,7 @@ impl Server {
             let rows = range.start as u64..range.end as u64;
             Bytes::from(synthetic_head(&synthetic.report, rows))
         });
-        chunks_reply(StatusCode::OK, [head, Bytes::from(tail)])
+        self.page_reply([head, Bytes::from(tail)])
     }
 
     fn next_link(&self, parts: &Parts, current: &PageRequest) -> String {

@@ -1,17 +1,22 @@
 //! Authenticated GET requests against the API. The bearer token is attached here and only
 //! here, and only to URLs of the API base's origin (scheme, host, port): a next link that points
-//! elsewhere is refused before anything is sent. A 401 leads to one fresh login and one retry.
+//! elsewhere is refused before anything is sent. A 401 leads to one fresh login and one retry;
+//! transient failures (5xx/408/429 answers, connection errors, timeouts, cut-off bodies) are
+//! retried with backoff as [`RetryPolicy`] says.
 //! Errors name the URL without its query string and never include a token.
 
 use std::time::Duration;
 
+use tokio::time::Instant;
+
 use bytes::Bytes;
-use reqwest::header::{AUTHORIZATION, HeaderValue};
+use reqwest::header::{AUTHORIZATION, HeaderValue, RETRY_AFTER};
 use reqwest::{StatusCode, Url};
 
 use crate::error::{Error, PageLocation, Result, redact_url};
 use crate::secret::Secret;
 use crate::source::auth::{Auth, Credentials};
+use crate::source::retry::{self, RetryPolicy};
 
 /// How long one request may take before it fails.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(300);
@@ -34,6 +39,7 @@ pub struct ApiClient {
     http: reqwest::Client,
     api_base: Url,
     auth: Auth,
+    retry: RetryPolicy,
 }
 
 impl ApiClient {
@@ -49,6 +55,7 @@ impl ApiClient {
             http,
             api_base: connection.api_base.clone(),
             auth: Auth::new(connection.credentials.clone()),
+            retry: RetryPolicy::default(),
         })
     }
 
@@ -61,24 +68,81 @@ impl ApiClient {
         url
     }
 
-    /// GETs `url` with the bearer token and returns the body of a 2xx answer.
+    /// GETs `url` with the bearer token and returns the body of a 2xx answer. Transient
+    /// failures are retried as [`RetryPolicy`] says; a 401 leads to one fresh login and one
+    /// retry. An error after more than one attempt says how many there were and how long they
+    /// took.
     pub async fn get(&self, url: &Url, at: &PageLocation) -> Result<Bytes> {
         self.check_origin(url, at)?;
-        let token = self.auth.token(&self.http).await?;
-        let response = self.send(url, &token, at).await?;
-        let response = if response.status() == StatusCode::UNAUTHORIZED {
-            let token = self.auth.renew(&self.http, &token).await?;
-            self.send(url, &token, at).await?
-        } else {
-            response
-        };
+        let policy = &self.retry;
+        let started = Instant::now();
+        let mut relogged = false;
+        let mut attempt = 1;
+        loop {
+            let failure = match self.attempt(url, at, &mut relogged).await {
+                Ok(body) => return Ok(body),
+                Err(failure) => failure,
+            };
+            let elapsed = started.elapsed();
+            let remaining = policy.deadline.saturating_sub(elapsed);
+            let (error, retry_after) = match failure {
+                Failure::Transient { error, retry_after }
+                    if attempt < policy.max_attempts && !remaining.is_zero() =>
+                {
+                    (error, retry_after)
+                }
+                Failure::Transient { error, .. } | Failure::Final(error) => {
+                    return Err(with_attempts(error, attempt, elapsed));
+                }
+            };
+            let wait = policy.wait(attempt - 1, retry_after, remaining);
+            tracing::warn!(
+                url = %at.url,
+                attempt,
+                wait_ms = wait.as_millis() as u64,
+                reason = %reason_of(&error),
+                "request failed, retrying"
+            );
+            tokio::time::sleep(wait).await;
+            attempt += 1;
+        }
+    }
+
+    /// One attempt: send, re-login once on the first 401, read the body.
+    async fn attempt(
+        &self,
+        url: &Url,
+        at: &PageLocation,
+        relogged: &mut bool,
+    ) -> Result<Bytes, Failure> {
+        let mut token = self.auth.token(&self.http).await.map_err(Failure::Final)?;
+        let mut response = self.send(url, &token, at).await?;
+        if response.status() == StatusCode::UNAUTHORIZED && !*relogged {
+            *relogged = true;
+            token = self
+                .auth
+                .renew(&self.http, &token)
+                .await
+                .map_err(Failure::Final)?;
+            response = self.send(url, &token, at).await?;
+        }
         let status = response.status();
         if !status.is_success() {
+            let retry_after = response
+                .headers()
+                .get(RETRY_AFTER)
+                .and_then(|value| value.to_str().ok())
+                .and_then(|value| retry::parse_retry_after(value, chrono::Utc::now()));
             let body = response.bytes().await.unwrap_or_default();
-            return Err(Error::Http {
+            let error = Error::Http {
                 at: at.clone(),
                 status: Some(status.as_u16()),
                 reason: format!("HTTP {status}{}", quote_body(&body, &token)),
+            };
+            return Err(if retry::retryable_status(status.as_u16()) {
+                Failure::Transient { error, retry_after }
+            } else {
+                Failure::Final(error)
             });
         }
         response.bytes().await.map_err(|e| transport_error(at, e))
@@ -89,13 +153,13 @@ impl ApiClient {
         url: &Url,
         token: &Secret,
         at: &PageLocation,
-    ) -> Result<reqwest::Response> {
+    ) -> Result<reqwest::Response, Failure> {
         let mut bearer =
             HeaderValue::from_str(&format!("Bearer {}", token.expose())).map_err(|_| {
-                Error::Auth {
+                Failure::Final(Error::Auth {
                     url: at.url.clone(),
                     reason: "the token contains characters not allowed in a header".into(),
-                }
+                })
             })?;
         bearer.set_sensitive(true);
         self.http
@@ -122,7 +186,67 @@ impl ApiClient {
     }
 }
 
-fn transport_error(at: &PageLocation, error: reqwest::Error) -> Error {
+/// Why an attempt failed, and whether another attempt may help.
+enum Failure {
+    /// A retryable status or a transport failure; `retry_after` from the answer's header.
+    Transient {
+        error: Error,
+        retry_after: Option<Duration>,
+    },
+    /// Not worth retrying (other statuses, authentication, a bad request).
+    Final(Error),
+}
+
+/// `error` with the number of attempts and the time they took, when there was more than one.
+fn with_attempts(error: Error, attempts: u32, elapsed: Duration) -> Error {
+    match error {
+        Error::Http { at, status, reason } if attempts > 1 => {
+            let spent = format!(
+                " after {attempts} attempts in {:.1} s",
+                elapsed.as_secs_f64()
+            );
+            // "HTTP 503 Service Unavailable: {body}" -> "HTTP 503 ... after N attempts in T s: {body}"
+            let reason = match reason.split_once(": ") {
+                Some((head, rest)) => format!("{head}{spent}: {rest}"),
+                None => format!("{reason}{spent}"),
+            };
+            Error::Http { at, status, reason }
+        }
+        other => other,
+    }
+}
+
+/// The short reason of an error for the retry log (no body quote).
+fn reason_of(error: &Error) -> String {
+    match error {
+        Error::Http { reason, .. } => reason
+            .split_once(": ")
+            .map_or(reason.as_str(), |(head, _)| head)
+            .to_owned(),
+        other => other.to_string(),
+    }
+}
+
+/// A transport failure; connection errors, timeouts and bodies cut off are transient, anything
+/// else (a request that cannot be built, a redirect loop) is final.
+fn transport_error(at: &PageLocation, error: reqwest::Error) -> Failure {
+    let transient = error.is_timeout()
+        || error.is_connect()
+        || error.is_body()
+        || error.is_decode()
+        || error.is_request();
+    let error = transport_http_error(at, error);
+    if transient {
+        Failure::Transient {
+            error,
+            retry_after: None,
+        }
+    } else {
+        Failure::Final(error)
+    }
+}
+
+fn transport_http_error(at: &PageLocation, error: reqwest::Error) -> Error {
     let kind = if error.is_timeout() {
         "timed out"
     } else if error.is_connect() {

@@ -9,6 +9,7 @@ pub mod client;
 pub mod extract;
 pub mod paginate;
 pub mod readahead;
+pub mod retry;
 
 use bytes::Bytes;
 use reqwest::Url;

@@ -11,6 +11,7 @@
 //! - `schema`: `schema report` prints types and writes nothing.
 //! - `secrets`: no password or token in output, logs or files.
 //! - `failures`: exit codes, the one `error:` line, and DEST left as it was.
+//! - `retry`: error bursts, rate limits and cut-off bodies retried; permanent failures bounded.
 
 mod auth;
 mod export;
@@ -19,6 +20,7 @@ mod pagination;
 mod partition;
 mod reexport;
 mod reports;
+mod retry;
 mod schema;
 mod secrets;
 mod types;
