@@ -2,7 +2,7 @@
 //! against the URL of the page it came from (RFC 3986, so absolute, root-relative and
 //! query-relative links all work), stops on a missing, null or empty link, and refuses a link
 //! it has already visited in this export, so a looping API can never make an export run forever.
-//! It does not fetch anything; [`super::for_each_page`] drives it.
+//! It does not fetch anything; [`super::for_each_page`] and [`super::readahead`] drive it.
 
 use std::collections::HashSet;
 
