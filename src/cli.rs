@@ -189,6 +189,25 @@ pub struct SandboxArgs {
     /// promises more than is sent) and its connection closed; 0 never.
     #[arg(long, value_name = "N", default_value_t = 0)]
     pub truncate_every: u64,
+
+    /// Fault injection: every Nth page response is a complete 200 whose JSON is broken (only
+    /// the first half of the page is sent, with a matching Content-Length); 0 never.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub malformed_every: u64,
+
+    /// Fault injection: the first N requests to completed-report pages get no answer for ten
+    /// minutes.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub stall_first: u64,
+
+    /// Fault injection: page N's next link points back to page 1 (a pagination loop); 0 never.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub loop_at: usize,
+
+    /// Fault injection: write every next link absolute on this origin (scheme://host:port)
+    /// instead of the sandbox's own.
+    #[arg(long, value_name = "URL")]
+    pub next_origin: Option<String>,
 }
 
 /// Next-link styles of the sandbox.
@@ -211,9 +230,18 @@ pub enum LastLinkArg {
 }
 
 /// Runs the parsed command line.
+///
+/// An export catches SIGINT and SIGTERM from before its destination is opened: it stops,
+/// leaves the destination as it was and fails with [`crate::Error::Interrupted`], whose exit
+/// code is 128 + the signal number (130 for SIGINT, 143 for SIGTERM).
 pub async fn run(cli: Cli) -> crate::Result<()> {
+    use crate::pipeline::{Signal, Stopped};
     use crate::settings::Settings;
     use crate::{output, pipeline};
+    let interrupt = match cli.command {
+        Command::Export { .. } => Some(Signal::listen()?),
+        _ => None,
+    };
     match Settings::from_cli(cli)? {
         Settings::Reports { api, json } => {
             let rows = pipeline::list_reports(&api).await?;
@@ -228,8 +256,15 @@ pub async fn run(cli: Cli) -> crate::Result<()> {
             output::print_schema(&schema)
         }
         Settings::Export(settings) => {
-            let summary = pipeline::export(&settings).await?;
-            output::print_export_summary(&summary, settings.destination.display())
+            let interrupt = interrupt
+                .ok_or_else(|| crate::Error::Internal("no signal handler for the export".into()))?;
+            match pipeline::export_until(&settings, interrupt).await {
+                Ok(summary) => {
+                    output::print_export_summary(&summary, settings.destination.display())
+                }
+                Err(Stopped::Failed(e)) => Err(e),
+                Err(Stopped::Interrupted(signal)) => Err(signal.into()),
+            }
         }
         Settings::Sandbox { addr, options } => serve_sandbox(addr, options).await,
     }

@@ -111,6 +111,10 @@ pub enum Error {
     #[error("sandbox: {0}")]
     Sandbox(String),
 
+    /// The export was stopped by a signal; everything it had staged was removed.
+    #[error("interrupted ({signal})")]
+    Interrupted { signal: String, exit_code: u8 },
+
     /// A bug: a worker task panicked or was cancelled.
     #[error("internal error: {0}")]
     Internal(String),
@@ -121,6 +125,7 @@ impl Error {
     pub fn exit_code(&self) -> u8 {
         match self {
             Error::Usage(_) => 2,
+            Error::Interrupted { exit_code, .. } => *exit_code,
             _ => 1,
         }
     }

@@ -8,11 +8,21 @@
 //! into the one schema of the export, conform each spooled batch to it and stage Parquet files
 //! ([`ReportWriter`], one per core for a large report); when every report is staged, commit them. Any failure discards what was staged, so
 //! the destination is left as it was. The spool is a temporary folder (TMPDIR) removed at the end.
+//!
+//! Interruption ([`export_until`]): SIGINT or SIGTERM before the commit drops the export's
+//! future (no further fetch), raises a `Cancel` flag that the blocking decode and staging jobs
+//! check between pages (a staging job then aborts its open uploads), waits until every blocking
+//! job has returned, and only then deletes this run's staging and the spool, so nothing writes
+//! into the destination after the cleanup. The commit itself (renames and a manifest) is not
+//! interrupted: a signal arriving then is ignored and the export completes.
 
 use std::cell::RefCell;
 use std::fs::File;
+use std::future::Future;
 use std::io::{BufReader, BufWriter};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use arrow::datatypes::SchemaRef;
@@ -52,18 +62,151 @@ pub struct ExportSummary {
 
 /// Runs an export; on failure the destination is left as it was.
 pub async fn export(settings: &ExportSettings) -> Result<ExportSummary> {
-    let result = run_export(settings).await;
+    export_until(settings, std::future::pending())
+        .await
+        .map_err(|stop| match stop {
+            Stopped::Failed(e) => e,
+            Stopped::Interrupted(signal) => signal.into(),
+        })
+}
+
+/// A termination signal that stops an export.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Signal {
+    Interrupt,
+    Terminate,
+}
+
+impl From<Signal> for Error {
+    fn from(signal: Signal) -> Self {
+        Error::Interrupted {
+            signal: signal.to_string(),
+            exit_code: signal.exit_code(),
+        }
+    }
+}
+
+impl Signal {
+    /// The conventional exit status of a process ended by this signal: 128 + its number.
+    pub fn exit_code(self) -> u8 {
+        match self {
+            Signal::Interrupt => 130,
+            Signal::Terminate => 143,
+        }
+    }
+
+    /// Starts catching SIGINT and SIGTERM (from now on they no longer end the process) and
+    /// returns a future that resolves with the first one received.
+    pub fn listen() -> Result<impl Future<Output = Signal> + Send + 'static> {
+        use tokio::signal::unix::{SignalKind, signal};
+        let catch = |kind: SignalKind, name: &str| {
+            signal(kind).map_err(|e| Error::io(format!("{name} handler"), e))
+        };
+        let mut interrupt = catch(SignalKind::interrupt(), "SIGINT")?;
+        let mut terminate = catch(SignalKind::terminate(), "SIGTERM")?;
+        Ok(async move {
+            tokio::select! {
+                _ = interrupt.recv() => Signal::Interrupt,
+                _ = terminate.recv() => Signal::Terminate,
+            }
+        })
+    }
+}
+
+impl std::fmt::Display for Signal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Signal::Interrupt => "SIGINT",
+            Signal::Terminate => "SIGTERM",
+        })
+    }
+}
+
+/// Why an interruptible export did not complete.
+#[derive(Debug)]
+pub enum Stopped {
+    /// The export failed.
+    Failed(Error),
+    /// A signal arrived before the commit.
+    Interrupted(Signal),
+}
+
+impl From<Error> for Stopped {
+    fn from(e: Error) -> Self {
+        Stopped::Failed(e)
+    }
+}
+
+/// Runs an export that stops when `interrupt` resolves before the commit starts. However it
+/// ends without committing, this run's staging and spool are removed once no blocking job is
+/// left, and the destination is as it was (removed again if the export created it).
+pub async fn export_until(
+    settings: &ExportSettings,
+    interrupt: impl Future<Output = Signal>,
+) -> std::result::Result<ExportSummary, Stopped> {
+    let cancel = Cancel::default();
+    let run_id = run_id();
+    let spool = match tempfile::Builder::new()
+        .prefix("kargo-export-spool-")
+        .tempdir()
+    {
+        Ok(spool) => spool,
+        Err(e) => {
+            settings.destination.cleanup_after_failure();
+            return Err(Error::io("temporary spool folder", e).into());
+        }
+    };
+    let result = run_export(settings, spool.path(), &run_id, &cancel, interrupt).await;
     if result.is_err() {
+        cancel.cancel();
+    }
+    cancel.wait_for_jobs().await;
+    if let Err(e) = spool.close() {
+        tracing::warn!(error = %e, "removing the spool folder failed");
+    }
+    if result.is_err() {
+        settings.destination.remove_run_staging(&run_id).await;
         settings.destination.cleanup_after_failure();
     }
     result
+}
+
+/// Cancellation shared by one export and its blocking jobs. Every blocking job holds a clone,
+/// so the export can wait until none is left ([`Cancel::wait_for_jobs`]).
+#[derive(Debug, Clone, Default)]
+struct Cancel(Arc<AtomicBool>);
+
+impl Cancel {
+    fn cancel(&self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+
+    fn is_cancelled(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
+
+    /// `Err` when cancelled, for the checks between pages.
+    fn check(&self) -> Result<()> {
+        if self.is_cancelled() {
+            return Err(Error::Internal("export cancelled".into()));
+        }
+        Ok(())
+    }
+
+    /// Waits until this is the last clone: every blocking job that held one has returned.
+    /// Call after the export's future is gone (it holds clones too).
+    async fn wait_for_jobs(&self) {
+        while Arc::strong_count(&self.0) > 1 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
 }
 
 /// Every row of report `report_id` decoded, and the schema an export of it would write.
 pub async fn report_schema(api: &Api, report_id: &str) -> Result<SchemaRef> {
     let session = ApiSession::start(api).await?;
     let source = Source::completed_report(&session.client, report_id);
-    let spooled = spool_report(&session.client, source, None).await?;
+    let spooled = spool_report(&session.client, source, None, &Cancel::default()).await?;
     Ok(spooled.inference.schema())
 }
 
@@ -87,8 +230,41 @@ pub async fn list_reports(api: &Api) -> Result<Vec<Box<RawValue>>> {
     Ok(rows)
 }
 
-async fn run_export(settings: &ExportSettings) -> Result<ExportSummary> {
+/// Both phases, raced against `interrupt`, then the commit, which is not.
+async fn run_export(
+    settings: &ExportSettings,
+    spool: &Path,
+    run_id: &str,
+    cancel: &Cancel,
+    interrupt: impl Future<Output = Signal>,
+) -> std::result::Result<ExportSummary, Stopped> {
     let started = Instant::now();
+    let prepared = tokio::select! {
+        prepared = prepare(settings, spool, run_id, cancel) => prepared?,
+        signal = interrupt => {
+            tracing::debug!(%signal, "interrupted");
+            return Err(Stopped::Interrupted(signal));
+        }
+    };
+    let (spooled, staged, schema) = prepared;
+    let pages = spooled.iter().map(|r| r.pages.len() as u64).sum();
+    let json_bytes = spooled.iter().map(|r| r.json_bytes).sum();
+    let reports = commit_all(settings, staged, &spooled, &schema).await?;
+    Ok(ExportSummary {
+        reports,
+        pages,
+        json_bytes,
+        elapsed: started.elapsed(),
+    })
+}
+
+/// Phases 1 and 2: every report spooled and staged, not committed.
+async fn prepare(
+    settings: &ExportSettings,
+    spool: &Path,
+    run_id: &str,
+    cancel: &Cancel,
+) -> Result<(Vec<SpooledReport>, Vec<StagedReport>, SchemaRef)> {
     let session = ApiSession::start(&settings.api).await?;
     let sources: Vec<Source> = match &settings.job {
         ExportJob::CompletedReports(ids) => ids
@@ -97,12 +273,8 @@ async fn run_export(settings: &ExportSettings) -> Result<ExportSummary> {
             .collect(),
         ExportJob::ReportList => vec![Source::report_list(&session.client)],
     };
-    let spool = tempfile::Builder::new()
-        .prefix("kargo-export-spool-")
-        .tempdir()
-        .map_err(|e| Error::io("temporary spool folder", e))?;
     let spooled: Vec<SpooledReport> = stream::iter(sources)
-        .map(|source| spool_report(&session.client, source, Some(spool.path())))
+        .map(|source| spool_report(&session.client, source, Some(spool), cancel))
         .buffered(settings.concurrency)
         .try_collect()
         .await?;
@@ -111,17 +283,8 @@ async fn run_export(settings: &ExportSettings) -> Result<ExportSummary> {
         inference.merge(&report.inference);
     }
     let schema = inference.schema();
-    let pages = spooled.iter().map(|r| r.pages.len() as u64).sum();
-    let json_bytes = spooled.iter().map(|r| r.json_bytes).sum();
-    let run_id = run_id();
-    let staged = stage_all(settings, &spooled, &schema, &run_id).await?;
-    let reports = commit_all(settings, staged, &spooled, &schema).await?;
-    Ok(ExportSummary {
-        reports,
-        pages,
-        json_bytes,
-        elapsed: started.elapsed(),
-    })
+    let staged = stage_all(settings, &spooled, &schema, run_id, cancel).await?;
+    Ok((spooled, staged, schema))
 }
 
 /// A report to read: its key in file names and manifests, and its first page.
@@ -177,13 +340,16 @@ async fn spool_report(
     client: &ApiClient,
     source: Source,
     spool: Option<&Path>,
+    cancel: &Cancel,
 ) -> Result<SpooledReport> {
     let mut inference = SchemaInference::new();
     let mut pages = Vec::new();
     let mut json_bytes = 0;
     let spool = spool.map(Path::to_path_buf);
     let slot = fastrand::u64(..);
+    let cancel = cancel.clone();
     let process = move |body: Bytes, at: &PageLocation| {
+        cancel.check()?;
         let file = spool
             .as_ref()
             .map(|dir| dir.join(format!("{slot:016x}-{:06}.arrow", at.page)));
@@ -277,9 +443,10 @@ async fn stage_all(
     spooled: &[SpooledReport],
     schema: &SchemaRef,
     run_id: &str,
+    cancel: &Cancel,
 ) -> Result<Vec<StagedReport>> {
     let results: Vec<Result<StagedReport>> = stream::iter(spooled)
-        .map(|report| stage_report(settings, report, schema, run_id))
+        .map(|report| stage_report(settings, report, schema, run_id, cancel))
         .buffered(settings.concurrency)
         .collect()
         .await;
@@ -312,6 +479,7 @@ async fn stage_report(
     report: &SpooledReport,
     schema: &SchemaRef,
     run_id: &str,
+    cancel: &Cancel,
 ) -> Result<StagedReport> {
     let runs = page_runs(&report.pages, write_shards());
     let shards = runs.len();
@@ -336,6 +504,7 @@ async fn stage_report(
                 options: options.clone(),
                 shard: (shard as u32, shards as u32),
                 files,
+                cancel: cancel.clone(),
             };
             tokio::task::spawn_blocking(move || job.run())
         })
@@ -399,6 +568,8 @@ struct StageJob {
     options: crate::sink::WriteOptions,
     shard: (u32, u32),
     files: Vec<PathBuf>,
+    /// Checked before each spooled page; when raised, the writer is aborted.
+    cancel: Cancel,
 }
 
 impl StageJob {
@@ -413,11 +584,15 @@ impl StageJob {
         )?
         .with_shard(self.shard.0, self.shard.1);
         for file in &self.files {
-            let written = read_spool(file).and_then(|batches| {
-                batches
-                    .iter()
-                    .try_for_each(|batch| writer.write(&conform(batch, &self.schema)?))
-            });
+            let written = self
+                .cancel
+                .check()
+                .and_then(|()| read_spool(file))
+                .and_then(|batches| {
+                    batches
+                        .iter()
+                        .try_for_each(|batch| writer.write(&conform(batch, &self.schema)?))
+                });
             let _ = std::fs::remove_file(file);
             if let Err(e) = written {
                 writer.abort();
@@ -542,6 +717,27 @@ mod tests {
         runs.iter()
             .map(|run| run.iter().map(|p| p.display().to_string()).collect())
             .collect()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn wait_for_jobs_returns_once_every_blocking_job_has_returned() {
+        let cancel = Cancel::default();
+        let done = Arc::new(AtomicBool::new(false));
+        let job = {
+            let (cancel, done) = (cancel.clone(), done.clone());
+            move || {
+                while !cancel.is_cancelled() {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                std::thread::sleep(Duration::from_millis(30));
+                done.store(true, Ordering::SeqCst);
+                cancel.check()
+            }
+        };
+        drop(tokio::task::spawn_blocking(job));
+        cancel.cancel();
+        cancel.wait_for_jobs().await;
+        assert!(done.load(Ordering::SeqCst));
     }
 
     #[test]

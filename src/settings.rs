@@ -294,7 +294,25 @@ fn sandbox_settings(args: SandboxArgs) -> Result<Settings> {
         fail_first: args.fail_first,
         fail_status,
         truncate_every: args.truncate_every,
+        malformed_every: args.malformed_every,
+        stall_first: args.stall_first,
+        loop_at: args.loop_at,
     };
+    let next_origin = args
+        .next_origin
+        .as_deref()
+        .map(|raw| {
+            Url::parse(raw)
+                .ok()
+                .filter(|url| matches!(url.scheme(), "http" | "https") && url.has_host())
+                .map(|url| url.origin().ascii_serialization())
+                .ok_or_else(|| {
+                    Error::Usage(format!(
+                        "--next-origin must be an http(s) URL such as http://127.0.0.1:9000, found {raw:?}"
+                    ))
+                })
+        })
+        .transpose()?;
     Ok(Settings::Sandbox {
         addr: args.addr,
         options: SandboxOptions {
@@ -308,6 +326,7 @@ fn sandbox_settings(args: SandboxArgs) -> Result<Settings> {
             },
             token_ttl_secs: args.token_ttl,
             faults,
+            next_origin,
             ..SandboxOptions::default()
         },
     })

@@ -42,7 +42,11 @@
 //! N authorized requests to completed-report pages answer an error status (503 unless told
 //! otherwise) with `Retry-After: 0`, and every Nth page answer (report list or completed report)
 //! is cut off mid-body: its `Content-Length` promises the whole page, half of it is sent, then
-//! the connection is closed.
+//! the connection is closed. Every Nth page answer may instead be a complete 200 whose JSON is
+//! broken (only the first half of the page, with a `Content-Length` that matches), and the first
+//! N completed-report requests may get no answer at all for [`STALL`]. Two link faults play a
+//! hostile or buggy server: next links on another origin (`--next-origin`), and page N linking
+//! back to page 1 (`--loop-at`).
 
 use std::collections::{BTreeMap, HashMap};
 use std::convert::Infallible;
@@ -350,6 +354,10 @@ pub enum LastLink {
     Empty,
 }
 
+/// How long a stalled request (`Faults::stall_first`) waits before it is answered: longer than
+/// any client should wait.
+pub const STALL: Duration = Duration::from_secs(600);
+
 /// What a sandbox serves and how. No `Debug`: it holds the password.
 #[derive(Clone)]
 pub struct SandboxOptions {
@@ -364,6 +372,9 @@ pub struct SandboxOptions {
     pub token_ttl_secs: u64,
     /// Errors and cut-off bodies served on purpose.
     pub faults: Faults,
+    /// `scheme://host[:port]` every next link is written with (always absolute) instead of the
+    /// sandbox's own origin; `None` writes links as `link_style` says.
+    pub next_origin: Option<String>,
 }
 
 /// Faults the sandbox injects on purpose; the default injects none.
@@ -376,6 +387,15 @@ pub struct Faults {
     pub fail_status: StatusCode,
     /// Every this many-th page answer is cut off mid-body and its connection closed (0: never).
     pub truncate_every: u64,
+    /// Every this many-th page answer is a complete 200 whose body is only the first half of the
+    /// page, so its JSON does not parse (0: never; a cut-off answer takes precedence).
+    pub malformed_every: u64,
+    /// The first this many authorized requests to completed-report pages get no answer for
+    /// [`STALL`].
+    pub stall_first: u64,
+    /// Page this many's next link points back to page 1 (the path without a query), a pagination
+    /// loop (0: never; nothing happens when that page is the last one).
+    pub loop_at: usize,
 }
 
 impl Default for Faults {
@@ -384,6 +404,9 @@ impl Default for Faults {
             fail_first: 0,
             fail_status: StatusCode::SERVICE_UNAVAILABLE,
             truncate_every: 0,
+            malformed_every: 0,
+            stall_first: 0,
+            loop_at: 0,
         }
     }
 }
@@ -399,6 +422,7 @@ impl Default for SandboxOptions {
             last_link: LastLink::default(),
             token_ttl_secs: 3600,
             faults: Faults::default(),
+            next_origin: None,
         }
     }
 }
@@ -419,6 +443,7 @@ pub async fn run(
         tokens: Mutex::new(HashMap::new()),
         completed_requests: AtomicU64::new(0),
         pages_served: AtomicU64::new(0),
+        stalled_requests: AtomicU64::new(0),
     });
     let (stop, stopped) = watch::channel(false);
     let mut connections = JoinSet::new();
@@ -519,6 +544,13 @@ impl Chunks {
         }
         self.chunks = kept;
     }
+
+    /// Keeps the first half of the bytes and announces only those: a complete answer whose
+    /// content is cut short.
+    fn cut_half(&mut self) {
+        self.truncate_half();
+        self.remaining = self.chunks.iter().map(|c| c.len() as u64).sum();
+    }
 }
 
 impl Body for Chunks {
@@ -582,6 +614,8 @@ struct Server {
     completed_requests: AtomicU64,
     /// Page answers so far (for `Faults::truncate_every`).
     pages_served: AtomicU64,
+    /// Completed-report requests seen so far (for `Faults::stall_first`).
+    stalled_requests: AtomicU64,
 }
 
 impl Server {
@@ -624,6 +658,13 @@ impl Server {
                 reply
             }
             Route::Reports => self.page(parts, data.reports()),
+            Route::CompletedReport(_) if self.stall() => {
+                tokio::time::sleep(STALL).await;
+                json_reply(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    &json!({"error": "injected stall"}),
+                )
+            }
             Route::CompletedReport(_) if self.inject_failure() => {
                 let faults = &self.options.faults;
                 let mut reply = json_reply(
@@ -694,13 +735,23 @@ impl Server {
         fail_first > 0 && self.completed_requests.fetch_add(1, Ordering::Relaxed) < fail_first
     }
 
-    /// A page answer: cut off when it is every `truncate_every`-th one.
+    /// Whether this completed-report request is one of the first `stall_first`.
+    fn stall(&self) -> bool {
+        let stall_first = self.options.faults.stall_first;
+        stall_first > 0 && self.stalled_requests.fetch_add(1, Ordering::Relaxed) < stall_first
+    }
+
+    /// A page answer: cut off when it is every `truncate_every`-th one, else broken JSON when it
+    /// is every `malformed_every`-th one.
     fn page_reply(&self, chunks: impl IntoIterator<Item = Bytes>) -> Reply {
-        let every = self.options.faults.truncate_every;
+        let faults = &self.options.faults;
         let served = self.pages_served.fetch_add(1, Ordering::Relaxed) + 1;
+        let nth = |every: u64| every > 0 && served.is_multiple_of(every);
         let mut reply = chunks_reply(StatusCode::OK, chunks);
-        if every > 0 && served.is_multiple_of(every) {
+        if nth(faults.truncate_every) {
             reply.body_mut().truncate_half();
+        } else if nth(faults.malformed_every) {
+            reply.body_mut().cut_half();
         }
         reply
     }
@@ -770,9 +821,20 @@ impl Server {
 
     fn next_link(&self, parts: &Parts, current: &PageRequest) -> String {
         let path = parts.uri.path();
-        let query = format!("?page={}&page_size={}", current.page + 1, current.page_size);
+        // The loop fault links to page 1 as the client first asked for it: the bare path.
+        let query = if current.page == self.options.faults.loop_at {
+            String::new()
+        } else {
+            format!("?page={}&page_size={}", current.page + 1, current.page_size)
+        };
+        if let Some(origin) = &self.options.next_origin {
+            return format!("{origin}{path}{query}");
+        }
         match self.options.link_style {
             LinkStyle::Absolute => format!("{}{path}{query}", self.origin(&parts.headers)),
+            LinkStyle::RootRelative | LinkStyle::QueryRelative if query.is_empty() => {
+                path.to_owned()
+            }
             LinkStyle::RootRelative => format!("{path}{query}"),
             LinkStyle::QueryRelative => query,
         }

@@ -82,6 +82,11 @@ impl ReportNames {
         parse_path(&text)
     }
 
+    /// The folder holding everything this run stages: `_staging/<run>`.
+    pub fn run_staging(&self) -> Result<Path> {
+        parse_path(&format!("{STAGING_DIR}/{}", self.run_id))
+    }
+
     /// Where `data_file` is written before it is published.
     pub fn staged(&self, data_file: &Path) -> Result<Path> {
         parse_path(&format!(

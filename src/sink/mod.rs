@@ -20,6 +20,7 @@ use std::io::ErrorKind;
 use std::path::{Path as FsPath, PathBuf};
 use std::sync::Arc;
 
+use futures::TryStreamExt;
 use object_store::ObjectStore;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path;
@@ -115,6 +116,44 @@ impl Destination {
         remove_empty_dirs(&local.path.join(layout::STAGING_DIR), None);
         if local.created && std::fs::remove_dir(&local.path).is_ok() {
             tracing::debug!(dir = %local.path.display(), "removed the destination directory created by this run");
+        }
+    }
+
+    /// After a stopped or failed run: deletes everything run `run_id` staged under
+    /// `_staging/<run>/` (of every report, including files of writers that finished but were
+    /// never committed) and, for a local directory, the run's folder with any partial uploads
+    /// the listing hides. Call only once no writer of the run is left. Best effort: failures are
+    /// logged.
+    pub async fn remove_run_staging(&self, run_id: &str) {
+        // Any report key gives the same run folder.
+        let Ok(folder) = layout::ReportNames::new("run", run_id).and_then(|n| n.run_staging())
+        else {
+            return;
+        };
+        let prefix = self.full(&folder);
+        let listed: Vec<Path> = match self.store.list(Some(&prefix)).try_collect::<Vec<_>>().await {
+            Ok(objects) => objects
+                .into_iter()
+                .filter_map(|o| self.relative(&o.location))
+                .collect(),
+            Err(e) => {
+                tracing::warn!(folder = %self.show(&folder), error = %e, "listing the staging failed");
+                Vec::new()
+            }
+        };
+        self.delete_quietly(&listed).await;
+        let Some(local) = &self.local else {
+            return;
+        };
+        let dir = local.path.join(layout::STAGING_DIR).join(run_id);
+        let removed = tokio::task::spawn_blocking(move || match std::fs::remove_dir_all(&dir) {
+            Err(e) if e.kind() != ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        })
+        .await
+        .unwrap_or_else(|e| Err(std::io::Error::other(e)));
+        if let Err(e) = removed {
+            tracing::warn!(run = run_id, error = %e, "removing the staging folder failed");
         }
     }
 
@@ -251,6 +290,24 @@ mod tests {
         std::fs::write(out.join("keep.txt"), "x").unwrap();
         dest.cleanup_after_failure();
         assert!(out.join("keep.txt").is_file());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn remove_run_staging_removes_that_run_only_with_its_partial_uploads() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dest = Destination::open(tmp.path().to_str().unwrap()).unwrap();
+        let run = tmp.path().join("_staging/r1/day=a");
+        let other = tmp.path().join("_staging/r0/day=a");
+        for dir in [&run, &other] {
+            std::fs::create_dir_all(dir).unwrap();
+            std::fs::write(dir.join("k.r.00000.parquet.tmp"), "x").unwrap();
+            std::fs::write(dir.join("k.r.00001.parquet.tmp#1"), "x").unwrap();
+        }
+        dest.remove_run_staging("r1").await;
+        assert!(!tmp.path().join("_staging/r1").exists());
+        assert!(other.join("k.r.00000.parquet.tmp").is_file());
+        assert!(other.join("k.r.00001.parquet.tmp#1").is_file());
+        dest.remove_run_staging("never-ran").await;
     }
 
     #[test]

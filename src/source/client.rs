@@ -18,10 +18,16 @@ use crate::secret::Secret;
 use crate::source::auth::{Auth, Credentials};
 use crate::source::retry::{self, RetryPolicy};
 
-/// How long one request may take before it fails.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(300);
 /// How long connecting may take.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long the server may stay silent: before the answer's head, and between body chunks. A
+/// slow but steady download is never cut off; a server that accepts and never answers costs one
+/// attempt this long, so three of them use up the 90 s retry budget (an export that cannot make
+/// progress fails within about 100 s).
+const READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// Hidden overrides of the two timeouts, in milliseconds, so tests need not wait half a minute.
+const CONNECT_TIMEOUT_ENV: &str = "KARGO_EXPORT_CONNECT_TIMEOUT_MS";
+const READ_TIMEOUT_ENV: &str = "KARGO_EXPORT_READ_TIMEOUT_MS";
 /// How much of an error response body is quoted in the error message.
 const ERROR_BODY_QUOTE: usize = 200;
 
@@ -47,8 +53,8 @@ impl ApiClient {
     pub fn new(connection: &Connection) -> Result<Self> {
         let http = reqwest::Client::builder()
             .user_agent(concat!("kargo-export/", env!("CARGO_PKG_VERSION")))
-            .timeout(REQUEST_TIMEOUT)
-            .connect_timeout(CONNECT_TIMEOUT)
+            .connect_timeout(timeout_from_env(CONNECT_TIMEOUT_ENV, CONNECT_TIMEOUT))
+            .read_timeout(timeout_from_env(READ_TIMEOUT_ENV, READ_TIMEOUT))
             .build()
             .map_err(|e| Error::Usage(format!("cannot build the HTTP client: {e}")))?;
         Ok(ApiClient {
@@ -57,6 +63,12 @@ impl ApiClient {
             auth: Auth::new(connection.credentials.clone()),
             retry: RetryPolicy::default(),
         })
+    }
+
+    /// The retry rules this client follows, for retries decided after a body arrived (a page
+    /// whose JSON turns out to be broken).
+    pub fn retry_policy(&self) -> &RetryPolicy {
+        &self.retry
     }
 
     /// `{api_base}/{segments...}`, each segment percent-encoded as a path segment.
@@ -184,6 +196,16 @@ impl ApiClient {
             ),
         })
     }
+}
+
+/// `default`, or the positive number of milliseconds in the environment variable `name` (a
+/// hidden test hook; anything else there is ignored).
+fn timeout_from_env(name: &str, default: Duration) -> Duration {
+    std::env::var(name)
+        .ok()
+        .and_then(|ms| ms.trim().parse::<u64>().ok())
+        .filter(|ms| *ms > 0)
+        .map_or(default, Duration::from_millis)
 }
 
 /// Why an attempt failed, and whether another attempt may help.

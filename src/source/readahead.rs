@@ -6,6 +6,12 @@
 //! order against the decoded link through [`Pagination`] (which keeps the loop guard): a wrong
 //! guess throws away the pages fetched on it and continues from the real link. At most `depth`
 //! pages are in flight, which bounds memory.
+//!
+//! A 200 answer whose body turns out not to be valid JSON (cut short, or corrupted on the way)
+//! is a transient failure like a cut-off body: the page is fetched again with the client's
+//! [`RetryPolicy`](super::retry::RetryPolicy) backoff, the first fetch counting as one attempt.
+//! Only broken JSON is retried; a page that parses but has a bad row or no `$.data.rows` fails
+//! at once. Each page in flight keeps its (shared) body until it is consumed, for that check.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -13,6 +19,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use reqwest::Url;
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 
 use super::client::ApiClient;
 use super::paginate::{Pagination, guess_next_link};
@@ -22,6 +29,8 @@ use crate::error::{Error, PageLocation, Result, redact_url};
 struct InFlight<T> {
     url: Url,
     at: PageLocation,
+    /// The body being processed, to tell broken JSON from other page errors.
+    body: Bytes,
     task: JoinHandle<Result<(T, Option<String>)>>,
 }
 
@@ -58,7 +67,12 @@ where
             let Some(head) = queue.pop_front() else {
                 return Ok(pages.pages_fetched());
             };
-            let (value, next) = join(head.task).await?;
+            let (value, next) = match join(head.task).await {
+                Err(error) if is_broken_json(&error, &head.body) => {
+                    refetch(client, &process, &head.url, &head.at, error).await?
+                }
+                processed => processed?,
+            };
             tracing::trace!(page = head.at.page, "processed");
             pages.follow(&head.url, next.as_deref(), &head.at)?;
             consume(value, &head.at)?;
@@ -115,12 +129,90 @@ where
                 (next, at)
             });
         tracing::trace!(page = at.page, guessed = ahead.is_some(), "fetched");
-        let job = Arc::clone(process);
-        let job_at = at.clone();
-        let task = tokio::task::spawn_blocking(move || job(body, &job_at));
-        queue.push_back(InFlight { url, at, task });
+        let task = spawn_process(process, body.clone(), &at);
+        queue.push_back(InFlight {
+            url,
+            at,
+            body,
+            task,
+        });
     }
     Ok(())
+}
+
+fn spawn_process<T, P>(
+    process: &Arc<P>,
+    body: Bytes,
+    at: &PageLocation,
+) -> JoinHandle<Result<(T, Option<String>)>>
+where
+    T: Send + 'static,
+    P: Fn(Bytes, &PageLocation) -> Result<(T, Option<String>)> + Send + Sync + 'static,
+{
+    let job = Arc::clone(process);
+    let at = at.clone();
+    tokio::task::spawn_blocking(move || job(body, &at))
+}
+
+/// Whether processing failed because `body` is not valid JSON at all (checked only after a
+/// page error, so pages that decode pay nothing for it).
+fn is_broken_json(error: &Error, body: &[u8]) -> bool {
+    matches!(error, Error::Page { .. })
+        && serde_json::from_slice::<serde::de::IgnoredAny>(body).is_err()
+}
+
+/// Fetches and processes a page again after its body was broken JSON (`error`), with backoff,
+/// until it processes or the retry policy's attempts (the first fetch included) or time run out;
+/// then the last error says how many attempts were made.
+async fn refetch<T, P>(
+    client: &ApiClient,
+    process: &Arc<P>,
+    url: &Url,
+    at: &PageLocation,
+    mut error: Error,
+) -> Result<(T, Option<String>)>
+where
+    T: Send + 'static,
+    P: Fn(Bytes, &PageLocation) -> Result<(T, Option<String>)> + Send + Sync + 'static,
+{
+    let policy = client.retry_policy();
+    let started = Instant::now();
+    let mut attempt = 1;
+    loop {
+        let remaining = policy.deadline.saturating_sub(started.elapsed());
+        if attempt >= policy.max_attempts || remaining.is_zero() {
+            return Err(with_attempts(error, attempt, started.elapsed()));
+        }
+        let wait = policy.wait(attempt - 1, None, remaining);
+        tracing::warn!(
+            url = %at.url,
+            attempt,
+            wait_ms = wait.as_millis() as u64,
+            reason = "body is not valid JSON",
+            "request failed, retrying"
+        );
+        tokio::time::sleep(wait).await;
+        attempt += 1;
+        let body = client.get(url, at).await?;
+        match join(spawn_process(process, body.clone(), at)).await {
+            Err(next) if is_broken_json(&next, &body) => error = next,
+            processed => return processed,
+        }
+    }
+}
+
+/// A page error with the number of attempts made and the time the retries took.
+fn with_attempts(error: Error, attempts: u32, elapsed: std::time::Duration) -> Error {
+    match error {
+        Error::Page { at, reason } if attempts > 1 => Error::Page {
+            at,
+            reason: format!(
+                "{reason} (after {attempts} attempts in {:.1} s)",
+                elapsed.as_secs_f64()
+            ),
+        },
+        other => other,
+    }
 }
 
 async fn join<T>(task: JoinHandle<Result<T>>) -> Result<T> {

@@ -12,10 +12,14 @@
 //! - `secrets`: no password or token in output, logs or files.
 //! - `failures`: exit codes, the one `error:` line, and DEST left as it was.
 //! - `retry`: error bursts, rate limits and cut-off bodies retried; permanent failures bounded.
+//! - `hostile`: broken JSON refetched, stalled servers, pagination loops, cross-origin links.
+//! - `crash`: SIGKILL at any moment publishes nothing and a rerun is exact; SIGINT/SIGTERM clean up.
 
 mod auth;
+mod crash;
 mod export;
 mod failures;
+mod hostile;
 mod pagination;
 mod partition;
 mod reexport;
