@@ -445,9 +445,11 @@ async fn stage_all(
     run_id: &str,
     cancel: &Cancel,
 ) -> Result<Vec<StagedReport>> {
+    // Reports staged at once share the encoder budget.
+    let at_once = settings.concurrency.min(spooled.len()).max(1);
     let results: Vec<Result<StagedReport>> = stream::iter(spooled)
-        .map(|report| stage_report(settings, report, schema, run_id, cancel))
-        .buffered(settings.concurrency)
+        .map(|report| stage_report(settings, report, schema, run_id, at_once, cancel))
+        .buffered(at_once)
         .collect()
         .await;
     let mut staged = Vec::new();
@@ -479,14 +481,14 @@ async fn stage_report(
     report: &SpooledReport,
     schema: &SchemaRef,
     run_id: &str,
+    at_once: usize,
     cancel: &Cancel,
 ) -> Result<StagedReport> {
     let runs = page_runs(&report.pages, write_shards());
     let shards = runs.len();
     let mut options = settings.write.clone();
-    // The budget is for the whole export: reports staged at once and their shards share it.
-    options.memory_budget_bytes =
-        (options.memory_budget_bytes / (shards * settings.concurrency)).max(1);
+    // The budget is for the whole export: the reports staged at once and their shards share it.
+    options.memory_budget_bytes = (options.memory_budget_bytes / (shards * at_once)).max(1);
     let tasks: Vec<_> = runs
         .into_iter()
         .enumerate()
