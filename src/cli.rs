@@ -181,7 +181,12 @@ pub struct SandboxArgs {
     #[arg(long, value_name = "N", default_value_t = 0)]
     pub fail_first: u64,
 
-    /// Fault injection: the status --fail-first answers with (an error status, 400-599).
+    /// Fault injection: every request for page N of a completed report answers --fail-status
+    /// (a permanent failure mid-export); 0 never.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub fail_page: usize,
+
+    /// Fault injection: the status --fail-first and --fail-page answer with (400-599).
     #[arg(long, value_name = "CODE", default_value_t = 503)]
     pub fail_status: u16,
 

@@ -292,6 +292,7 @@ fn sandbox_settings(args: SandboxArgs) -> Result<Settings> {
         })?;
     let faults = Faults {
         fail_first: args.fail_first,
+        fail_page: args.fail_page,
         fail_status,
         truncate_every: args.truncate_every,
         malformed_every: args.malformed_every,

@@ -383,6 +383,9 @@ pub struct Faults {
     /// The first this many authorized requests to completed-report pages answer `fail_status`
     /// with `Retry-After: 0`.
     pub fail_first: u64,
+    /// Every request for this page of a completed report answers `fail_status` (0: never): a
+    /// permanent failure in the middle of an export.
+    pub fail_page: usize,
     /// The status of those answers (503 by default).
     pub fail_status: StatusCode,
     /// Every this many-th page answer is cut off mid-body and its connection closed (0: never).
@@ -402,6 +405,7 @@ impl Default for Faults {
     fn default() -> Self {
         Self {
             fail_first: 0,
+            fail_page: 0,
             fail_status: StatusCode::SERVICE_UNAVAILABLE,
             truncate_every: 0,
             malformed_every: 0,
@@ -665,7 +669,7 @@ impl Server {
                     &json!({"error": "injected stall"}),
                 )
             }
-            Route::CompletedReport(_) if self.inject_failure() => {
+            Route::CompletedReport(_) if self.inject_failure(parts) => {
                 let faults = &self.options.faults;
                 let mut reply = json_reply(
                     faults.fail_status,
@@ -729,9 +733,15 @@ impl Server {
         reply
     }
 
-    /// Whether this completed-report request is one of the first `fail_first`.
-    fn inject_failure(&self) -> bool {
-        let fail_first = self.options.faults.fail_first;
+    /// Whether this completed-report request is one of the first `fail_first`, or asks for
+    /// page `fail_page`.
+    fn inject_failure(&self, parts: &Parts) -> bool {
+        let faults = &self.options.faults;
+        let page = PageRequest::parse(parts.uri.query(), self.options.page_size).map(|p| p.page);
+        if faults.fail_page > 0 && page == Ok(faults.fail_page) {
+            return true;
+        }
+        let fail_first = faults.fail_first;
         fail_first > 0 && self.completed_requests.fetch_add(1, Ordering::Relaxed) < fail_first
     }
 

@@ -144,3 +144,41 @@ fn the_sandbox_refuses_a_fail_status_that_is_no_error() {
     let error = failure(&output, 2);
     assert!(error.contains("--fail-status"), "{error}");
 }
+
+#[test]
+fn a_permanent_500_on_page_4_fails_naming_the_page_and_keeps_the_earlier_export() {
+    let out = tempfile::tempdir().unwrap();
+    let dest = out.path().join("dest");
+    let healthy = Sandbox::start(&["--page-size", "100"]);
+    success(&healthy.export(&["rpt_7f3a9c21"], &dest, &["--partition-by", "date"]));
+    let before = snapshot(&dest);
+    let failing = Sandbox::start(&[
+        "--page-size",
+        "100",
+        "--fail-page",
+        "4",
+        "--fail-status",
+        "500",
+    ]);
+    let started = Instant::now();
+    let output = failing.export(&["rpt_7f3a9c21"], &dest, &["--partition-by", "date"]);
+    let took = started.elapsed();
+    let error = failure(&output, 1);
+    assert!(
+        error.contains("/v1/completed-reports/rpt_7f3a9c21, page 4"),
+        "{error}"
+    );
+    assert!(error.contains("500"), "{error}");
+    assert!(error.contains("after 5 attempts"), "{error}");
+    assert!(
+        !error.contains("page=4"),
+        "no query string in errors: {error}"
+    );
+    assert!(took < Duration::from_secs(15), "took {took:?}");
+    assert_unchanged(&dest, &before);
+    assert_eq!(
+        read_dataset(&dest).len(),
+        1500,
+        "the earlier export is still complete"
+    );
+}
