@@ -85,6 +85,17 @@ impl ApiClient {
     /// retry. An error after more than one attempt says how many there were and how long they
     /// took.
     pub async fn get(&self, url: &Url, at: &PageLocation) -> Result<Bytes> {
+        self.get_within(url, at, self.retry.max_attempts).await
+    }
+
+    /// Like [`ApiClient::get`] with a single attempt (a 401 still gets its re-login): for pages
+    /// fetched ahead on a guess, whose failure only means the page is fetched again, with
+    /// retries, once the guess is confirmed.
+    pub async fn get_once(&self, url: &Url, at: &PageLocation) -> Result<Bytes> {
+        self.get_within(url, at, 1).await
+    }
+
+    async fn get_within(&self, url: &Url, at: &PageLocation, max_attempts: u32) -> Result<Bytes> {
         self.check_origin(url, at)?;
         let policy = &self.retry;
         let started = Instant::now();
@@ -99,7 +110,7 @@ impl ApiClient {
             let remaining = policy.deadline.saturating_sub(elapsed);
             let (error, retry_after) = match failure {
                 Failure::Transient { error, retry_after }
-                    if attempt < policy.max_attempts && !remaining.is_zero() =>
+                    if attempt < max_attempts && !remaining.is_zero() =>
                 {
                     (error, retry_after)
                 }

@@ -110,10 +110,20 @@ where
             return Ok(());
         };
         tracing::trace!(page = at.page, "fetch start");
-        let body = match client.get(&url, &at).await {
+        // A page fetched on a guess gets one attempt and may fail quietly: once confirmed it is
+        // fetched again with retries. The confirmed head of the queue gets the full policy.
+        let guessed = !queue.is_empty();
+        let fetched = if guessed {
+            client.get_once(&url, &at).await
+        } else {
+            client.get(&url, &at).await
+        };
+        let body = match fetched {
             Ok(body) => body,
-            // Only a guessed page may fail quietly: its confirmation will fetch it again.
-            Err(_) if !queue.is_empty() => return Ok(()),
+            Err(e) if guessed => {
+                tracing::warn!(url = %at.url, reason = %e, "request failed, retrying");
+                return Ok(());
+            }
             Err(e) => return Err(e),
         };
         *ahead = guess_next_link(&body)
