@@ -8,16 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use serde_json::{Value, json};
-
 use crate::util::*;
-
-/// Rows with a unique `i`, a text and a decimal column.
-fn numbered_rows(count: i64) -> Vec<Value> {
-    (0..count)
-        .map(|i| json!({"i": i, "name": format!("row {i}"), "spend": i as f64 * 1.25}))
-        .collect()
-}
 
 /// A DEST that already holds a file, and its snapshot.
 fn existing_dest(root: &std::path::Path) -> (std::path::PathBuf, Snapshot) {

@@ -4,18 +4,9 @@
 
 use std::time::{Duration, Instant};
 
-use serde_json::{Value, json};
-
 use crate::util::*;
 
 const SAMPLE_A: &str = include_str!("../../sample_data/completed-reports/rpt_7f3a9c21.json");
-
-/// Rows with a unique `i`, a text and a decimal column.
-fn numbered_rows(count: i64) -> Vec<Value> {
-    (0..count)
-        .map(|i| json!({"i": i, "name": format!("row {i}"), "spend": i as f64 * 1.25}))
-        .collect()
-}
 
 /// How many retries the client logged on stderr.
 fn retries_logged(output: &std::process::Output) -> usize {
@@ -63,11 +54,7 @@ fn a_429_with_retry_after_is_waited_out() {
     let stdout = success(&output);
     assert_eq!(pages_in_summary(&stdout), 6, "{stdout}");
     assert_eq!(retries_logged(&output), 2);
-    let want: Vec<Row> = source
-        .iter()
-        .map(|v| v.as_object().unwrap().clone())
-        .collect();
-    assert_same_rows(&rows_by(&dest, "i"), &want);
+    assert_same_rows(&rows_by(&dest, "i"), &as_rows(&source));
 }
 
 #[test]
@@ -93,11 +80,7 @@ fn truncated_bodies_are_fetched_again_without_duplicates() {
         .map(|r| r["i"].as_i64().unwrap())
         .collect();
     assert_eq!(ids, (0..1_000).collect::<Vec<_>>(), "each row exactly once");
-    let want: Vec<Row> = source
-        .iter()
-        .map(|v| v.as_object().unwrap().clone())
-        .collect();
-    assert_same_rows(&rows_by(&dest, "i"), &want);
+    assert_same_rows(&rows_by(&dest, "i"), &as_rows(&source));
 }
 
 #[test]

@@ -558,3 +558,18 @@ pub fn parquet_leaves(
         })
         .collect()
 }
+
+/// Rows with a unique `i`, a text and a decimal column.
+pub fn numbered_rows(count: i64) -> Vec<Value> {
+    (0..count)
+        .map(|i| serde_json::json!({"i": i, "name": format!("row {i}"), "spend": i as f64 * 1.25}))
+        .collect()
+}
+
+/// JSON object values as rows, for comparing with rows read back.
+pub fn as_rows(values: &[Value]) -> Vec<Row> {
+    values
+        .iter()
+        .map(|v| v.as_object().expect("an object").clone())
+        .collect()
+}
