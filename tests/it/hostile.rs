@@ -38,11 +38,7 @@ fn broken_json_answers_are_fetched_again_and_every_row_is_exact_once() {
     let rows = rows_by(&dest, "i");
     let ids: Vec<i64> = rows.iter().map(|r| r["i"].as_i64().unwrap()).collect();
     assert_eq!(ids, (0..600).collect::<Vec<_>>(), "each row exactly once");
-    let want: Vec<Row> = source
-        .iter()
-        .map(|v| v.as_object().unwrap().clone())
-        .collect();
-    assert_same_rows(&rows, &want);
+    assert_same_rows(&rows, &as_rows(&source));
 }
 
 #[test]
