@@ -219,9 +219,11 @@ pub fn describe(root: &RawValue) -> String {
     let mut paths = Vec::new();
     for (key, value) in &top {
         match members(value) {
-            Some(inner) if !inner.is_empty() => {
-                paths.extend(inner.keys().map(|k| format!("{}.{}", shown(key), shown(k))))
-            }
+            Some(inner) if !inner.is_empty() => paths.extend(
+                inner
+                    .keys()
+                    .map(|k| format!("{}{}", shown(key), segment(k))),
+            ),
             _ => paths.push(shown(key)),
         }
     }
@@ -231,12 +233,20 @@ pub fn describe(root: &RawValue) -> String {
     format!("the page has keys {}", paths.join(", "))
 }
 
-/// A key as a path segment: bare when it is a plain name, else `['quoted']`.
+/// A top-level key as the start of a path: bare when it is a plain name, else `['quoted']`.
 fn shown(key: &str) -> String {
+    let segment = segment(key);
+    segment
+        .strip_prefix('.')
+        .map_or(segment.clone(), str::to_owned)
+}
+
+/// A key as a path step: `.name` for a plain name, else `['quoted']`.
+fn segment(key: &str) -> String {
     if !key.is_empty() && key.chars().all(|c| c.is_alphanumeric() || c == '_') {
-        key.to_owned()
+        format!(".{key}")
     } else {
-        format!("[{key:?}]")
+        format!("['{}']", key.replace('\\', "\\\\").replace('\'', "\\'"))
     }
 }
 
@@ -342,7 +352,7 @@ mod tests {
         .unwrap();
         assert_eq!(
             describe(root),
-            r#"the page has keys ["a b"], data.rows, links.next, n"#
+            r#"the page has keys ['a b'], data.rows, links.next, n, x['c d']"#
         );
         let list: &RawValue = serde_json::from_str("[1]").unwrap();
         assert_eq!(describe(list), "the page is an array");
