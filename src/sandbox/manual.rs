@@ -154,11 +154,11 @@ async fn report_from_body(body: Incoming) -> Result<Option<String>, String> {
     Ok(value["report"].as_str().map(str::to_owned))
 }
 
-/// The rows of this page, the next link (paging `next`) and the next cursor (paging `cursor`).
-fn select<'r>(
-    ask: &Ask,
-    rows: &'r [Box<RawValue>],
-) -> Result<(&'r [Box<RawValue>], Option<String>, Option<String>), String> {
+/// One page's rows, its next link (paging `next`) and its next cursor (paging `cursor`).
+type Page<'r> = (&'r [Box<RawValue>], Option<String>, Option<String>);
+
+/// The page `ask` asks for among `rows`.
+fn select<'r>(ask: &Ask, rows: &'r [Box<RawValue>]) -> Result<Page<'r>, String> {
     let window = |start: usize, len: usize| {
         let start = if ask.endless && start >= rows.len() {
             0

@@ -231,7 +231,10 @@ impl ApiClient {
             let error = Error::Http {
                 at: at.clone(),
                 status: Some(status.as_u16()),
-                reason: format!("HTTP {status}{}", quote_body(&body, &token)),
+                reason: format!(
+                    "HTTP {status}{}",
+                    quote_body(&body, &token, &request.headers)
+                ),
             };
             return Err(if retry::retryable_status(status.as_u16()) {
                 Failure::Transient { error, retry_after }
@@ -388,10 +391,16 @@ fn transport_http_error(at: &PageLocation, error: reqwest::Error) -> Error {
     }
 }
 
-/// A short, single-line quote of an error body with the token blanked out.
-fn quote_body(body: &[u8], token: &Secret) -> String {
+/// A short, single-line quote of an error body with the token and the values of the request's
+/// own headers blanked out (a server may echo them).
+fn quote_body(body: &[u8], token: &Secret, headers: &HeaderMap) -> String {
     let text = String::from_utf8_lossy(body);
-    let text = text.replace(token.expose(), "[redacted]");
+    let mut text = text.replace(token.expose(), "[redacted]");
+    for value in headers.values().filter_map(|v| v.to_str().ok()) {
+        if !value.trim().is_empty() {
+            text = text.replace(value.trim(), "[redacted]");
+        }
+    }
     let mut quote: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
     if quote.is_empty() {
         return String::new();
@@ -415,11 +424,18 @@ mod tests {
     fn error_bodies_are_quoted_short_and_without_the_token() {
         let token = Secret::new("tok-123");
         assert_eq!(
-            quote_body(b"{\"error\":\n \"bad tok-123\"}", &token),
+            quote_body(b"{\"error\":\n \"bad tok-123\"}", &token, &HeaderMap::new()),
             ": {\"error\": \"bad [redacted]\"}"
         );
-        assert_eq!(quote_body(b"", &token), "");
-        assert!(quote_body("é".repeat(300).as_bytes(), &token).ends_with('…'));
+        assert_eq!(quote_body(b"", &token, &HeaderMap::new()), "");
+        let none = HeaderMap::new();
+        assert!(quote_body("é".repeat(300).as_bytes(), &token, &none).ends_with('…'));
+        let mut headers = HeaderMap::new();
+        headers.insert("x-api-key", HeaderValue::from_static("k-42"));
+        assert_eq!(
+            quote_body(b"wrong key k-42", &token, &headers),
+            ": wrong key [redacted]"
+        );
     }
 
     #[test]
