@@ -253,3 +253,73 @@ fn csv(rows: &[Box<RawValue>]) -> String {
     }
     String::from_utf8(writer.into_inner().unwrap_or_default()).unwrap_or_default()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rows(n: usize) -> Vec<Box<RawValue>> {
+        (0..n)
+            .map(|i| RawValue::from_string(format!(r#"{{"i":{i},"s":"a,b","n":null}}"#)).unwrap())
+            .collect()
+    }
+
+    /// The `i` of each row of the page `query` asks for, its next link and its cursor.
+    fn page(
+        query: &str,
+        total: usize,
+    ) -> Result<(Vec<usize>, Option<String>, Option<String>), String> {
+        let ask = parse(
+            Url::parse(&format!("http://h{ROWS_PATH}?{query}")).unwrap(),
+            3,
+        )?;
+        let all = rows(total);
+        let (rows, next, cursor) = select(&ask, &all)?;
+        let ids = rows
+            .iter()
+            .map(|r| {
+                serde_json::from_str::<serde_json::Value>(r.get()).unwrap()["i"]
+                    .as_u64()
+                    .unwrap() as usize
+            })
+            .collect();
+        Ok((ids, next, cursor))
+    }
+
+    #[test]
+    fn each_paging_kind_serves_its_window() {
+        let (ids, next, _) = page("paging=next&x=1", 7).unwrap();
+        assert_eq!(ids, [0, 1, 2]);
+        assert_eq!(
+            next.as_deref(),
+            Some("http://h/v1/test/rows?paging=next&x=1&page=2")
+        );
+        assert_eq!(page("paging=next&page=3", 7).unwrap().1, None);
+        assert_eq!(page("paging=page&page=3", 7).unwrap().0, [6]);
+        assert_eq!(
+            page("paging=page&page=4", 7).unwrap().0,
+            Vec::<usize>::new()
+        );
+        assert_eq!(
+            page("paging=page&page=4&endless=1", 7).unwrap().0,
+            [0, 1, 2]
+        );
+        assert_eq!(page("paging=offset&offset=5&limit=4", 7).unwrap().0, [5, 6]);
+        let (ids, _, cursor) = page("paging=cursor&cursor=after+3", 7).unwrap();
+        assert_eq!((ids, cursor.as_deref()), (vec![3, 4, 5], Some("after 6")));
+        assert_eq!(page("paging=cursor&cursor=after+6", 7).unwrap().2, None);
+        assert!(
+            page("paging=cursor&cursor=bogus", 7)
+                .unwrap_err()
+                .contains("not issued")
+        );
+        assert_eq!(page("paging=none", 7).unwrap().0.len(), 7);
+        assert!(page("paging=sideways", 7).is_err());
+    }
+
+    #[test]
+    fn csv_writes_a_header_and_text_cells() {
+        assert_eq!(csv(&rows(2)), "i,s,n\n0,\"a,b\",\n1,\"a,b\",\n");
+        assert_eq!(ndjson(&rows(1)), "{\"i\":0,\"s\":\"a,b\",\"n\":null}\n");
+    }
+}

@@ -347,7 +347,7 @@ mod tests {
     #[test]
     fn describes_what_a_page_holds() {
         let root: &RawValue = serde_json::from_str(
-            r#"{"links": {"next": null}, "data": {"rows": []}, "n": 1, "a b": {}}"#,
+            r#"{"links": {"next": null}, "data": {"rows": []}, "n": 1, "a b": {}, "x": {"c d": 1}}"#,
         )
         .unwrap();
         assert_eq!(

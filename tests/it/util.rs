@@ -231,8 +231,8 @@ pub fn read_file(root: &Path, path: &Path) -> Vec<Row> {
 }
 
 /// The value at `i` of an Arrow array as JSON, converted directly (no text round trip, so every
-/// float keeps its exact bits): decimals as their text, dates as `YYYY-MM-DD`, timestamps as RFC 3339 in UTC (`Z`),
-/// structs as objects with explicit nulls, lists as arrays.
+/// float keeps its exact bits): decimals as their text, dates as `YYYY-MM-DD`, timestamps as
+/// RFC 3339 in UTC (`Z`), structs as objects with explicit nulls, lists as arrays.
 pub fn json_value(array: &dyn Array, i: usize) -> Value {
     use arrow::datatypes::{Date32Type, Float64Type, Int64Type};
     if array.is_null(i) {
