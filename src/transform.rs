@@ -125,8 +125,9 @@ impl Transforms {
     /// The schema written for an export whose inferred schema is `inferred`. Every column a
     /// transform names must exist there (or be added before it is cast), and no two columns may
     /// end with the same name: otherwise an [`Error::Schema`] names the column.
+    /// An export without rows (no columns) stays without columns.
     pub fn schema(&self, inferred: &SchemaRef) -> Result<SchemaRef> {
-        if self.is_empty() {
+        if self.is_empty() || inferred.fields().is_empty() {
             return Ok(inferred.clone());
         }
         let has = |name: &str| inferred.field_with_name(name).is_ok();
@@ -425,6 +426,12 @@ mod tests {
             err.contains("\"nope\"") && err.contains("it has: id, amount, day, ok"),
             "{err}"
         );
+        let no_rows = Arc::new(Schema::empty());
+        let select = Transforms {
+            select: vec!["nope".into()],
+            ..Transforms::default()
+        };
+        assert_eq!(select.schema(&no_rows).unwrap(), no_rows);
     }
 
     #[test]
