@@ -264,11 +264,11 @@ mod tests {
             .collect()
     }
 
-    /// The `i` of each row of the page `query` asks for, its next link and its cursor.
-    fn page(
-        query: &str,
-        total: usize,
-    ) -> Result<(Vec<usize>, Option<String>, Option<String>), String> {
+    /// A page as the `i` of each row, its next link and its cursor.
+    type Served = (Vec<usize>, Option<String>, Option<String>);
+
+    /// The page `query` asks for among `total` rows.
+    fn page(query: &str, total: usize) -> Result<Served, String> {
         let ask = parse(
             Url::parse(&format!("http://h{ROWS_PATH}?{query}")).unwrap(),
             3,
