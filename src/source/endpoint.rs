@@ -82,7 +82,7 @@ pub fn decode_page(
             PageEnd {
                 next,
                 rows,
-                total: None,
+                ..PageEnd::default()
             },
         ));
     }
@@ -103,13 +103,16 @@ pub fn decode_page(
             }
             .map_err(|source| row_error(at, source))?;
             PageEnd {
-                next: None,
                 rows,
-                total: None,
+                ..PageEnd::default()
             }
         }
     };
     let raw = decoder.finish().map_err(|source| row_error(at, source))?;
+    let end = PageEnd {
+        digest: endpoint.paging.counts().then(|| digest(&page.body)),
+        ..end
+    };
     Ok((raw, end))
 }
 
@@ -156,7 +159,16 @@ fn json_page(
         next,
         rows: rows.len(),
         total,
+        digest: None,
     })
+}
+
+/// A digest of a page's body, to notice a server that serves the same page again.
+fn digest(body: &[u8]) -> u64 {
+    use std::hash::{DefaultHasher, Hash, Hasher};
+    let mut hasher = DefaultHasher::new();
+    body.hash(&mut hasher);
+    hasher.finish()
 }
 
 /// The string (or number, as its text) at `path`; `None` when absent or null.
@@ -270,7 +282,7 @@ mod tests {
                 PageEnd {
                     next: Some("/r?p=2".into()),
                     rows: 2,
-                    total: None
+                    ..PageEnd::default()
                 }
             );
         }
@@ -291,7 +303,8 @@ mod tests {
             PageEnd {
                 next: Some("42".into()),
                 rows: 1,
-                total: Some(9)
+                total: Some(9),
+                digest: None
             }
         );
         let err = decode(

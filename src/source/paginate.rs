@@ -42,6 +42,21 @@ impl Paging {
             path: JsonPath::links_next(),
         }
     }
+
+    /// Whether the next URL is counted (page numbers, offsets) rather than read from the page,
+    /// so only the page's content can show that the server ignores the parameter.
+    pub fn counts(&self) -> bool {
+        matches!(self, Paging::PageNumber { .. } | Paging::Offset { .. })
+    }
+
+    /// The query parameter a counting kind moves.
+    fn counted_param(&self) -> &str {
+        match self {
+            Paging::PageNumber { param, .. } => param,
+            Paging::Offset { offset, .. } => offset,
+            _ => "",
+        }
+    }
 }
 
 /// What a page says about its successor: the raw value at the next or cursor path, the rows it
@@ -54,6 +69,9 @@ pub struct PageEnd {
     pub rows: usize,
     /// The total number of rows the page stated, when a total path is configured.
     pub total: Option<u64>,
+    /// A digest of the page's body, for kinds that count ([`Paging::counts`]): a server that
+    /// ignores the page or offset parameter serves the same page again and again.
+    pub digest: Option<u64>,
 }
 
 impl PageEnd {
@@ -74,6 +92,8 @@ pub struct Pagination {
     visited: HashSet<Url>,
     fetched: u64,
     rows: u64,
+    /// [`PageEnd::digest`] of the previous page.
+    last_digest: Option<u64>,
 }
 
 impl Pagination {
@@ -94,6 +114,7 @@ impl Pagination {
             visited: HashSet::new(),
             fetched: 0,
             rows: 0,
+            last_digest: None,
         }
     }
 
@@ -112,6 +133,17 @@ impl Pagination {
     /// Records how the page at `current` ended and decides the next URL, if any.
     pub fn advance(&mut self, current: &Url, end: &PageEnd, at: &PageLocation) -> Result<()> {
         self.rows += end.rows as u64;
+        if end.rows > 0 && end.digest.is_some() && end.digest == self.last_digest {
+            return Err(Error::Page {
+                at: at.clone(),
+                reason: format!(
+                    "the page is the same as the one before: the server seems to ignore query \
+                     parameter {:?} (pagination loop)",
+                    self.paging.counted_param()
+                ),
+            });
+        }
+        self.last_digest = end.digest;
         if end.total.is_some_and(|total| self.rows >= total) {
             return Ok(());
         }
@@ -309,7 +341,7 @@ mod tests {
         let cursor = |c: Option<&str>| PageEnd {
             next: c.map(str::to_owned),
             rows: 1,
-            total: None,
+            ..PageEnd::default()
         };
         let seen = walk_kind(
             "http://h/r",
@@ -328,15 +360,36 @@ mod tests {
     }
 
     #[test]
+    fn the_same_page_twice_in_a_row_is_a_loop() {
+        let kind = Paging::PageNumber {
+            param: "p".into(),
+            start: 1,
+        };
+        let page = |digest| PageEnd {
+            rows: 3,
+            digest: Some(digest),
+            ..PageEnd::default()
+        };
+        let seen = walk_kind("http://h/r", kind.clone(), &[page(1), page(2), rows(0)]).unwrap();
+        assert_eq!(seen.len(), 3);
+        let err = walk_kind("http://h/r", kind, &[page(1), page(1)]).unwrap_err();
+        let message = err.to_string();
+        assert!(
+            message.contains("page 2") && message.contains("\"p\""),
+            "{message}"
+        );
+    }
+
+    #[test]
     fn a_stated_total_ends_any_kind_and_none_is_one_page() {
         let kind = Paging::PageNumber {
             param: "page".into(),
             start: 1,
         };
         let total = |rows| PageEnd {
-            next: None,
             rows,
             total: Some(5),
+            ..PageEnd::default()
         };
         let seen = walk_kind(
             "http://h/r",

@@ -75,6 +75,22 @@ fn page_numbers_start_where_told_and_use_the_named_parameter() {
 }
 
 #[test]
+fn a_server_that_ignores_the_page_parameter_is_a_loop_not_an_endless_export() {
+    // The sandbox reads `page`, so `p` changes the URL but not the page served.
+    let sandbox = Sandbox::start(&[]);
+    let out = tempfile::tempdir().unwrap();
+    let dest = out.path().join("dest");
+    let flags = ["--data-path", ROWS_PATH, "--paginate", "page", "--page-param", "p"];
+    let error = failure(&export(&sandbox, "paging=page&size=100", &dest, &flags), 1);
+    assert!(error.contains("page 2)"), "{error}");
+    assert!(
+        error.contains(r#"the server seems to ignore query parameter "p" (pagination loop)"#),
+        "{error}"
+    );
+    assert!(!dest.exists());
+}
+
+#[test]
 fn offsets_and_limits_run_until_an_empty_page() {
     let flags = [
         "--data-path",
