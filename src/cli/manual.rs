@@ -4,8 +4,9 @@
 
 use clap::{Args, ValueEnum};
 
-/// The request, the page shape and the transforms of `export url` / `schema url`.
-#[derive(Debug, Args)]
+/// The request, the page shape and the transforms of `export url` / `schema url`. Its `Debug`
+/// leaves out header values and the body, which may hold secrets.
+#[derive(Args)]
 pub struct ManualArgs {
     /// The first page: an absolute URL on the API base's origin, or a path resolved against
     /// the API base (e.g. /v1/reports).
@@ -103,6 +104,24 @@ pub struct ManualArgs {
     /// What a value that does not cast becomes: an error naming its row and column, or null.
     #[arg(long, value_enum, default_value_t = OnCastErrorArg::Fail, help_heading = "Transforms")]
     pub on_cast_error: OnCastErrorArg,
+}
+
+impl std::fmt::Debug for ManualArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let header_names: Vec<&str> = self
+            .header
+            .iter()
+            .map(|h| h.split_once(':').map_or("?", |(name, _)| name.trim()))
+            .collect();
+        f.debug_struct("ManualArgs")
+            .field("url", &self.url)
+            .field("method", &self.method)
+            .field("header_names", &header_names)
+            .field("data_path", &self.data_path)
+            .field("paginate", &self.paginate)
+            .field("content_format", &self.content_format)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Pagination kinds.

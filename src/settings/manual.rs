@@ -308,6 +308,20 @@ mod tests {
         };
         let message = usage(&["/x", "--header", "Authorization: Bearer s3cr\u{7}t"]);
         assert!(!message.contains("s3cr"), "{message}");
+        let cli = crate::cli::Cli::try_parse_from([
+            "kargo-export",
+            "schema",
+            "url",
+            "/x",
+            "--header",
+            "X-Key: s3cret",
+        ])
+        .unwrap();
+        let debug = format!("{cli:?}");
+        assert!(
+            debug.contains("X-Key") && !debug.contains("s3cret"),
+            "{debug}"
+        );
         assert!(usage(&["/x", "--data-path", "data.rows"]).contains("--data-path"));
         assert!(usage(&["/x", "--paginate", "cursor"]).contains("--cursor-path"));
         assert!(usage(&["/x", "--content-format", "csv"]).contains("--paginate page"));
