@@ -209,34 +209,28 @@ impl Cancel {
 
 /// Every row of report `report_id` decoded, and the schema an export of it would write.
 pub async fn report_schema(api: &Api, report_id: &str) -> Result<SchemaRef> {
-    let session = ApiSession::start(api).await?;
-    let source = Source::completed_report(&session.client, report_id);
-    let transforms = Arc::new(Transforms::default());
-    let spooled = spool_report(
-        &session.client,
-        source,
-        &transforms,
-        None,
-        &Cancel::default(),
-    )
-    .await?;
-    Ok(spooled.inference.schema())
+    let source = |client: &ApiClient| Ok(Source::completed_report(client, report_id));
+    source_schema(api, source, Transforms::default()).await
 }
 
 /// Every row of a manual endpoint decoded, and the schema an export of it would write (after
 /// its transforms).
 pub async fn manual_schema(api: &Api, job: &ManualJob) -> Result<SchemaRef> {
+    let source = |client: &ApiClient| Source::manual(client, job);
+    source_schema(api, source, job.transforms.clone()).await
+}
+
+/// Phase 1 without a spool for one source, and the schema its export would write.
+async fn source_schema(
+    api: &Api,
+    source: impl FnOnce(&ApiClient) -> Result<Source>,
+    transforms: Transforms,
+) -> Result<SchemaRef> {
     let session = ApiSession::start(api).await?;
-    let source = Source::manual(&session.client, job)?;
-    let transforms = Arc::new(job.transforms.clone());
-    let spooled = spool_report(
-        &session.client,
-        source,
-        &transforms,
-        None,
-        &Cancel::default(),
-    )
-    .await?;
+    let source = source(&session.client)?;
+    let transforms = Arc::new(transforms);
+    let cancel = Cancel::default();
+    let spooled = spool_report(&session.client, source, &transforms, None, &cancel).await?;
     transforms.schema(&spooled.inference.schema())
 }
 

@@ -16,6 +16,14 @@ const SOURCE: &str = include_str!("../../sample_data/completed-reports/rpt_2b8e4
 /// The data path of the sandbox's test shape, using `.key`, `['key']`, `[N]` and `[*]`.
 const ROWS_PATH: &str = "$.result['row sets'][0].items[*]";
 
+/// A temporary folder (removed when dropped, so keep it) and a destination inside it that
+/// does not exist yet.
+fn scratch() -> (tempfile::TempDir, std::path::PathBuf) {
+    let out = tempfile::tempdir().unwrap();
+    let dest = out.path().join("dest");
+    (out, dest)
+}
+
 /// `export url /v1/test/rows?report=REPORT&<query> --out DEST <flags>`.
 fn export(sandbox: &Sandbox, query: &str, dest: &Path, flags: &[&str]) -> Output {
     let url = format!("/v1/test/rows?report={REPORT}&{query}");
@@ -34,8 +42,7 @@ fn export(sandbox: &Sandbox, query: &str, dest: &Path, flags: &[&str]) -> Output
 /// order, value by value.
 fn exports_every_row(query: &str, flags: &[&str], pages: u64) {
     let sandbox = Sandbox::start(&[]);
-    let out = tempfile::tempdir().unwrap();
-    let dest = out.path().join("dest");
+    let (_out, dest) = scratch();
     let stdout = success(&export(&sandbox, query, &dest, flags));
     assert_eq!(pages_in_summary(&stdout), pages, "{stdout}");
     assert_same_rows(&read_dataset(&dest), &source_rows(SOURCE));
@@ -58,8 +65,7 @@ fn page_numbers_run_until_an_empty_page() {
 fn page_numbers_start_where_told_and_use_the_named_parameter() {
     // The sandbox counts `page` from 1; starting at 2 skips the first 100 rows.
     let sandbox = Sandbox::start(&[]);
-    let out = tempfile::tempdir().unwrap();
-    let dest = out.path().join("dest");
+    let (_out, dest) = scratch();
     let flags = [
         "--data-path",
         ROWS_PATH,
@@ -78,9 +84,15 @@ fn page_numbers_start_where_told_and_use_the_named_parameter() {
 fn a_server_that_ignores_the_page_parameter_is_a_loop_not_an_endless_export() {
     // The sandbox reads `page`, so `p` changes the URL but not the page served.
     let sandbox = Sandbox::start(&[]);
-    let out = tempfile::tempdir().unwrap();
-    let dest = out.path().join("dest");
-    let flags = ["--data-path", ROWS_PATH, "--paginate", "page", "--page-param", "p"];
+    let (_out, dest) = scratch();
+    let flags = [
+        "--data-path",
+        ROWS_PATH,
+        "--paginate",
+        "page",
+        "--page-param",
+        "p",
+    ];
     let error = failure(&export(&sandbox, "paging=page&size=100", &dest, &flags), 1);
     assert!(error.contains("page 2)"), "{error}");
     assert!(
@@ -156,8 +168,7 @@ fn ndjson_is_read_by_its_content_type() {
 #[test]
 fn csv_cells_are_strings_until_cast() {
     let sandbox = Sandbox::start(&[]);
-    let out = tempfile::tempdir().unwrap();
-    let dest = out.path().join("dest");
+    let (_out, dest) = scratch();
     let flags = [
         "--paginate",
         "offset",
@@ -203,8 +214,7 @@ fn csv_cells_are_strings_until_cast() {
 #[test]
 fn select_rename_cast_and_add_column_shape_the_dataset_before_partitioning() {
     let sandbox = Sandbox::start(&[]);
-    let out = tempfile::tempdir().unwrap();
-    let dest = out.path().join("dest");
+    let (_out, dest) = scratch();
     let flags = [
         "--data-path",
         ROWS_PATH,
@@ -264,8 +274,7 @@ fn select_rename_cast_and_add_column_shape_the_dataset_before_partitioning() {
 #[test]
 fn a_value_that_does_not_cast_names_page_row_and_column_and_writes_nothing() {
     let sandbox = Sandbox::start(&[]);
-    let out = tempfile::tempdir().unwrap();
-    let dest = out.path().join("dest");
+    let (_out, dest) = scratch();
     let flags = ["--paginate", "page", "--cast", "site_domain=int64"];
     let query = "paging=page&size=100&format=ndjson";
     let error = failure(&export(&sandbox, query, &dest, &flags), 1);
@@ -293,8 +302,7 @@ fn a_value_that_does_not_cast_names_page_row_and_column_and_writes_nothing() {
 #[test]
 fn a_wrong_data_path_names_the_path_and_what_the_page_has() {
     let sandbox = Sandbox::start(&[]);
-    let out = tempfile::tempdir().unwrap();
-    let dest = out.path().join("dest");
+    let (_out, dest) = scratch();
     let url = format!("/v1/completed-reports/{REPORT}");
     let output = sandbox.run(&[
         "export",
@@ -317,8 +325,7 @@ fn a_wrong_data_path_names_the_path_and_what_the_page_has() {
 #[test]
 fn the_template_shape_by_hand_equals_export_report() {
     let sandbox = Sandbox::start(&["--page-size", "45"]);
-    let out = tempfile::tempdir().unwrap();
-    let dest = out.path().join("dest");
+    let (_out, dest) = scratch();
     let url = format!("/v1/completed-reports/{REPORT}");
     let stdout = success(&sandbox.run(&["export", "url", &url, "--out", dest.to_str().unwrap()]));
     assert!(
@@ -332,8 +339,7 @@ fn the_template_shape_by_hand_equals_export_report() {
 #[test]
 fn post_with_a_body_file_and_a_header_that_never_reaches_the_logs() {
     let sandbox = Sandbox::start(&[]);
-    let out = tempfile::tempdir().unwrap();
-    let dest = out.path().join("dest");
+    let (out, dest) = scratch();
     let body = out.path().join("body.json");
     std::fs::write(&body, format!(r#"{{"report": "{REPORT}"}}"#)).unwrap();
     let body_flag = format!("@{}", body.display());
@@ -375,8 +381,7 @@ fn post_with_a_body_file_and_a_header_that_never_reaches_the_logs() {
 fn a_url_on_another_origin_is_refused_before_anything_is_sent() {
     let sandbox = Sandbox::start(&[]);
     let other = Sandbox::start(&[]);
-    let out = tempfile::tempdir().unwrap();
-    let dest = out.path().join("dest");
+    let (_out, dest) = scratch();
     let url = format!("{}/v1/test/rows", other.base);
     let output = sandbox.run(&["export", "url", &url, "--out", dest.to_str().unwrap()]);
     let error = failure(&output, 1);
@@ -410,8 +415,7 @@ fn schema_url_prints_the_transformed_schema_and_writes_nothing() {
 #[test]
 fn usage_mistakes_exit_2_naming_the_flag() {
     let sandbox = Sandbox::start(&[]);
-    let out = tempfile::tempdir().unwrap();
-    let dest = out.path().join("dest");
+    let (_out, dest) = scratch();
     for (flags, expected) in [
         (&["--paginate", "cursor"][..], "--cursor-path"),
         (&["--data-path", "data.rows"][..], "--data-path"),
