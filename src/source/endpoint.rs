@@ -342,6 +342,36 @@ mod tests {
     }
 
     #[test]
+    fn a_top_level_array_is_read_with_a_wildcard_at_the_root() {
+        let body = r#"[{"a": 5}, {"a": 6}, {"a": 7}]"#;
+        let (a, end) = decode(
+            &endpoint("$[*]", Paging::None, None),
+            ContentFormat::Json,
+            body,
+        )
+        .unwrap();
+        assert_eq!((a, end.rows), (vec![5, 6, 7], 3));
+        let (a, _) = decode(
+            &endpoint("$[1]", Paging::None, None),
+            ContentFormat::Json,
+            body,
+        )
+        .unwrap();
+        assert_eq!(a, [6]);
+        let err = decode(
+            &endpoint("$.data.rows[*]", Paging::None, None),
+            ContentFormat::Json,
+            body,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("$.data.rows[*] matched nothing; the page is an array"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn ndjson_and_csv_pages_decode_and_refuse_body_paths() {
         let e = endpoint("$", Paging::None, None);
         let (a, end) = decode(&e, ContentFormat::Ndjson, "{\"a\": 3}\n{\"a\": 4}\n").unwrap();
