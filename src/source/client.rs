@@ -290,10 +290,13 @@ impl ApiClient {
         if url.origin() == self.api_base.origin() {
             return Ok(());
         }
+        // Every page after the first was reached by a next link (or a cursor, page or offset
+        // on the first page's URL, which cannot change the origin).
+        let what = if at.page > 1 { "next link " } else { "" };
         Err(Error::Page {
             at: at.clone(),
             reason: format!(
-                "{} is on another origin than the API base {}; refusing to send credentials there",
+                "{what}{} is on another origin than the API base {}; refusing to send credentials there",
                 redact_url(url),
                 redact_url(&self.api_base)
             ),
