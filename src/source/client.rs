@@ -270,10 +270,13 @@ impl ApiClient {
         if request.body.is_some() {
             headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         }
+        for name in request.headers.keys() {
+            headers.remove(name);
+        }
         for (name, value) in &request.headers {
             let mut value = value.clone();
             value.set_sensitive(true);
-            headers.insert(name, value);
+            headers.append(name, value);
         }
         let mut builder = self
             .http
