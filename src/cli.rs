@@ -7,6 +7,10 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+pub mod manual;
+
+pub use manual::ManualArgs;
+
 /// The production API base.
 pub const DEFAULT_API_BASE: &str = "https://datasharingapi.prod.kargo.com";
 
@@ -97,6 +101,13 @@ pub enum ExportTarget {
         #[command(flatten)]
         output: OutputArgs,
     },
+    /// Any endpoint, configured by hand: request, rows, pagination, format, transforms.
+    Url {
+        #[command(flatten)]
+        manual: Box<ManualArgs>,
+        #[command(flatten)]
+        output: OutputArgs,
+    },
 }
 
 /// What `schema` inspects.
@@ -106,6 +117,11 @@ pub enum SchemaTarget {
     Report {
         /// Report id.
         id: String,
+    },
+    /// The schema of a manually configured endpoint (see `export url`).
+    Url {
+        #[command(flatten)]
+        manual: Box<ManualArgs>,
     },
 }
 
@@ -258,6 +274,10 @@ pub async fn run(cli: Cli) -> crate::Result<()> {
         }
         Settings::Schema { api, report_id } => {
             let schema = pipeline::report_schema(&api, &report_id).await?;
+            output::print_schema(&schema)
+        }
+        Settings::SchemaUrl { api, job } => {
+            let schema = pipeline::manual_schema(&api, &job).await?;
             output::print_schema(&schema)
         }
         Settings::Export(settings) => {

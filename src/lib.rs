@@ -1,11 +1,13 @@
 //! kargo-export: Kargo Data Sharing API reports to partitioned Apache Parquet.
 //!
 //! The layout follows the data flow:
-//! - [`source`] logs in, fetches pages over HTTP, follows `links.next` and extracts the rows of
-//!   each page in one pass over its bytes;
+//! - [`source`] logs in, fetches pages over HTTP, follows them (next links, page numbers,
+//!   offsets, cursors) and extracts the rows of each page (in one pass over its bytes for the
+//!   API's own shape; by JSONPath, NDJSON or CSV for manually configured endpoints);
 //! - [`decode`] turns the rows of one page into an Arrow batch with column kinds observed on the
 //!   way, and [`infer`] merges those kinds into the one schema of an export and conforms every
-//!   batch to it;
+//!   batch to it; [`transform`] applies the light transforms of manual endpoints (select,
+//!   rename, cast, added columns) before partitioning;
 //! - [`sink`] splits batches by partition (Hive layout), writes Parquet files under a staging
 //!   prefix through `object_store`, then publishes them and retires a report's older files;
 //! - [`pipeline`] wires the stages for one export command; [`sandbox`] is a Kargo-compatible API
@@ -23,5 +25,6 @@ pub mod secret;
 pub mod settings;
 pub mod sink;
 pub mod source;
+pub mod transform;
 
 pub use error::{Error, Result};

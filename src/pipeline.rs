@@ -1,11 +1,12 @@
 //! One export command from pages to committed files.
 //!
 //! Phase 1 (per report, several reports at once): fetch pages ahead ([`process_pages`]), decode
-//! each page in one pass into a raw Arrow batch ([`extract::decode_page`], one [`RowDecoder`] per
-//! blocking thread), record the column kinds ([`SchemaInference`]) in page order and spool the
+//! each page into a raw Arrow batch ([`endpoint::decode_page`], one [`RowDecoder`] per
+//! blocking thread), check that its values cast as `--cast` asks, record the column kinds ([`SchemaInference`]) in page order and spool the
 //! batch to a local Arrow IPC file. Nothing is written to the destination yet, because the
 //! export's schema is only known once every page has been seen. Phase 2: merge the inferences
-//! into the one schema of the export, conform each spooled batch to it and stage Parquet files
+//! into the one schema of the export, conform each spooled batch to it, apply the
+//! [`Transforms`] of a manual endpoint and stage Parquet files
 //! ([`ReportWriter`], one per core for a large report); when every report is staged, commit them. Any failure discards what was staged, so
 //! the destination is left as it was. The spool is a temporary folder (TMPDIR) removed at the end.
 //!
@@ -39,13 +40,17 @@ use crate::decode::{RawBatch, RowDecoder};
 use crate::error::{Error, PageLocation, Result, redact_url};
 use crate::infer::{SchemaInference, conform};
 use crate::sandbox::{self, SANDBOX_PASSWORD, SANDBOX_USERNAME, SandboxOptions};
+use crate::settings::manual::ManualJob;
 use crate::settings::{Api, ExportJob, ExportSettings};
 use crate::sink::{CommitSummary, Destination, ManifestInfo, ReportWriter, StagedReport};
 use crate::source::auth::Credentials;
-use crate::source::client::{ApiClient, Connection};
-use crate::source::extract::{self, extract_page};
+use crate::source::client::{ApiClient, Connection, Fetched};
+use crate::source::endpoint::{self, Endpoint};
+use crate::source::extract::extract_page;
 use crate::source::for_each_page;
+use crate::source::paginate::PageEnd;
 use crate::source::readahead::process_pages;
+use crate::transform::Transforms;
 
 /// What an export did.
 #[derive(Debug)]
@@ -204,10 +209,29 @@ impl Cancel {
 
 /// Every row of report `report_id` decoded, and the schema an export of it would write.
 pub async fn report_schema(api: &Api, report_id: &str) -> Result<SchemaRef> {
+    let source = |client: &ApiClient| Ok(Source::completed_report(client, report_id));
+    source_schema(api, source, Transforms::default()).await
+}
+
+/// Every row of a manual endpoint decoded, and the schema an export of it would write (after
+/// its transforms).
+pub async fn manual_schema(api: &Api, job: &ManualJob) -> Result<SchemaRef> {
+    let source = |client: &ApiClient| Source::manual(client, job);
+    source_schema(api, source, job.transforms.clone()).await
+}
+
+/// Phase 1 without a spool for one source, and the schema its export would write.
+async fn source_schema(
+    api: &Api,
+    source: impl FnOnce(&ApiClient) -> Result<Source>,
+    transforms: Transforms,
+) -> Result<SchemaRef> {
     let session = ApiSession::start(api).await?;
-    let source = Source::completed_report(&session.client, report_id);
-    let spooled = spool_report(&session.client, source, None, &Cancel::default()).await?;
-    Ok(spooled.inference.schema())
+    let source = source(&session.client)?;
+    let transforms = Arc::new(transforms);
+    let cancel = Cancel::default();
+    let spooled = spool_report(&session.client, source, &transforms, None, &cancel).await?;
+    transforms.schema(&spooled.inference.schema())
 }
 
 /// Every report request, each as the raw JSON the API sent.
@@ -266,15 +290,25 @@ async fn prepare(
     cancel: &Cancel,
 ) -> Result<(Vec<SpooledReport>, Vec<StagedReport>, SchemaRef)> {
     let session = ApiSession::start(&settings.api).await?;
-    let sources: Vec<Source> = match &settings.job {
-        ExportJob::CompletedReports(ids) => ids
-            .iter()
-            .map(|id| Source::completed_report(&session.client, id))
-            .collect(),
-        ExportJob::ReportList => vec![Source::report_list(&session.client)],
+    let (sources, transforms): (Vec<Source>, Transforms) = match &settings.job {
+        ExportJob::CompletedReports(ids) => (
+            ids.iter()
+                .map(|id| Source::completed_report(&session.client, id))
+                .collect(),
+            Transforms::default(),
+        ),
+        ExportJob::ReportList => (
+            vec![Source::report_list(&session.client)],
+            Transforms::default(),
+        ),
+        ExportJob::Endpoint(job) => (
+            vec![Source::manual(&session.client, job)?],
+            job.transforms.clone(),
+        ),
     };
+    let transforms = Arc::new(transforms);
     let spooled: Vec<SpooledReport> = stream::iter(sources)
-        .map(|source| spool_report(&session.client, source, Some(spool), cancel))
+        .map(|source| spool_report(&session.client, source, &transforms, Some(spool), cancel))
         .buffered(settings.concurrency)
         .try_collect()
         .await?;
@@ -282,31 +316,51 @@ async fn prepare(
     for report in &spooled {
         inference.merge(&report.inference);
     }
-    let schema = inference.schema();
-    let staged = stage_all(settings, &spooled, &schema, run_id, cancel).await?;
-    Ok((spooled, staged, schema))
+    let shape = Shape {
+        inferred: inference.schema(),
+        schema: transforms.schema(&inference.schema())?,
+        transforms,
+    };
+    let staged = stage_all(settings, &spooled, &shape, run_id, cancel).await?;
+    Ok((spooled, staged, shape.schema))
 }
 
-/// A report to read: its key in file names and manifests, and its first page.
+/// A report to read: its key in file names and manifests, and its endpoint. The templates are
+/// presets of the endpoint a manual export configures.
 struct Source {
     key: String,
-    first: Url,
+    endpoint: Arc<Endpoint>,
 }
 
 impl Source {
     fn completed_report(client: &ApiClient, id: &str) -> Self {
-        Source {
-            key: id.to_string(),
-            first: client.endpoint(&["v1", "completed-reports", id]),
-        }
+        Source::preset(id, client.endpoint(&["v1", "completed-reports", id]))
     }
 
     fn report_list(client: &ApiClient) -> Self {
+        Source::preset("reports", client.endpoint(&["v1", "reports"]))
+    }
+
+    fn preset(key: &str, url: Url) -> Self {
         Source {
-            key: "reports".to_string(),
-            first: client.endpoint(&["v1", "reports"]),
+            key: key.to_string(),
+            endpoint: Arc::new(Endpoint::preset(url)),
         }
     }
+
+    fn manual(client: &ApiClient, job: &ManualJob) -> Result<Self> {
+        Ok(Source {
+            key: job.key.clone(),
+            endpoint: Arc::new(job.endpoint(client.api_base())?),
+        })
+    }
+}
+
+/// The schema inferred over every page, the transforms and the schema they write.
+struct Shape {
+    inferred: SchemaRef,
+    transforms: Arc<Transforms>,
+    schema: SchemaRef,
 }
 
 /// A report whose pages are decoded and spooled.
@@ -339,6 +393,7 @@ struct DecodedPage {
 async fn spool_report(
     client: &ApiClient,
     source: Source,
+    transforms: &Arc<Transforms>,
     spool: Option<&Path>,
     cancel: &Cancel,
 ) -> Result<SpooledReport> {
@@ -348,21 +403,27 @@ async fn spool_report(
     let spool = spool.map(Path::to_path_buf);
     let slot = fastrand::u64(..);
     let cancel = cancel.clone();
-    let process = move |body: Bytes, at: &PageLocation| {
+    let endpoint = source.endpoint.clone();
+    let transforms = transforms.clone();
+    let process = move |page: Fetched, at: &PageLocation| {
         cancel.check()?;
         let file = spool
             .as_ref()
             .map(|dir| dir.join(format!("{slot:016x}-{:06}.arrow", at.page)));
-        let (raw, next) = decode_page(&body, at, file.as_deref())?;
+        let (raw, end) = decode_page(&endpoint, &page, at, file.as_deref())?;
+        transforms.check(&raw.batch).map_err(|source| Error::Row {
+            at: at.clone(),
+            source,
+        })?;
         let file = file.filter(|_| raw.batch.num_rows() > 0);
-        let json_bytes = body.len() as u64;
+        let json_bytes = page.body.len() as u64;
         Ok((
             DecodedPage {
                 raw,
                 file,
                 json_bytes,
             },
-            next,
+            end,
         ))
     };
     let consume = |page: DecodedPage, at: &PageLocation| {
@@ -381,7 +442,7 @@ async fn spool_report(
     };
     process_pages(
         client,
-        source.first.clone(),
+        &source.endpoint,
         PAGES_IN_FLIGHT,
         process,
         consume,
@@ -391,7 +452,7 @@ async fn spool_report(
     tracing::info!(report = %source.key, pages = pages.len(), json_bytes, "fetched");
     Ok(SpooledReport {
         key: source.key,
-        source_url: redact_url(&source.first),
+        source_url: redact_url(&source.endpoint.url),
         pages,
         inference,
         json_bytes,
@@ -403,13 +464,15 @@ thread_local! {
     static DECODER: RefCell<RowDecoder> = RefCell::new(RowDecoder::new());
 }
 
-/// Decodes one page in a single pass and spools its rows; returns the batch and the next link.
+/// Decodes one page and spools its rows; returns the batch and how the page ends.
 fn decode_page(
-    body: &[u8],
+    endpoint: &Endpoint,
+    page: &Fetched,
     at: &PageLocation,
     spool: Option<&Path>,
-) -> Result<(RawBatch, Option<String>)> {
-    let (raw, next) = DECODER.with_borrow_mut(|decoder| extract::decode_page(body, at, decoder))?;
+) -> Result<(RawBatch, PageEnd)> {
+    let (raw, next) =
+        DECODER.with_borrow_mut(|decoder| endpoint::decode_page(endpoint, page, at, decoder))?;
     if let Some(path) = spool
         && raw.batch.num_rows() > 0
     {
@@ -441,14 +504,14 @@ fn read_spool(path: &Path) -> Result<Vec<RecordBatch>> {
 async fn stage_all(
     settings: &ExportSettings,
     spooled: &[SpooledReport],
-    schema: &SchemaRef,
+    shape: &Shape,
     run_id: &str,
     cancel: &Cancel,
 ) -> Result<Vec<StagedReport>> {
     // Reports staged at once share the encoder budget.
     let at_once = settings.concurrency.min(spooled.len()).max(1);
     let results: Vec<Result<StagedReport>> = stream::iter(spooled)
-        .map(|report| stage_report(settings, report, schema, run_id, at_once, cancel))
+        .map(|report| stage_report(settings, report, shape, run_id, at_once, cancel))
         .buffered(at_once)
         .collect()
         .await;
@@ -479,11 +542,12 @@ const PARALLEL_WRITE_MIN_ROWS: usize = 100_000;
 async fn stage_report(
     settings: &ExportSettings,
     report: &SpooledReport,
-    schema: &SchemaRef,
+    shape: &Shape,
     run_id: &str,
     at_once: usize,
     cancel: &Cancel,
 ) -> Result<StagedReport> {
+    let schema = &shape.schema;
     let runs = page_runs(&report.pages, write_shards());
     let shards = runs.len();
     let mut options = settings.write.clone();
@@ -497,6 +561,8 @@ async fn stage_report(
                 destination: settings.destination.clone(),
                 key: report.key.clone(),
                 run_id: run_id.to_string(),
+                inferred: shape.inferred.clone(),
+                transforms: shape.transforms.clone(),
                 schema: schema.clone(),
                 partition_by: if schema.fields().is_empty() {
                     Vec::new()
@@ -565,6 +631,10 @@ struct StageJob {
     destination: Destination,
     key: String,
     run_id: String,
+    /// The schema every spooled batch is conformed to, before the transforms.
+    inferred: SchemaRef,
+    transforms: Arc<Transforms>,
+    /// The schema written.
     schema: SchemaRef,
     partition_by: Vec<String>,
     options: crate::sink::WriteOptions,
@@ -591,9 +661,10 @@ impl StageJob {
                 .check()
                 .and_then(|()| read_spool(file))
                 .and_then(|batches| {
-                    batches
-                        .iter()
-                        .try_for_each(|batch| writer.write(&conform(batch, &self.schema)?))
+                    batches.iter().try_for_each(|batch| {
+                        let conformed = conform(batch, &self.inferred)?;
+                        writer.write(&self.transforms.apply(&conformed, &self.schema)?)
+                    })
                 });
             let _ = std::fs::remove_file(file);
             if let Err(e) = written {

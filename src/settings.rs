@@ -21,6 +21,10 @@ use crate::sink::{Destination, WriteOptions};
 use crate::source::auth::Credentials;
 use crate::source::client::Connection;
 
+pub mod manual;
+
+use manual::ManualJob;
+
 /// Environment variable holding the password.
 pub const PASSWORD_ENV: &str = "KARGO_PASSWORD";
 
@@ -41,6 +45,8 @@ pub enum Settings {
     Export(ExportSettings),
     /// `schema report ID`.
     Schema { api: Api, report_id: String },
+    /// `schema url URL ...`.
+    SchemaUrl { api: Api, job: Box<ManualJob> },
     /// `sandbox`.
     Sandbox {
         addr: SocketAddr,
@@ -55,6 +61,8 @@ pub enum ExportJob {
     CompletedReports(Vec<String>),
     /// The report requests themselves.
     ReportList,
+    /// A manually configured endpoint.
+    Endpoint(Box<ManualJob>),
 }
 
 /// A validated export.
@@ -84,6 +92,12 @@ impl Settings {
                 api: api(&cli.connection)?,
                 report_id: report_id(&id)?,
             }),
+            Command::Schema {
+                target: SchemaTarget::Url { manual },
+            } => Ok(Settings::SchemaUrl {
+                job: Box::new(manual::manual_job(&manual)?),
+                api: api(&cli.connection)?,
+            }),
             Command::Export { target } => {
                 let (job, output) = match target {
                     ExportTarget::Report { ids, output } => {
@@ -94,6 +108,10 @@ impl Settings {
                         (ExportJob::CompletedReports(dedup(ids)), output)
                     }
                     ExportTarget::Reports { output } => (ExportJob::ReportList, output),
+                    ExportTarget::Url { manual, output } => {
+                        let job = manual::manual_job(&manual)?;
+                        (ExportJob::Endpoint(Box::new(job)), output)
+                    }
                 };
                 let api = api(&cli.connection)?;
                 export_settings(api, job, output).map(Settings::Export)

@@ -24,6 +24,9 @@
 //!   last page says "no more" are options ([`LinkStyle`], [`LastLink`]), because real servers
 //!   differ and the client must handle each way.
 //!
+//! `GET|POST /v1/test/rows` ([`manual`]) serves a completed report's rows in every pagination
+//! kind and content format, in a page shape of its own, for manually configured endpoints.
+//!
 //! Rows are kept as raw JSON and written back byte for byte, so tests can compare exported values
 //! with the exact source text (`1.50` stays `1.50`) and can serve odd rows on purpose.
 //!
@@ -80,6 +83,7 @@ use tokio::time::Instant;
 
 use crate::error::{Error, Result};
 
+pub mod manual;
 pub mod synthetic;
 
 use synthetic::SyntheticReport;
@@ -587,11 +591,21 @@ enum Route<'a> {
     Login,
     Reports,
     CompletedReport(&'a str),
-    WrongMethod { allow: &'static str },
+    /// [`manual::ROWS_PATH`].
+    TestRows,
+    WrongMethod {
+        allow: &'static str,
+    },
     NotFound,
 }
 
 fn route<'a>(method: &Method, path: &'a str) -> Route<'a> {
+    if path == manual::ROWS_PATH {
+        return match *method {
+            Method::GET | Method::POST => Route::TestRows,
+            _ => Route::WrongMethod { allow: "GET, POST" },
+        };
+    }
     let (route, allow) = match path {
         "/v1/auth/token" => (Route::Login, "POST"),
         "/v1/reports" => (Route::Reports, "GET"),
@@ -662,6 +676,7 @@ impl Server {
                 reply
             }
             Route::Reports => self.page(parts, data.reports()),
+            Route::TestRows => manual::respond(self, parts, body).await,
             Route::CompletedReport(_) if self.stall() => {
                 tokio::time::sleep(STALL).await;
                 json_reply(

@@ -1,6 +1,8 @@
-//! Authenticated GET requests against the API. The bearer token is attached here and only
-//! here, and only to URLs of the API base's origin (scheme, host, port): a next link that points
-//! elsewhere is refused before anything is sent. A 401 leads to one fresh login and one retry;
+//! Authenticated requests against the API. The bearer token is attached here and only
+//! here, and only to URLs of the API base's origin (scheme, host, port): a next link or a
+//! manually configured URL that points elsewhere is refused before anything is sent. A
+//! [`Request`] adds a method, headers (all treated as secrets: marked sensitive, never logged)
+//! and a body to the URL of each page. A 401 leads to one fresh login and one retry;
 //! transient failures (5xx/408/429 answers, connection errors, timeouts, cut-off bodies) are
 //! retried with backoff as [`RetryPolicy`] says.
 //! Errors name the URL without its query string and never include a token.
@@ -10,12 +12,13 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use bytes::Bytes;
-use reqwest::header::{AUTHORIZATION, HeaderValue, RETRY_AFTER};
-use reqwest::{StatusCode, Url};
+use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderValue, RETRY_AFTER};
+use reqwest::{Method, StatusCode, Url};
 
 use crate::error::{Error, PageLocation, Result, redact_url};
 use crate::secret::Secret;
 use crate::source::auth::{Auth, Credentials};
+use crate::source::formats::ContentFormat;
 use crate::source::retry::{self, RetryPolicy};
 
 /// How long connecting may take.
@@ -38,6 +41,49 @@ pub struct Connection {
     pub api_base: Url,
     /// Token or login.
     pub credentials: Credentials,
+}
+
+/// How each page of an endpoint is requested, besides its URL. Its `Debug` shows header
+/// names only: values may be secrets.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Request {
+    pub method: Method,
+    /// Sent with every page, after (so replacing) the bearer token's `Authorization`.
+    pub headers: HeaderMap,
+    /// Sent with every page, as `application/json` unless a header says otherwise.
+    pub body: Option<Bytes>,
+    /// How answers are read; `None` follows their `Content-Type`.
+    pub format: Option<ContentFormat>,
+}
+
+impl Default for Request {
+    /// A plain GET whose answers are read by their `Content-Type`.
+    fn default() -> Self {
+        Request {
+            method: Method::GET,
+            headers: HeaderMap::new(),
+            body: None,
+            format: None,
+        }
+    }
+}
+
+impl std::fmt::Debug for Request {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Request")
+            .field("method", &self.method)
+            .field("headers", &self.headers.keys().collect::<Vec<_>>())
+            .field("body_bytes", &self.body.as_ref().map(Bytes::len))
+            .field("format", &self.format)
+            .finish()
+    }
+}
+
+/// A 2xx answer: its body and the format it is read in.
+#[derive(Debug, Clone)]
+pub struct Fetched {
+    pub body: Bytes,
+    pub format: ContentFormat,
 }
 
 /// An HTTP client bound to one API origin.
@@ -71,6 +117,11 @@ impl ApiClient {
         &self.retry
     }
 
+    /// The API base: the one origin the token is sent to.
+    pub fn api_base(&self) -> &Url {
+        &self.api_base
+    }
+
     /// `{api_base}/{segments...}`, each segment percent-encoded as a path segment.
     pub fn endpoint(&self, segments: &[&str]) -> Url {
         let mut url = self.api_base.clone();
@@ -85,24 +136,43 @@ impl ApiClient {
     /// retry. An error after more than one attempt says how many there were and how long they
     /// took.
     pub async fn get(&self, url: &Url, at: &PageLocation) -> Result<Bytes> {
-        self.get_within(url, at, self.retry.max_attempts).await
+        let fetched = self.fetch(&Request::default(), url, at).await?;
+        Ok(fetched.body)
     }
 
-    /// Like [`ApiClient::get`] with a single attempt (a 401 still gets its re-login): for pages
-    /// fetched ahead on a guess, whose failure only means the page is fetched again, with
+    /// Sends `request` to `url` like [`ApiClient::get`] and returns the body of a 2xx answer
+    /// with the format it is read in.
+    pub async fn fetch(&self, request: &Request, url: &Url, at: &PageLocation) -> Result<Fetched> {
+        self.fetch_within(request, url, at, self.retry.max_attempts)
+            .await
+    }
+
+    /// Like [`ApiClient::fetch`] with a single attempt (a 401 still gets its re-login): for
+    /// pages fetched ahead on a guess, whose failure only means the page is fetched again, with
     /// retries, once the guess is confirmed.
-    pub async fn get_once(&self, url: &Url, at: &PageLocation) -> Result<Bytes> {
-        self.get_within(url, at, 1).await
+    pub async fn fetch_once(
+        &self,
+        request: &Request,
+        url: &Url,
+        at: &PageLocation,
+    ) -> Result<Fetched> {
+        self.fetch_within(request, url, at, 1).await
     }
 
-    async fn get_within(&self, url: &Url, at: &PageLocation, max_attempts: u32) -> Result<Bytes> {
+    async fn fetch_within(
+        &self,
+        request: &Request,
+        url: &Url,
+        at: &PageLocation,
+        max_attempts: u32,
+    ) -> Result<Fetched> {
         self.check_origin(url, at)?;
         let policy = &self.retry;
         let started = Instant::now();
         let mut relogged = false;
         let mut attempt = 1;
         loop {
-            let failure = match self.attempt(url, at, &mut relogged).await {
+            let failure = match self.attempt(request, url, at, &mut relogged).await {
                 Ok(body) => return Ok(body),
                 Err(failure) => failure,
             };
@@ -134,12 +204,13 @@ impl ApiClient {
     /// One attempt: send, re-login once on the first 401, read the body.
     async fn attempt(
         &self,
+        request: &Request,
         url: &Url,
         at: &PageLocation,
         relogged: &mut bool,
-    ) -> Result<Bytes, Failure> {
+    ) -> Result<Fetched, Failure> {
         let mut token = self.auth.token(&self.http).await.map_err(Failure::Final)?;
-        let mut response = self.send(url, &token, at).await?;
+        let mut response = self.send(request, url, &token, at).await?;
         if response.status() == StatusCode::UNAUTHORIZED && !*relogged {
             *relogged = true;
             token = self
@@ -147,7 +218,7 @@ impl ApiClient {
                 .renew(&self.http, &token)
                 .await
                 .map_err(Failure::Final)?;
-            response = self.send(url, &token, at).await?;
+            response = self.send(request, url, &token, at).await?;
         }
         let status = response.status();
         if !status.is_success() {
@@ -160,7 +231,10 @@ impl ApiClient {
             let error = Error::Http {
                 at: at.clone(),
                 status: Some(status.as_u16()),
-                reason: format!("HTTP {status}{}", quote_body(&body, &token)),
+                reason: format!(
+                    "HTTP {status}{}",
+                    quote_body(&body, &token, &request.headers)
+                ),
             };
             return Err(if retry::retryable_status(status.as_u16()) {
                 Failure::Transient { error, retry_after }
@@ -168,11 +242,17 @@ impl ApiClient {
                 Failure::Final(error)
             });
         }
-        response.bytes().await.map_err(|e| transport_error(at, e))
+        let format = request.format.unwrap_or_else(|| {
+            let content_type = response.headers().get(CONTENT_TYPE);
+            ContentFormat::from_content_type(content_type.and_then(|v| v.to_str().ok()))
+        });
+        let body = response.bytes().await.map_err(|e| transport_error(at, e))?;
+        Ok(Fetched { body, format })
     }
 
     async fn send(
         &self,
+        request: &Request,
         url: &Url,
         token: &Secret,
         at: &PageLocation,
@@ -185,12 +265,27 @@ impl ApiClient {
                 })
             })?;
         bearer.set_sensitive(true);
-        self.http
-            .get(url.clone())
-            .header(AUTHORIZATION, bearer)
-            .send()
-            .await
-            .map_err(|e| transport_error(at, e))
+        let mut headers = HeaderMap::new();
+        headers.insert(AUTHORIZATION, bearer);
+        if request.body.is_some() {
+            headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        }
+        for name in request.headers.keys() {
+            headers.remove(name);
+        }
+        for (name, value) in &request.headers {
+            let mut value = value.clone();
+            value.set_sensitive(true);
+            headers.append(name, value);
+        }
+        let mut builder = self
+            .http
+            .request(request.method.clone(), url.clone())
+            .headers(headers);
+        if let Some(body) = &request.body {
+            builder = builder.body(body.clone());
+        }
+        builder.send().await.map_err(|e| transport_error(at, e))
     }
 
     /// Refuses to send the token to another origin than the API base's.
@@ -198,10 +293,13 @@ impl ApiClient {
         if url.origin() == self.api_base.origin() {
             return Ok(());
         }
+        // Every page after the first was reached by a next link (or a cursor, page or offset
+        // on the first page's URL, which cannot change the origin).
+        let what = if at.page > 1 { "next link " } else { "" };
         Err(Error::Page {
             at: at.clone(),
             reason: format!(
-                "next link {} is on another origin than the API base {}; refusing to send credentials there",
+                "{what}{} is on another origin than the API base {}; refusing to send credentials there",
                 redact_url(url),
                 redact_url(&self.api_base)
             ),
@@ -299,10 +397,16 @@ fn transport_http_error(at: &PageLocation, error: reqwest::Error) -> Error {
     }
 }
 
-/// A short, single-line quote of an error body with the token blanked out.
-fn quote_body(body: &[u8], token: &Secret) -> String {
+/// A short, single-line quote of an error body with the token and the values of the request's
+/// own headers blanked out (a server may echo them).
+fn quote_body(body: &[u8], token: &Secret, headers: &HeaderMap) -> String {
     let text = String::from_utf8_lossy(body);
-    let text = text.replace(token.expose(), "[redacted]");
+    let mut text = text.replace(token.expose(), "[redacted]");
+    for value in headers.values().filter_map(|v| v.to_str().ok()) {
+        if !value.trim().is_empty() {
+            text = text.replace(value.trim(), "[redacted]");
+        }
+    }
     let mut quote: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
     if quote.is_empty() {
         return String::new();
@@ -326,11 +430,18 @@ mod tests {
     fn error_bodies_are_quoted_short_and_without_the_token() {
         let token = Secret::new("tok-123");
         assert_eq!(
-            quote_body(b"{\"error\":\n \"bad tok-123\"}", &token),
+            quote_body(b"{\"error\":\n \"bad tok-123\"}", &token, &HeaderMap::new()),
             ": {\"error\": \"bad [redacted]\"}"
         );
-        assert_eq!(quote_body(b"", &token), "");
-        assert!(quote_body("é".repeat(300).as_bytes(), &token).ends_with('…'));
+        assert_eq!(quote_body(b"", &token, &HeaderMap::new()), "");
+        let none = HeaderMap::new();
+        assert!(quote_body("é".repeat(300).as_bytes(), &token, &none).ends_with('…'));
+        let mut headers = HeaderMap::new();
+        headers.insert("x-api-key", HeaderValue::from_static("k-42"));
+        assert_eq!(
+            quote_body(b"wrong key k-42", &token, &headers),
+            ": wrong key [redacted]"
+        );
     }
 
     #[test]

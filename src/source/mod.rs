@@ -1,12 +1,17 @@
-//! The HTTP side of an export: login ([`auth`]), authenticated requests ([`client`]), following
-//! next links ([`paginate`]), fetching pages ahead while earlier ones are processed
-//! ([`readahead`]) and walking a page in one pass to find its rows and next link ([`extract`],
-//! which feeds the rows to a [`crate::decode::RowDecoder`] or hands them out raw). Nothing
-//! outside this module knows about HTTP status codes or tokens.
+//! The HTTP side of an export: login ([`auth`]), authenticated requests ([`client`]), what to
+//! fetch and how to read it ([`endpoint`]: the templates are presets of a manual endpoint),
+//! following pages ([`paginate`]), fetching pages ahead while earlier ones are processed
+//! ([`readahead`]), walking a page of the default shape in one pass to find its rows and next
+//! link ([`extract`], which feeds the rows to a [`crate::decode::RowDecoder`] or hands them out
+//! raw), and the general path for other shapes ([`jsonpath`], [`formats`]). Nothing outside
+//! this module knows about HTTP status codes or tokens.
 
 pub mod auth;
 pub mod client;
+pub mod endpoint;
 pub mod extract;
+pub mod formats;
+pub mod jsonpath;
 pub mod paginate;
 pub mod readahead;
 pub mod retry;
@@ -16,7 +21,7 @@ use reqwest::Url;
 
 use crate::error::{PageLocation, Result};
 use client::ApiClient;
-use paginate::Pagination;
+use paginate::{PageEnd, Pagination, Paging};
 
 /// Fetches every page starting at `first`, handing each page's bytes to `handle`, which returns
 /// the page's raw next link (`None` when the page has none). Returns the number of pages.
@@ -25,11 +30,11 @@ pub async fn for_each_page(
     first: Url,
     mut handle: impl AsyncFnMut(Bytes, &PageLocation) -> Result<Option<String>>,
 ) -> Result<u64> {
-    let mut pages = Pagination::new(first);
+    let mut pages = Pagination::new(first, Paging::default_next());
     while let Some((url, at)) = pages.next_page() {
         let body = client.get(&url, &at).await?;
         let next = handle(body, &at).await?;
-        pages.follow(&url, next.as_deref(), &at)?;
+        pages.advance(&url, &PageEnd::link(next), &at)?;
     }
     Ok(pages.pages_fetched())
 }

@@ -1,8 +1,8 @@
 //! Fetching ahead: pages are fetched in order while earlier pages are still being processed on
 //! blocking threads, so network, decoding and the next request overlap and both cores work.
 //!
-//! A page's real next link is only known once the page is decoded, so the link to fetch ahead
-//! is guessed from the end of the page ([`guess_next_link`]). Guesses are verified in page
+//! A page's real next link is only known once the page is decoded, so the page to fetch ahead
+//! is guessed ([`Pagination::guess`]: from the end of the page, or the next page number). Guesses are verified in page
 //! order against the decoded link through [`Pagination`] (which keeps the loop guard): a wrong
 //! guess throws away the pages fetched on it and continues from the real link. At most `depth`
 //! pages are in flight, which bounds memory.
@@ -10,36 +10,37 @@
 //! A 200 answer whose body turns out not to be valid JSON (cut short, or corrupted on the way)
 //! is a transient failure like a cut-off body: the page is fetched again with the client's
 //! [`RetryPolicy`](super::retry::RetryPolicy) backoff, the first fetch counting as one attempt.
-//! Only broken JSON is retried; a page that parses but has a bad row or no `$.data.rows` fails
-//! at once. Each page in flight keeps its (shared) body until it is consumed, for that check.
+//! Only broken JSON is retried; a page that parses but has a bad row or no rows at the data
+//! path fails at once. Each page in flight keeps its (shared) body until it is consumed, for that check.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-use bytes::Bytes;
 use reqwest::Url;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use super::client::ApiClient;
-use super::paginate::{Pagination, guess_next_link};
+use super::client::{ApiClient, Fetched};
+use super::endpoint::Endpoint;
+use super::formats::ContentFormat;
+use super::paginate::{PageEnd, Pagination};
 use crate::error::{Error, PageLocation, Result, redact_url};
 
 /// A page fetched and being processed.
 struct InFlight<T> {
     url: Url,
     at: PageLocation,
-    /// The body being processed, to tell broken JSON from other page errors.
-    body: Bytes,
-    task: JoinHandle<Result<(T, Option<String>)>>,
+    /// The answer being processed, to tell broken JSON from other page errors.
+    page: Fetched,
+    task: JoinHandle<Result<(T, PageEnd)>>,
 }
 
-/// Fetches every page from `first`, runs `process` on each (on a blocking thread; it returns
-/// its result and the page's raw next link) and hands the results to `consume` in page order.
+/// Fetches every page of `endpoint`, runs `process` on each (on a blocking thread; it returns
+/// its result and how the page ends) and hands the results to `consume` in page order.
 /// Results of pages fetched on a wrong guess go to `discard`. Returns the number of pages.
 pub async fn process_pages<T, P>(
     client: &ApiClient,
-    first: Url,
+    endpoint: &Endpoint,
     depth: usize,
     process: P,
     mut consume: impl FnMut(T, &PageLocation) -> Result<()>,
@@ -47,16 +48,17 @@ pub async fn process_pages<T, P>(
 ) -> Result<u64>
 where
     T: Send + 'static,
-    P: Fn(Bytes, &PageLocation) -> Result<(T, Option<String>)> + Send + Sync + 'static,
+    P: Fn(Fetched, &PageLocation) -> Result<(T, PageEnd)> + Send + Sync + 'static,
 {
     let process = Arc::new(process);
-    let mut pages = Pagination::new(first);
+    let mut pages = Pagination::new(endpoint.url.clone(), endpoint.paging.clone());
     let mut queue: VecDeque<InFlight<T>> = VecDeque::new();
     let mut ahead = pages.next_page();
     let result = async {
         loop {
             fill(
                 client,
+                endpoint,
                 &process,
                 &pages,
                 &mut queue,
@@ -67,14 +69,14 @@ where
             let Some(head) = queue.pop_front() else {
                 return Ok(pages.pages_fetched());
             };
-            let (value, next) = match join(head.task).await {
-                Err(error) if is_broken_json(&error, &head.body) => {
-                    refetch(client, &process, &head.url, &head.at, error).await?
+            let (value, end) = match join(head.task).await {
+                Err(error) if is_broken_json(&error, &head.page) => {
+                    refetch(client, endpoint, &process, &head.url, &head.at, error).await?
                 }
                 processed => processed?,
             };
             tracing::trace!(page = head.at.page, "processed");
-            pages.follow(&head.url, next.as_deref(), &head.at)?;
+            pages.advance(&head.url, &end, &head.at)?;
             consume(value, &head.at)?;
             let confirmed = pages.next_page();
             let guessed_right = match (&confirmed, queue.front()) {
@@ -95,6 +97,7 @@ where
 /// Fetches pages ahead until `depth` are in flight or no further page is known.
 async fn fill<T, P>(
     client: &ApiClient,
+    endpoint: &Endpoint,
     process: &Arc<P>,
     pages: &Pagination,
     queue: &mut VecDeque<InFlight<T>>,
@@ -103,7 +106,7 @@ async fn fill<T, P>(
 ) -> Result<()>
 where
     T: Send + 'static,
-    P: Fn(Bytes, &PageLocation) -> Result<(T, Option<String>)> + Send + Sync + 'static,
+    P: Fn(Fetched, &PageLocation) -> Result<(T, PageEnd)> + Send + Sync + 'static,
 {
     while queue.len() < depth {
         let Some((url, at)) = ahead.take() else {
@@ -113,21 +116,22 @@ where
         // A page fetched on a guess gets one attempt and may fail quietly: once confirmed it is
         // fetched again with retries. The confirmed head of the queue gets the full policy.
         let guessed = !queue.is_empty();
+        let request = &endpoint.request;
         let fetched = if guessed {
-            client.get_once(&url, &at).await
+            client.fetch_once(request, &url, &at).await
         } else {
-            client.get(&url, &at).await
+            client.fetch(request, &url, &at).await
         };
-        let body = match fetched {
-            Ok(body) => body,
+        let page = match fetched {
+            Ok(page) => page,
             Err(e) if guessed => {
                 tracing::warn!(url = %at.url, reason = %e, "request failed, retrying");
                 return Ok(());
             }
             Err(e) => return Err(e),
         };
-        *ahead = guess_next_link(&body)
-            .and_then(|link| url.join(&link).ok())
+        *ahead = pages
+            .guess(&url, &page.body)
             .filter(|next| {
                 !pages.visited(next) && *next != url && !queue.iter().any(|q| q.url == *next)
             })
@@ -139,11 +143,11 @@ where
                 (next, at)
             });
         tracing::trace!(page = at.page, guessed = ahead.is_some(), "fetched");
-        let task = spawn_process(process, body.clone(), &at);
+        let task = spawn_process(process, page.clone(), &at);
         queue.push_back(InFlight {
             url,
             at,
-            body,
+            page,
             task,
         });
     }
@@ -152,23 +156,24 @@ where
 
 fn spawn_process<T, P>(
     process: &Arc<P>,
-    body: Bytes,
+    page: Fetched,
     at: &PageLocation,
-) -> JoinHandle<Result<(T, Option<String>)>>
+) -> JoinHandle<Result<(T, PageEnd)>>
 where
     T: Send + 'static,
-    P: Fn(Bytes, &PageLocation) -> Result<(T, Option<String>)> + Send + Sync + 'static,
+    P: Fn(Fetched, &PageLocation) -> Result<(T, PageEnd)> + Send + Sync + 'static,
 {
     let job = Arc::clone(process);
     let at = at.clone();
-    tokio::task::spawn_blocking(move || job(body, &at))
+    tokio::task::spawn_blocking(move || job(page, &at))
 }
 
-/// Whether processing failed because `body` is not valid JSON at all (checked only after a
-/// page error, so pages that decode pay nothing for it).
-fn is_broken_json(error: &Error, body: &[u8]) -> bool {
+/// Whether processing failed because a JSON `page` is not valid JSON at all (checked only after
+/// a page error, so pages that decode pay nothing for it).
+fn is_broken_json(error: &Error, page: &Fetched) -> bool {
     matches!(error, Error::Page { .. })
-        && serde_json::from_slice::<serde::de::IgnoredAny>(body).is_err()
+        && page.format == ContentFormat::Json
+        && serde_json::from_slice::<serde::de::IgnoredAny>(&page.body).is_err()
 }
 
 /// Fetches and processes a page again after its body was broken JSON (`error`), with backoff,
@@ -176,14 +181,15 @@ fn is_broken_json(error: &Error, body: &[u8]) -> bool {
 /// then the last error says how many attempts were made.
 async fn refetch<T, P>(
     client: &ApiClient,
+    endpoint: &Endpoint,
     process: &Arc<P>,
     url: &Url,
     at: &PageLocation,
     mut error: Error,
-) -> Result<(T, Option<String>)>
+) -> Result<(T, PageEnd)>
 where
     T: Send + 'static,
-    P: Fn(Bytes, &PageLocation) -> Result<(T, Option<String>)> + Send + Sync + 'static,
+    P: Fn(Fetched, &PageLocation) -> Result<(T, PageEnd)> + Send + Sync + 'static,
 {
     let policy = client.retry_policy();
     let started = Instant::now();
@@ -203,9 +209,9 @@ where
         );
         tokio::time::sleep(wait).await;
         attempt += 1;
-        let body = client.get(url, at).await?;
-        match join(spawn_process(process, body.clone(), at)).await {
-            Err(next) if is_broken_json(&next, &body) => error = next,
+        let page = client.fetch(&endpoint.request, url, at).await?;
+        match join(spawn_process(process, page.clone(), at)).await {
+            Err(next) if is_broken_json(&next, &page) => error = next,
             processed => return processed,
         }
     }

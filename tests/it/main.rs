@@ -3,6 +3,8 @@
 //!
 //! - `auth`: short-lived tokens renewed; a rejected token fails without being echoed.
 //! - `export`: the bundled sample report end to end.
+//! - `manual`: `export url` / `schema url`: every pagination kind, content format, JSONPath form
+//!   and transform against the sandbox's `/v1/test/rows`.
 //! - `pagination`: every page followed once, for each link style and each way a listing ends.
 //! - `types`: the data rules (one schema, widening, conflicts, nesting, text, dates, timestamps).
 //! - `partition`: hostile partition values stay inside DEST and decode back exactly.
@@ -20,6 +22,7 @@ mod crash;
 mod export;
 mod failures;
 mod hostile;
+mod manual;
 mod pagination;
 mod partition;
 mod reexport;

@@ -231,8 +231,8 @@ pub fn read_file(root: &Path, path: &Path) -> Vec<Row> {
 }
 
 /// The value at `i` of an Arrow array as JSON, converted directly (no text round trip, so every
-/// float keeps its exact bits): dates as `YYYY-MM-DD`, timestamps as RFC 3339 in UTC (`Z`),
-/// structs as objects with explicit nulls, lists as arrays.
+/// float keeps its exact bits): decimals as their text, dates as `YYYY-MM-DD`, timestamps as
+/// RFC 3339 in UTC (`Z`), structs as objects with explicit nulls, lists as arrays.
 pub fn json_value(array: &dyn Array, i: usize) -> Value {
     use arrow::datatypes::{Date32Type, Float64Type, Int64Type};
     if array.is_null(i) {
@@ -247,6 +247,11 @@ pub fn json_value(array: &dyn Array, i: usize) -> Value {
             serde_json::Number::from_f64(value).map_or(Value::Null, Value::Number)
         }
         DataType::Utf8 => Value::String(array.as_string::<i32>().value(i).to_string()),
+        DataType::Decimal128(..) => Value::String(
+            array
+                .as_primitive::<arrow::datatypes::Decimal128Type>()
+                .value_as_string(i),
+        ),
         DataType::LargeUtf8 => Value::String(array.as_string::<i64>().value(i).to_string()),
         DataType::Date32 => {
             let days = array.as_primitive::<Date32Type>().value(i);
