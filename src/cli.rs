@@ -77,8 +77,43 @@ pub enum Command {
         #[command(subcommand)]
         target: SchemaTarget,
     },
+    /// Run the jobs of a jobs file: scheduled, incremental batch exports.
+    Run(RunArgs),
     /// Serve a Kargo-compatible API over the sample data, for trying the tool and for tests.
     Sandbox(SandboxArgs),
+}
+
+/// Flags of the `run` command.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The jobs file (TOML): connection settings and a list of jobs.
+    #[arg(value_name = "JOBS.toml")]
+    pub jobs: PathBuf,
+
+    /// Export again what the destinations' state says was exported already.
+    #[arg(long)]
+    pub full_refresh: bool,
+
+    /// List what would be exported; write nothing and submit nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// Also write the per-job summary as JSON to this file.
+    #[arg(long, value_name = "FILE")]
+    pub summary_json: Option<PathBuf>,
+
+    /// Export only this worker's share of the reports: worker K of N (0-based).
+    #[arg(long, value_name = "K/N")]
+    pub shard: Option<String>,
+
+    /// Number of workers N when the index comes from JOB_COMPLETION_INDEX (Kubernetes Indexed
+    /// Jobs) or AWS_BATCH_JOB_ARRAY_INDEX (AWS Batch array jobs).
+    #[arg(long, env = "KARGO_SHARDS", value_name = "N")]
+    pub shards: Option<u32>,
+
+    /// Reports exported at once over all jobs [default: the file's concurrency, else 2].
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub concurrency: Option<u16>,
 }
 
 /// What `export` exports.
@@ -209,6 +244,14 @@ pub struct SandboxArgs {
     #[arg(long, value_name = "N", default_value_t = 0)]
     pub loop_at: usize,
 
+    /// Reports submitted with POST /v1/reports stay pending this long, then complete.
+    #[arg(long, value_name = "MS", default_value_t = 2000)]
+    pub complete_after_ms: u64,
+
+    /// Fault injection: submitted reports end as failed instead of completed.
+    #[arg(long)]
+    pub fail_submissions: bool,
+
     /// Fault injection: write every next link absolute on this origin (scheme://host:port)
     /// instead of the sandbox's own.
     #[arg(long, value_name = "URL")]
@@ -244,7 +287,7 @@ pub async fn run(cli: Cli) -> crate::Result<()> {
     use crate::settings::Settings;
     use crate::{output, pipeline};
     let interrupt = match cli.command {
-        Command::Export { .. } => Some(Signal::listen()?),
+        Command::Export { .. } | Command::Run(_) => Some(Signal::listen()?),
         _ => None,
     };
     match Settings::from_cli(cli)? {
@@ -270,6 +313,16 @@ pub async fn run(cli: Cli) -> crate::Result<()> {
                 Err(Stopped::Failed(e)) => Err(e),
                 Err(Stopped::Interrupted(signal)) => Err(signal.into()),
             }
+        }
+        Settings::Run(settings) => {
+            let interrupt = interrupt
+                .ok_or_else(|| crate::Error::Internal("no signal handler for the run".into()))?;
+            let summary = crate::jobs::run(&settings, interrupt).await?;
+            output::write_stdout(&summary.table())?;
+            if let Some(path) = &settings.summary_json {
+                crate::jobs::summary::write_json(path, &summary)?;
+            }
+            summary.result()
         }
         Settings::Sandbox { addr, options } => serve_sandbox(addr, options).await,
     }

@@ -13,7 +13,8 @@
 //! - Every other route needs `Authorization: Bearer <token>` of an issued, unexpired token, else
 //!   401 `{"error": "invalid_token"}`. Routes are matched before the token is checked, so an
 //!   unknown path is 404 and a wrong method 405 even without a token.
-//! - `GET /v1/reports` lists the report requests; `GET /v1/completed-reports/{id}` serves a
+//! - `GET /v1/reports` lists the report requests; `POST /v1/reports` submits a new one, which
+//!   completes after a delay ([`submit`]); `GET /v1/completed-reports/{id}` serves a
 //!   completed report's rows: 404 `{"error": "report not found"}` for an id that is neither in
 //!   `reports.json` nor has a data file, 409 `{"error": "report not completed", "status": ..}` for
 //!   a listed report without a data file (pending or failed).
@@ -80,6 +81,7 @@ use tokio::time::Instant;
 
 use crate::error::{Error, Result};
 
+pub mod submit;
 pub mod synthetic;
 
 use synthetic::SyntheticReport;
@@ -375,6 +377,8 @@ pub struct SandboxOptions {
     /// `scheme://host[:port]` every next link is written with (always absolute) instead of the
     /// sandbox's own origin; `None` writes links as `link_style` says.
     pub next_origin: Option<String>,
+    /// How reports submitted with `POST /v1/reports` behave.
+    pub submit: submit::SubmitOptions,
 }
 
 /// Faults the sandbox injects on purpose; the default injects none.
@@ -427,6 +431,7 @@ impl Default for SandboxOptions {
             token_ttl_secs: 3600,
             faults: Faults::default(),
             next_origin: None,
+            submit: submit::SubmitOptions::default(),
         }
     }
 }
@@ -443,6 +448,7 @@ pub async fn run(
         .map_err(|e| Error::Sandbox(format!("cannot read the listener's address: {e}")))?;
     let server = Arc::new(Server {
         fallback_origin: format!("http://{local}"),
+        submissions: submit::Submissions::new(options.submit),
         options,
         tokens: Mutex::new(HashMap::new()),
         completed_requests: AtomicU64::new(0),
@@ -586,6 +592,7 @@ impl Body for Chunks {
 enum Route<'a> {
     Login,
     Reports,
+    SubmitReport,
     CompletedReport(&'a str),
     WrongMethod { allow: &'static str },
     NotFound,
@@ -594,13 +601,14 @@ enum Route<'a> {
 fn route<'a>(method: &Method, path: &'a str) -> Route<'a> {
     let (route, allow) = match path {
         "/v1/auth/token" => (Route::Login, "POST"),
-        "/v1/reports" => (Route::Reports, "GET"),
+        "/v1/reports" if method == Method::POST => return Route::SubmitReport,
+        "/v1/reports" => (Route::Reports, "GET, POST"),
         _ => match path.strip_prefix("/v1/completed-reports/") {
             Some(id) if !id.is_empty() && !id.contains('/') => (Route::CompletedReport(id), "GET"),
             _ => return Route::NotFound,
         },
     };
-    if method.as_str() == allow {
+    if allow.split(", ").any(|allowed| allowed == method.as_str()) {
         route
     } else {
         Route::WrongMethod { allow }
@@ -620,6 +628,8 @@ struct Server {
     pages_served: AtomicU64,
     /// Completed-report requests seen so far (for `Faults::stall_first`).
     stalled_requests: AtomicU64,
+    /// Report requests submitted with `POST /v1/reports`.
+    submissions: submit::Submissions,
 }
 
 impl Server {
@@ -661,7 +671,15 @@ impl Server {
                     .insert(header::WWW_AUTHENTICATE, challenge);
                 reply
             }
-            Route::Reports => self.page(parts, data.reports()),
+            Route::Reports => {
+                let submitted = self.submissions.listed();
+                if submitted.is_empty() {
+                    self.page(parts, data.reports())
+                } else {
+                    self.page(parts, &[data.reports(), &submitted].concat())
+                }
+            }
+            Route::SubmitReport => self.submissions.submit(body).await,
             Route::CompletedReport(_) if self.stall() => {
                 tokio::time::sleep(STALL).await;
                 json_reply(
@@ -679,6 +697,15 @@ impl Server {
                     .headers_mut()
                     .insert(header::RETRY_AFTER, HeaderValue::from_static("0"));
                 reply
+            }
+            Route::CompletedReport(id) if let Some(found) = self.submissions.find(id) => {
+                match found {
+                    submit::Found::Completed(synthetic) => self.synthetic_page(parts, &synthetic),
+                    submit::Found::NotCompleted(status) => json_reply(
+                        StatusCode::CONFLICT,
+                        &json!({"error": "report not completed", "status": status}),
+                    ),
+                }
             }
             Route::CompletedReport(id) if data.synthetic.contains_key(id) => {
                 self.synthetic_page(parts, &data.synthetic[id])
@@ -1187,6 +1214,11 @@ mod tests {
             Route::WrongMethod { allow: "POST" }
         );
         assert_eq!(route(&Method::GET, "/v1/reports"), Route::Reports);
+        assert_eq!(route(&Method::POST, "/v1/reports"), Route::SubmitReport);
+        assert_eq!(
+            route(&Method::PUT, "/v1/reports"),
+            Route::WrongMethod { allow: "GET, POST" }
+        );
         assert_eq!(
             route(&Method::GET, "/v1/completed-reports/x1"),
             Route::CompletedReport("x1")

@@ -1,4 +1,4 @@
-//! Authenticated GET requests against the API. The bearer token is attached here and only
+//! Authenticated GET requests (and the one POST that submits a report) against the API. The bearer token is attached here and only
 //! here, and only to URLs of the API base's origin (scheme, host, port): a next link that points
 //! elsewhere is refused before anything is sent. A 401 leads to one fresh login and one retry;
 //! transient failures (5xx/408/429 answers, connection errors, timeouts, cut-off bodies) are
@@ -10,7 +10,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use bytes::Bytes;
-use reqwest::header::{AUTHORIZATION, HeaderValue, RETRY_AFTER};
+use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue, RETRY_AFTER};
 use reqwest::{StatusCode, Url};
 
 use crate::error::{Error, PageLocation, Result, redact_url};
@@ -102,7 +102,7 @@ impl ApiClient {
         let mut relogged = false;
         let mut attempt = 1;
         loop {
-            let failure = match self.attempt(url, at, &mut relogged).await {
+            let failure = match self.attempt(url, None, at, &mut relogged).await {
                 Ok(body) => return Ok(body),
                 Err(failure) => failure,
             };
@@ -131,15 +131,29 @@ impl ApiClient {
         }
     }
 
-    /// One attempt: send, re-login once on the first 401, read the body.
+    /// POSTs `json` (a JSON body) to `url` with the bearer token and returns the body of a 2xx
+    /// answer. One attempt only (a 401 still gets its re-login): a request that creates
+    /// something on the server is never repeated on a guess.
+    pub async fn post_json(&self, url: &Url, json: Bytes, at: &PageLocation) -> Result<Bytes> {
+        self.check_origin(url, at)?;
+        self.attempt(url, Some(json), at, &mut false)
+            .await
+            .map_err(|failure| match failure {
+                Failure::Transient { error, .. } | Failure::Final(error) => error,
+            })
+    }
+
+    /// One attempt: send (a GET, or a POST of `json`), re-login once on the first 401, read the
+    /// body.
     async fn attempt(
         &self,
         url: &Url,
+        json: Option<Bytes>,
         at: &PageLocation,
         relogged: &mut bool,
     ) -> Result<Bytes, Failure> {
         let mut token = self.auth.token(&self.http).await.map_err(Failure::Final)?;
-        let mut response = self.send(url, &token, at).await?;
+        let mut response = self.send(url, json.clone(), &token, at).await?;
         if response.status() == StatusCode::UNAUTHORIZED && !*relogged {
             *relogged = true;
             token = self
@@ -147,7 +161,7 @@ impl ApiClient {
                 .renew(&self.http, &token)
                 .await
                 .map_err(Failure::Final)?;
-            response = self.send(url, &token, at).await?;
+            response = self.send(url, json, &token, at).await?;
         }
         let status = response.status();
         if !status.is_success() {
@@ -174,6 +188,7 @@ impl ApiClient {
     async fn send(
         &self,
         url: &Url,
+        json: Option<Bytes>,
         token: &Secret,
         at: &PageLocation,
     ) -> Result<reqwest::Response, Failure> {
@@ -185,8 +200,15 @@ impl ApiClient {
                 })
             })?;
         bearer.set_sensitive(true);
-        self.http
-            .get(url.clone())
+        let request = match json {
+            Some(body) => self
+                .http
+                .post(url.clone())
+                .header(CONTENT_TYPE, "application/json")
+                .body(body),
+            None => self.http.get(url.clone()),
+        };
+        request
             .header(AUTHORIZATION, bearer)
             .send()
             .await
