@@ -13,6 +13,7 @@
 //! - `failures`: exit codes, the one `error:` line, and DEST left as it was.
 //! - `retry`: error bursts, rate limits and cut-off bodies retried; permanent failures bounded.
 //! - `hostile`: broken JSON refetched, stalled servers, pagination loops, cross-origin links.
+//! - `jobs`: `run JOBS.toml`: file errors, incremental state, submit-and-wait, shards, dry runs.
 //! - `crash`: SIGKILL at any moment publishes nothing and a rerun is exact; SIGINT/SIGTERM clean up.
 
 mod auth;
@@ -20,6 +21,7 @@ mod crash;
 mod export;
 mod failures;
 mod hostile;
+mod jobs;
 mod pagination;
 mod partition;
 mod reexport;
