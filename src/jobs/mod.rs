@@ -23,9 +23,9 @@ use std::future::Future;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use futures::future::{FutureExt, Shared};
-use futures::{StreamExt, stream};
+use futures::future::{FutureExt, Shared, join_all};
 use serde_json::{Map, Value};
+use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
 use crate::cli::{ConnectionArgs, DEFAULT_API_BASE, RunArgs};
@@ -359,7 +359,8 @@ impl Context<'_> {
         }
     }
 
-    /// Runs every planned unit, up to the run's concurrency at once.
+    /// Runs every planned unit. Exports run up to the run's concurrency at once; waits for
+    /// submitted reports do not take a slot, so a slow report never holds up the others.
     async fn execute(&self, plans: &[Plan], started: Instant) -> Result<Vec<JobOutcome>> {
         let units: Vec<(usize, Target)> = plans
             .iter()
@@ -367,19 +368,20 @@ impl Context<'_> {
             .filter_map(|(job, plan)| plan.as_ref().ok().map(|targets| (job, targets)))
             .flat_map(|(job, targets)| targets.iter().map(move |t| (job, t.clone())))
             .collect();
-        let results: Vec<UnitResult> = stream::iter(units)
-            .map(|(job, target)| async move {
-                let result = self.run_unit(&self.settings.jobs[job], &target).await;
+        let slots = Semaphore::new(self.settings.concurrency);
+        let results: Vec<UnitResult> = join_all(units.into_iter().map(|(job, target)| {
+            let slots = &slots;
+            async move {
+                let result = self.run_unit(&self.settings.jobs[job], &target, slots).await;
                 UnitResult {
                     job,
                     target,
                     result,
                     finished: started.elapsed(),
                 }
-            })
-            .buffer_unordered(self.settings.concurrency)
-            .collect()
-            .await;
+            }
+        }))
+        .await;
         if let Some(signal) = results.iter().find_map(|r| match r.result {
             Err(Stopped::Interrupted(signal)) => Some(signal),
             _ => None,
@@ -408,6 +410,7 @@ impl Context<'_> {
         &self,
         job: &Job,
         target: &Target,
+        slots: &Semaphore,
     ) -> std::result::Result<ExportSummary, Stopped> {
         let export_job = match target {
             Target::Report(id) => ExportJob::CompletedReports(vec![id.clone()]),
@@ -433,6 +436,10 @@ impl Context<'_> {
             compression: compression.to_string(),
             concurrency: 1,
         };
+        let _slot = slots
+            .acquire()
+            .await
+            .map_err(|e| Error::Internal(format!("export slots: {e}")))?;
         pipeline::export_until(&settings, self.interrupt.clone()).await
     }
 

@@ -698,27 +698,25 @@ impl Server {
                     .insert(header::RETRY_AFTER, HeaderValue::from_static("0"));
                 reply
             }
-            Route::CompletedReport(id) if let Some(found) = self.submissions.find(id) => {
-                match found {
-                    submit::Found::Completed(synthetic) => self.synthetic_page(parts, &synthetic),
-                    submit::Found::NotCompleted(status) => json_reply(
-                        StatusCode::CONFLICT,
-                        &json!({"error": "report not completed", "status": status}),
-                    ),
-                }
-            }
             Route::CompletedReport(id) if data.synthetic.contains_key(id) => {
                 self.synthetic_page(parts, &data.synthetic[id])
             }
-            Route::CompletedReport(id) => match (data.completed_rows(id), data.statuses.get(id)) {
-                (Some(rows), _) => self.page(parts, rows),
-                (None, Some(status)) => json_reply(
+            Route::CompletedReport(id) => match self.submissions.find(id) {
+                Some(submit::Found::Completed(synthetic)) => self.synthetic_page(parts, &synthetic),
+                Some(submit::Found::NotCompleted(status)) => json_reply(
                     StatusCode::CONFLICT,
                     &json!({"error": "report not completed", "status": status}),
                 ),
-                (None, None) => {
-                    json_reply(StatusCode::NOT_FOUND, &json!({"error": "report not found"}))
-                }
+                None => match (data.completed_rows(id), data.statuses.get(id)) {
+                    (Some(rows), _) => self.page(parts, rows),
+                    (None, Some(status)) => json_reply(
+                        StatusCode::CONFLICT,
+                        &json!({"error": "report not completed", "status": status}),
+                    ),
+                    (None, None) => {
+                        json_reply(StatusCode::NOT_FOUND, &json!({"error": "report not found"}))
+                    }
+                },
             },
         }
     }
