@@ -21,6 +21,10 @@ pub struct Cli {
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     pub verbose: u8,
 
+    /// Log lines on stderr as text, or as one JSON object each (for schedulers).
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
+    pub log_format: LogFormat,
+
     #[command(subcommand)]
     pub command: Command,
 }
@@ -164,6 +168,13 @@ pub struct OutputArgs {
     pub concurrency: u16,
 }
 
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
 /// Parquet codecs offered on the command line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum CompressionArg {
@@ -292,7 +303,7 @@ pub async fn run(cli: Cli) -> crate::Result<()> {
     };
     match Settings::from_cli(cli)? {
         Settings::Reports { api, json } => {
-            let rows = pipeline::list_reports(&api).await?;
+            let rows = with_progress(pipeline::list_reports(&api)).await?;
             if json {
                 output::print_reports_json(&rows)
             } else {
@@ -300,13 +311,13 @@ pub async fn run(cli: Cli) -> crate::Result<()> {
             }
         }
         Settings::Schema { api, report_id } => {
-            let schema = pipeline::report_schema(&api, &report_id).await?;
+            let schema = with_progress(pipeline::report_schema(&api, &report_id)).await?;
             output::print_schema(&schema)
         }
         Settings::Export(settings) => {
             let interrupt = interrupt
                 .ok_or_else(|| crate::Error::Internal("no signal handler for the export".into()))?;
-            match pipeline::export_until(&settings, interrupt).await {
+            match with_progress(pipeline::export_until(&settings, interrupt)).await {
                 Ok(summary) => {
                     output::print_export_summary(&summary, settings.destination.display())
                 }
@@ -317,7 +328,7 @@ pub async fn run(cli: Cli) -> crate::Result<()> {
         Settings::Run(settings) => {
             let interrupt = interrupt
                 .ok_or_else(|| crate::Error::Internal("no signal handler for the run".into()))?;
-            let summary = crate::jobs::run(&settings, interrupt).await?;
+            let summary = with_progress(crate::jobs::run(&settings, interrupt)).await?;
             output::write_stdout(&summary.table())?;
             if let Some(path) = &settings.summary_json {
                 crate::jobs::summary::write_json(path, &summary)?;
@@ -326,6 +337,12 @@ pub async fn run(cli: Cli) -> crate::Result<()> {
         }
         Settings::Sandbox { addr, options } => serve_sandbox(addr, options).await,
     }
+}
+
+/// Runs `work` with progress drawn on a terminal, cleared before anything is printed.
+async fn with_progress<T>(work: impl std::future::Future<Output = T>) -> T {
+    let _progress = crate::progress::start();
+    work.await
 }
 
 /// `kargo-export sandbox`: serves until Ctrl-C, after printing where.

@@ -21,6 +21,7 @@ pub mod infer;
 pub mod jobs;
 pub mod output;
 pub mod pipeline;
+pub mod progress;
 pub mod sandbox;
 pub mod secret;
 pub mod settings;

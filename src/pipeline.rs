@@ -221,10 +221,12 @@ pub async fn report_requests(client: &ApiClient) -> Result<Vec<Box<RawValue>>> {
     let first = client.endpoint(&["v1", "reports"]);
     let mut rows = Vec::new();
     for_each_page(client, first, async |body: Bytes, at: &PageLocation| {
+        let before = rows.len();
         let info = extract_page(&body, at, |row| {
             rows.push(row.to_owned());
             Ok(())
         })?;
+        crate::progress::page((rows.len() - before) as u64, body.len() as u64);
         Ok(info.next)
     })
     .await?;

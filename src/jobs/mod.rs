@@ -246,6 +246,15 @@ pub async fn run(
     } else {
         context.execute(&plans, started).await?
     };
+    for job in &outcomes {
+        match &job.error {
+            None => tracing::info!(
+                job = %job.name, status = ?job.status, reports = job.reports.len(),
+                rows = job.rows, files = job.files, bytes = job.bytes, "job done"
+            ),
+            Some(error) => tracing::warn!(job = %job.name, %error, "job failed"),
+        }
+    }
     Ok(RunSummary {
         jobs: outcomes,
         dry_run: settings.dry_run,
@@ -372,7 +381,9 @@ impl Context<'_> {
         let results: Vec<UnitResult> = join_all(units.into_iter().map(|(job, target)| {
             let slots = &slots;
             async move {
-                let result = self.run_unit(&self.settings.jobs[job], &target, slots).await;
+                let result = self
+                    .run_unit(&self.settings.jobs[job], &target, slots)
+                    .await;
                 UnitResult {
                     job,
                     target,

@@ -571,8 +571,19 @@ fn run_works_with_the_in_process_sandbox_and_keeps_secrets_out() {
         ),
     )
     .unwrap();
-    let (output, summary) = run(&file, &["-vv"]);
+    let (output, summary) = run(&file, &["-vv", "--log-format", "json"]);
     success(&output);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let events: Vec<Value> = stderr
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}")))
+        .collect();
+    let done: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["fields"]["message"] == "job done")
+        .collect();
+    assert_eq!(done.len(), 2, "{stderr}");
+    assert!(done.iter().all(|e| e["level"] == "INFO"));
     assert_eq!(reports_of(&summary, "list"), ["reports"]);
     assert_eq!(reports_of(&summary, "fresh"), ["rpt_sub0001"]);
     assert_eq!(job(&summary, "fresh")["rows"], 240);
