@@ -201,7 +201,7 @@ impl Target {
         match self {
             Target::Report(id) | Target::Await(id) => id.clone(),
             Target::ReportList => "reports".into(),
-            Target::Submit => "(new report request)".into(),
+            Target::Submit => "a new report request".into(),
         }
     }
 }

@@ -229,3 +229,76 @@ fn seconds<S: serde::Serializer>(
 fn shard_text<S: serde::Serializer>(shard: &Shard, s: S) -> std::result::Result<S::Ok, S::Error> {
     s.serialize_str(&format!("{}/{}", shard.index, shard.count))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn outcome(name: &str, status: Status, error: Option<&str>) -> JobOutcome {
+        JobOutcome {
+            name: name.into(),
+            kind: "reports",
+            out: "out".into(),
+            status,
+            reports: vec!["r1".into()],
+            rows: 10,
+            files: 2,
+            bytes: 300,
+            duration: Duration::from_millis(1500),
+            error: error.map(str::to_owned),
+        }
+    }
+
+    fn summary(jobs: Vec<JobOutcome>) -> RunSummary {
+        RunSummary {
+            jobs,
+            dry_run: false,
+            shard: Shard { index: 1, count: 3 },
+            elapsed: Duration::from_secs(2),
+        }
+    }
+
+    #[test]
+    fn the_run_fails_when_a_job_failed_naming_the_first() {
+        assert!(
+            summary(vec![outcome("a", Status::Ok, None)])
+                .result()
+                .is_ok()
+        );
+        let run = summary(vec![
+            outcome("a", Status::Ok, None),
+            outcome("b", Status::Failed, Some("r1: boom")),
+            outcome("c", Status::Failed, Some("r2: bang")),
+        ]);
+        assert_eq!(
+            run.result().unwrap_err().to_string(),
+            "2 of 3 jobs failed (job \"b\"): r1: boom"
+        );
+    }
+
+    #[test]
+    fn table_and_json_hold_every_job() {
+        let run = summary(vec![
+            outcome("a", Status::Ok, None),
+            outcome("bb", Status::Failed, Some("r1: boom")),
+        ]);
+        assert_eq!(
+            run.table(),
+            "job  kind     status  reports  rows  files  bytes  seconds  error\n\
+             a    reports  ok      1        10    2      300    1.50\n\
+             bb   reports  failed  1        10    2      300    1.50     r1: boom\n\
+             2 jobs, 1 failed, worker 1/3 in 2.00 s\n"
+        );
+        let json = serde_json::to_value(&run).unwrap();
+        assert_eq!(json["shard"], "1/3");
+        assert_eq!(json["seconds"], 2.0);
+        assert_eq!(
+            json["jobs"][1],
+            serde_json::json!({
+                "name": "bb", "kind": "reports", "out": "out", "status": "failed",
+                "reports": ["r1"], "rows": 10, "files": 2, "bytes": 300, "seconds": 1.5,
+                "error": "r1: boom",
+            })
+        );
+    }
+}

@@ -1204,6 +1204,72 @@ mod tests {
         assert_eq!((data.reports().len(), data.completed_ids().count()), (0, 0));
     }
 
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn submitted_reports_are_pending_then_completed_with_rows() {
+        let sandbox = Running::start(SandboxOptions {
+            submit: submit::SubmitOptions {
+                complete_after: Duration::from_millis(300),
+                fail: false,
+                rows: 7,
+            },
+            ..SandboxOptions::default()
+        })
+        .await;
+        let post = |token: Option<String>, body: &'static str| {
+            let mut request = sandbox.http.post(sandbox.url("/v1/reports")).body(body);
+            if let Some(token) = token {
+                request = request.bearer_auth(token);
+            }
+            async move {
+                let reply = request.send().await.unwrap();
+                (reply.status().as_u16(), reply.text().await.unwrap())
+            }
+        };
+        assert_eq!(post(None, r#"{"report_type":"x"}"#).await.0, 401);
+        let token = sandbox.token().await;
+        for bad in ["[1]", "not json", ""] {
+            assert_eq!(post(Some(token.clone()), bad).await.0, 400, "{bad}");
+        }
+        let (status, body) = post(Some(token.clone()), r#"{"report_type":"x","n":1}"#).await;
+        assert_eq!(status, 201, "{body}");
+        let created: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(created["id"], "rpt_sub0001");
+        assert_eq!(created["status"], "pending");
+        assert_eq!(created["report_type"], "x");
+        assert_eq!(created["row_count"], 7);
+
+        let report = sandbox.url("/v1/completed-reports/rpt_sub0001");
+        let (status, body) = sandbox.get(report.clone(), Some(&token)).await;
+        assert_eq!(
+            (status, body.contains("\"pending\"")),
+            (409, true),
+            "{body}"
+        );
+        let (_, list) = sandbox.get(sandbox.url("/v1/reports"), Some(&token)).await;
+        assert_eq!(page_rows(&list).len(), data_len() + 1);
+        assert!(
+            list.contains(r#""id":"rpt_sub0001","status":"pending""#),
+            "{list}"
+        );
+
+        tokio::time::sleep(Duration::from_millis(350)).await;
+        let (_, list) = sandbox.get(sandbox.url("/v1/reports"), Some(&token)).await;
+        assert!(
+            list.contains(r#""id":"rpt_sub0001","status":"completed""#),
+            "{list}"
+        );
+        let pages = sandbox.walk(report, &token).await;
+        let rows: Vec<String> = pages.iter().flat_map(|p| page_rows(p)).collect();
+        let mut want = String::new();
+        synthetic::SyntheticReport::new(7, 1000).write_rows(0..7, &mut want);
+        assert_eq!(rows.join(","), want);
+        sandbox.stop().await;
+    }
+
+    fn data_len() -> usize {
+        SandboxData::embedded().reports().len()
+    }
+
     #[test]
     fn routes_and_page_requests() {
         assert_eq!(route(&Method::POST, "/v1/auth/token"), Route::Login);

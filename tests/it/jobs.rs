@@ -530,7 +530,7 @@ fn dry_run_lists_the_work_and_touches_nothing() {
     );
     assert!(!stdout.contains("would export rpt_2b8e4d10"), "{stdout}");
     assert!(
-        stdout.contains("would export (new report request) (job fresh)"),
+        stdout.contains("would export a new report request (job fresh)"),
         "{stdout}"
     );
     assert_eq!(job(&summary, "given")["status"], "planned");
