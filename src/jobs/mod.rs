@@ -237,7 +237,10 @@ pub async fn run(
         client,
         interrupt: interrupt.boxed().shared(),
     };
-    let plans = context.plan().await;
+    let plans = tokio::select! {
+        plans = context.plan() => plans,
+        signal = context.interrupt.clone() => return Err(signal.into()),
+    };
     let outcomes = if settings.dry_run {
         for job in &settings.jobs {
             job.destination.cleanup_after_failure();

@@ -67,19 +67,20 @@ pub async fn wait_until_completed(client: &ApiClient, id: &str, spec: &SubmitSpe
                 });
             }
             Some(waiting) => {
-                let waited = started.elapsed();
-                if waited + pause > spec.wait_timeout {
+                let remaining = spec.wait_timeout.saturating_sub(started.elapsed());
+                if remaining.is_zero() {
                     return Err(Error::Submit {
                         id: id.to_string(),
                         reason: format!(
                             "still {waiting:?} after {:.1} s (wait_timeout_secs = {})",
-                            waited.as_secs_f64(),
+                            started.elapsed().as_secs_f64(),
                             spec.wait_timeout.as_secs_f64()
                         ),
                     });
                 }
                 tracing::info!(report = id, status = waiting, "waiting for the report");
-                tokio::time::sleep(pause).await;
+                // The last pause ends at the deadline, for one last look.
+                tokio::time::sleep(pause.min(remaining)).await;
                 pause = pause.mul_f64(1.5).min(MAX_POLL_INTERVAL);
             }
         }

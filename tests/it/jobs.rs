@@ -594,4 +594,19 @@ fn run_works_with_the_in_process_sandbox_and_keeps_secrets_out() {
     );
     assert!(!everything.contains(PASSWORD), "the password leaked");
     assert!(!everything.contains("sbx_"), "a token leaked");
+
+    // No [connection]: the global --sandbox flag.
+    let given = dir.path().join("given");
+    std::fs::write(
+        &file,
+        format!(
+            "[[job]]\nname = \"given\"\nkind = \"reports\"\nids = [\"rpt_7f3a9c21\"]\nout = \"{}\"\n",
+            given.display()
+        ),
+    )
+    .unwrap();
+    let (output, summary) = run(&file, &["--sandbox"]);
+    success(&output);
+    assert_eq!(job(&summary, "given")["rows"], 1500);
+    assert_same_rows(&sorted_rows(&given, KEY_A), &sorted_source(SAMPLE_A, KEY_A));
 }
