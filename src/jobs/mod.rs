@@ -12,6 +12,7 @@
 //! `--sandbox` (or `sandbox = true`) starts one in-process sandbox for the whole run, so a
 //! report submitted by one job is the same report the export reads.
 
+mod connection;
 pub mod file;
 pub mod shard;
 pub mod state;
@@ -28,16 +29,14 @@ use serde_json::{Map, Value};
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
-use crate::cli::{ConnectionArgs, DEFAULT_API_BASE, RunArgs};
+use crate::cli::{ConnectionArgs, RunArgs};
 use crate::error::{Error, Result};
 use crate::pipeline::{self, ExportSummary, Signal, Stopped};
 use crate::sandbox::SandboxOptions;
-use crate::secret::Secret;
 use crate::settings::{Api, ExportJob, ExportSettings};
 use crate::sink::{Destination, WriteOptions};
-use crate::source::auth::Credentials;
-use crate::source::client::{ApiClient, Connection};
-use file::{ConnectionSpec, JobKind, JobSpec, JobsFile};
+use crate::source::client::ApiClient;
+use file::{JobKind, JobSpec, JobsFile};
 use shard::Shard;
 use summary::{JobOutcome, RunSummary};
 
@@ -72,7 +71,7 @@ impl RunSettings {
         let api = match &file.connection {
             _ if connection.sandbox => Api::Sandbox,
             Some(spec) if spec.sandbox => Api::Sandbox,
-            Some(spec) => file_api(spec)?,
+            Some(spec) => connection::api(spec)?,
             None => crate::settings::api(connection)?,
         };
         let shard = Shard::resolve(args.shard.as_deref(), args.shards, |name| {
@@ -105,81 +104,6 @@ impl RunSettings {
             shard,
         })
     }
-}
-
-/// The API of a `[connection]` section; secrets come from the variables and files it names.
-fn file_api(spec: &ConnectionSpec) -> Result<Api> {
-    let api_base = crate::settings::http_url(
-        "api_base",
-        spec.api_base.as_deref().unwrap_or(DEFAULT_API_BASE),
-    )?;
-    let credentials = if let Some(token) = secret(&spec.token_env, &spec.token_file, "token")? {
-        Credentials::Token(token)
-    } else {
-        let username = match (&spec.username, &spec.username_env) {
-            (Some(name), _) => name.clone(),
-            (None, Some(var)) => env_value(var, "username_env")?,
-            (None, None) => {
-                return Err(Error::Usage(
-                    "jobs file [connection]: no credentials: set token_env or token_file, or \
-                     username with password_env or password_file (or sandbox = true)"
-                        .into(),
-                ));
-            }
-        };
-        let password = secret(&spec.password_env, &spec.password_file, "password")?
-            .ok_or_else(|| {
-                Error::Usage(format!(
-                    "jobs file [connection]: no password for user {username:?}: set password_env or password_file"
-                ))
-            })?;
-        let auth_url = match &spec.auth_url {
-            Some(url) => crate::settings::http_url("auth_url", url)?,
-            None => crate::settings::default_auth_url(&api_base),
-        };
-        Credentials::Login {
-            auth_url,
-            username,
-            password,
-        }
-    };
-    Ok(Api::Remote(Box::new(Connection {
-        api_base,
-        credentials,
-    })))
-}
-
-/// The secret in environment variable `var` or file `path` (without its line break).
-fn secret(var: &Option<String>, path: &Option<PathBuf>, what: &str) -> Result<Option<Secret>> {
-    if let Some(var) = var {
-        return env_value(var, &format!("{what}_env")).map(|v| Some(Secret::new(v)));
-    }
-    let Some(path) = path else { return Ok(None) };
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        Error::Usage(format!(
-            "jobs file [connection]: cannot read {what}_file {}: {e}",
-            path.display()
-        ))
-    })?;
-    let value = text.trim_end_matches(['\r', '\n']);
-    if value.is_empty() {
-        return Err(Error::Usage(format!(
-            "jobs file [connection]: {what}_file {} is empty",
-            path.display()
-        )));
-    }
-    Ok(Some(Secret::new(value)))
-}
-
-fn env_value(var: &str, field: &str) -> Result<String> {
-    std::env::var(var)
-        .ok()
-        .filter(|v| !v.is_empty())
-        .ok_or_else(|| {
-            Error::Usage(format!(
-                "jobs file [connection]: {field} names {var}, which is not set"
-            ))
-        })
 }
 
 /// What one unit of work exports.
