@@ -115,7 +115,7 @@ enum Target {
     ReportList,
     /// Submit the job's request, wait, export.
     Submit,
-    /// Wait for a report an earlier run submitted, export.
+    /// Wait for a report an earlier run submitted, export; submit anew when it failed.
     Await(String),
 }
 
@@ -281,13 +281,11 @@ impl Context<'_> {
                     .map_err(|e| e.to_string())?;
                 Ok(match last {
                     Some(last) if last.request_hash == state::request_hash(&spec.request) => {
-                        new(vec![last.report_id])
-                            .into_iter()
-                            .map(|t| match t {
-                                Target::Report(id) => Target::Await(id),
-                                other => other,
-                            })
-                            .collect()
+                        if exported.contains(&last.report_id) {
+                            Vec::new()
+                        } else {
+                            vec![Target::Await(last.report_id)]
+                        }
                     }
                     _ => vec![Target::Submit],
                 })
@@ -391,7 +389,7 @@ impl Context<'_> {
             )));
         };
         let id = match target {
-            Target::Await(id) => id.clone(),
+            Target::Await(id) if submit::may_complete(&self.client, id).await? => id.clone(),
             _ => {
                 let id = submit::submit(&self.client, &spec.request).await?;
                 tracing::info!(job = %job.spec.name, report = %id, "submitted a report request");

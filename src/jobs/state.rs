@@ -9,8 +9,8 @@
 //! - A submit job records the report it requested in `_submissions/<job>.json` right after the
 //!   API accepted it, with a hash of the request body: a run that finds the same request there
 //!   waits for that report instead of submitting it again (after a crash or a timeout), and
-//!   once its manifest exists the job has nothing left to do. A changed request is submitted
-//!   anew.
+//!   once its manifest exists the job has nothing left to do. A changed request, or one the API
+//!   reports as failed or no longer lists, is submitted anew.
 
 use std::collections::HashSet;
 

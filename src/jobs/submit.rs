@@ -54,7 +54,7 @@ pub async fn wait_until_completed(client: &ApiClient, id: &str, spec: &SubmitSpe
         let status = status_of(client, id).await?;
         match status.as_deref() {
             Some("completed") => return Ok(()),
-            Some(failed) if FAILED_STATUSES.contains(&failed) => {
+            Some(failed) if is_failed(failed) => {
                 return Err(Error::Submit {
                     id: id.to_string(),
                     reason: format!("the API reports status {failed:?}"),
@@ -85,6 +85,17 @@ pub async fn wait_until_completed(client: &ApiClient, id: &str, spec: &SubmitSpe
             }
         }
     }
+}
+
+/// Whether report request `id` is listed and has not failed: worth waiting for.
+pub async fn may_complete(client: &ApiClient, id: &str) -> Result<bool> {
+    Ok(status_of(client, id)
+        .await?
+        .is_some_and(|status| !is_failed(&status)))
+}
+
+fn is_failed(status: &str) -> bool {
+    FAILED_STATUSES.contains(&status)
 }
 
 /// The `status` of report request `id` in the list (`""` when it has none), or `None` when the

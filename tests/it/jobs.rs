@@ -403,19 +403,38 @@ fn submit_and_wait_fails_clearly_on_failure_and_timeout() {
         "{error}"
     );
     assert_eq!(job(&summary, "fresh")["status"], "failed");
+    // A failed request is not waited for again: the next run submits a new one.
+    let (output, _) = run(&file, &[]);
+    let error = failure(&output, 1);
+    assert!(
+        error.contains("report request rpt_sub0002: the API reports status \"failed\""),
+        "{error}"
+    );
 
-    let slow = Sandbox::start(&["--complete-after-ms", "60000"]);
+    let slow = Sandbox::start(&["--complete-after-ms", "2500"]);
     let file = jobs_file(dir.path(), &slow, &job_toml("wait_timeout_secs = 0.4\n"));
     let started = std::time::Instant::now();
     let (output, _) = run(&file, &["--full-refresh"]);
     let error = failure(&output, 1);
-    assert!(started.elapsed() < std::time::Duration::from_secs(20));
+    assert!(started.elapsed() < std::time::Duration::from_secs(2));
     assert!(
         error.contains("report request rpt_sub0001: still \"pending\" after"),
         "{error}"
     );
     assert!(error.contains("wait_timeout_secs = 0.4"), "{error}");
     assert!(parquet_files(&dir.path().join("out")).is_empty());
+
+    // The next run waits for the same report instead of submitting it again.
+    let file = jobs_file(dir.path(), &slow, &job_toml("wait_timeout_secs = 30\n"));
+    let (output, summary) = run(&file, &[]);
+    success(&output);
+    assert_eq!(reports_of(&summary, "fresh"), ["rpt_sub0001"]);
+    assert_eq!(job(&summary, "fresh")["rows"], 240);
+    let submitted = listed(&slow)
+        .iter()
+        .filter(|r| r["id"].as_str().unwrap().starts_with("rpt_sub"))
+        .count();
+    assert_eq!(submitted, 1, "no second POST");
 }
 
 /// A fixture with `count` completed reports `r00`.. of 5 numbered rows each (`i` unique overall).
