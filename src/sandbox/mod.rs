@@ -1561,12 +1561,12 @@ mod tests {
         }
         let reply = sandbox
             .http
-            .post(sandbox.url("/v1/reports"))
+            .delete(sandbox.url("/v1/reports"))
             .send()
             .await
             .unwrap();
         assert_eq!(reply.status(), 405);
-        assert_eq!(reply.headers()[header::ALLOW], "GET");
+        assert_eq!(reply.headers()[header::ALLOW], "GET, POST");
         sandbox.stop().await;
     }
 
