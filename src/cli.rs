@@ -116,7 +116,7 @@ pub struct RunArgs {
     pub shards: Option<u32>,
 
     /// Reports exported at once over all jobs [default: the file's concurrency, else 2].
-    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=64))]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=64))]
     pub concurrency: Option<u16>,
 }
 

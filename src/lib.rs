@@ -12,6 +12,7 @@
 //!   over `sample_data/` for trying the tool and for tests;
 //! - [`jobs`] runs the scheduled batch exports of a jobs file (`run`), each report through
 //!   [`pipeline`], with the incremental state kept at the destination;
+//! - [`progress`] draws pages, rows and bytes fetched on a terminal;
 //! - [`cli`] and [`settings`] turn the command line into validated settings once.
 
 pub mod cli;

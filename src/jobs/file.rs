@@ -481,6 +481,20 @@ out = "out/fresh"
     }
 
     #[test]
+    fn the_readme_example_is_a_valid_jobs_file() {
+        let readme = include_str!("../../README.md");
+        let start = readme
+            .find("```toml\nconcurrency = 4")
+            .expect("the jobs file example in the README")
+            + "```toml\n".len();
+        let end = start + readme[start..].find("```").unwrap();
+        let file = parse(&readme[start..end]).unwrap();
+        let kinds: Vec<&str> = file.jobs.iter().map(|j| j.kind.name()).collect();
+        assert_eq!(kinds, ["new-reports", "reports", "report-list", "submit"]);
+        assert_eq!(file.concurrency, Some(4));
+    }
+
+    #[test]
     fn syntax_errors_name_the_line_and_column() {
         let message = error("[[job]]\nname = \"a\"\nkind = \"reports\nout = 1\n");
         assert!(
