@@ -29,7 +29,7 @@ pub struct JobOutcome {
     pub kind: &'static str,
     pub out: String,
     pub status: Status,
-    /// Reports exported (or, in a dry run, to be exported), in completion order.
+    /// Reports exported (or, in a dry run, to be exported), in plan order.
     pub reports: Vec<String>,
     pub rows: u64,
     pub files: usize,

@@ -629,3 +629,43 @@ fn run_works_with_the_in_process_sandbox_and_keeps_secrets_out() {
     assert_eq!(job(&summary, "given")["rows"], 1500);
     assert_same_rows(&sorted_rows(&given, KEY_A), &sorted_source(SAMPLE_A, KEY_A));
 }
+
+#[test]
+fn sigterm_stops_a_run_that_waits_for_a_report() {
+    let sandbox = Sandbox::start(&["--complete-after-ms", "60000"]);
+    let dir = tempfile::tempdir().unwrap();
+    let dest = dir.path().join("fresh");
+    let file = jobs_file(
+        dir.path(),
+        &sandbox,
+        &format!(
+            "[[job]]\nname = \"fresh\"\nkind = \"submit\"\npoll_interval_secs = 0.05\nrequest = {{ report_type = \"x\" }}\nout = \"{}\"\n",
+            dest.display()
+        ),
+    );
+    let child = binary()
+        .env(PASSWORD_VAR, PASSWORD)
+        .arg("run")
+        .arg(&file)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let record = dest.join("_submissions/fresh.json");
+    let started = std::time::Instant::now();
+    while !record.exists() {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(20),
+            "never submitted"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let pid = i32::try_from(child.id()).unwrap();
+    // SAFETY: sends a signal to our own child process.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    let output = child.wait_with_output().unwrap();
+    let error = failure(&output, 143);
+    assert_eq!(error, "error: interrupted (SIGTERM)");
+    assert!(started.elapsed() < std::time::Duration::from_secs(20));
+    assert!(parquet_files(&dest).is_empty());
+}
