@@ -68,10 +68,11 @@ pub async fn read_submission(dest: &Destination, job: &str) -> Result<Option<Sub
         return Ok(None);
     };
     serde_json::from_slice(&bytes).map(Some).map_err(|e| {
-        Error::Usage(format!(
-            "invalid state file ({}/{path}): {e}; delete it to submit the request again",
-            dest.display().trim_end_matches('/')
-        ))
+        let reason = format!("not a submission record ({e}); delete it to submit again");
+        Error::io(
+            format!("{}/{path}", dest.display().trim_end_matches('/')),
+            std::io::Error::new(std::io::ErrorKind::InvalidData, reason),
+        )
     })
 }
 
