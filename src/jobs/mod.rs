@@ -222,12 +222,26 @@ impl Context<'_> {
             None
         };
         let mut plans = Vec::new();
+        // Two exports of one report into one destination at once would retire each other's
+        // files: a report a job shares with an earlier job of the same destination is left to
+        // the earlier one.
+        let mut claimed = HashSet::new();
         for job in &self.settings.jobs {
             let plan = self.plan_job(job, listing.as_ref()).await;
             plans.push(plan.map(|targets| {
                 targets
                     .into_iter()
                     .filter(|target| self.settings.shard.owns(&shard_key(job, target)))
+                    .filter(|target| {
+                        let Target::Report(id) = target else {
+                            return true;
+                        };
+                        let first = claimed.insert((job.destination.display().to_string(), id.clone()));
+                        if !first {
+                            tracing::warn!(job = %job.spec.name, report = %id, "an earlier job exports this report into the same destination");
+                        }
+                        first
+                    })
                     .collect()
             }));
         }

@@ -669,3 +669,26 @@ fn sigterm_stops_a_run_that_waits_for_a_report() {
     assert!(started.elapsed() < std::time::Duration::from_secs(20));
     assert!(parquet_files(&dest).is_empty());
 }
+
+#[test]
+fn a_report_two_jobs_share_in_one_destination_is_exported_once() {
+    let sandbox = Sandbox::start(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let dest = dir.path().join("shared");
+    let job = |name: &str| {
+        format!(
+            "[[job]]\nname = \"{name}\"\nkind = \"reports\"\nids = [\"rpt_7f3a9c21\"]\nout = \"{}\"\n\n",
+            dest.display()
+        )
+    };
+    let file = jobs_file(
+        dir.path(),
+        &sandbox,
+        &format!("{}{}", job("first"), job("second")),
+    );
+    let (output, summary) = run(&file, &["--concurrency", "2"]);
+    success(&output);
+    assert_eq!(reports_of(&summary, "first"), ["rpt_7f3a9c21"]);
+    assert_eq!(reports_of(&summary, "second"), Vec::<String>::new());
+    assert_same_rows(&sorted_rows(&dest, KEY_A), &sorted_source(SAMPLE_A, KEY_A));
+}
