@@ -25,6 +25,10 @@ pub struct Cli {
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     pub verbose: u8,
 
+    /// Log lines on stderr as text, or as one JSON object each (for schedulers).
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
+    pub log_format: LogFormat,
+
     #[command(subcommand)]
     pub command: Command,
 }
@@ -81,8 +85,43 @@ pub enum Command {
         #[command(subcommand)]
         target: SchemaTarget,
     },
+    /// Run the jobs of a jobs file: scheduled, incremental batch exports.
+    Run(RunArgs),
     /// Serve a Kargo-compatible API over the sample data, for trying the tool and for tests.
     Sandbox(SandboxArgs),
+}
+
+/// Flags of the `run` command.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The jobs file (TOML): connection settings and a list of jobs.
+    #[arg(value_name = "JOBS.toml")]
+    pub jobs: PathBuf,
+
+    /// Export again what the destinations' state says was exported already.
+    #[arg(long)]
+    pub full_refresh: bool,
+
+    /// List what would be exported; write nothing and submit nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// Also write the per-job summary as JSON to this file.
+    #[arg(long, value_name = "FILE")]
+    pub summary_json: Option<PathBuf>,
+
+    /// Export only this worker's share of the reports: worker K of N (0-based).
+    #[arg(long, value_name = "K/N")]
+    pub shard: Option<String>,
+
+    /// Number of workers N when the index comes from JOB_COMPLETION_INDEX (Kubernetes Indexed
+    /// Jobs) or AWS_BATCH_JOB_ARRAY_INDEX (AWS Batch array jobs).
+    #[arg(long, env = "KARGO_SHARDS", value_name = "N")]
+    pub shards: Option<u32>,
+
+    /// Reports exported at once over all jobs [default: the file's concurrency, else 2].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub concurrency: Option<u16>,
 }
 
 /// What `export` exports.
@@ -143,6 +182,13 @@ pub struct OutputArgs {
     /// How many reports to export at once.
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub concurrency: u16,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 /// Parquet codecs offered on the command line.
@@ -225,6 +271,14 @@ pub struct SandboxArgs {
     #[arg(long, value_name = "N", default_value_t = 0)]
     pub loop_at: usize,
 
+    /// Reports submitted with POST /v1/reports stay pending this long, then complete.
+    #[arg(long, value_name = "MS", default_value_t = 2000)]
+    pub complete_after_ms: u64,
+
+    /// Fault injection: submitted reports end as failed instead of completed.
+    #[arg(long)]
+    pub fail_submissions: bool,
+
     /// Fault injection: write every next link absolute on this origin (scheme://host:port)
     /// instead of the sandbox's own.
     #[arg(long, value_name = "URL")]
@@ -260,12 +314,12 @@ pub async fn run(cli: Cli) -> crate::Result<()> {
     use crate::settings::Settings;
     use crate::{output, pipeline};
     let interrupt = match cli.command {
-        Command::Export { .. } => Some(Signal::listen()?),
+        Command::Export { .. } | Command::Run(_) => Some(Signal::listen()?),
         _ => None,
     };
     match Settings::from_cli(cli)? {
         Settings::Reports { api, json } => {
-            let rows = pipeline::list_reports(&api).await?;
+            let rows = with_progress(pipeline::list_reports(&api)).await?;
             if json {
                 output::print_reports_json(&rows)
             } else {
@@ -273,7 +327,7 @@ pub async fn run(cli: Cli) -> crate::Result<()> {
             }
         }
         Settings::Schema { api, report_id } => {
-            let schema = pipeline::report_schema(&api, &report_id).await?;
+            let schema = with_progress(pipeline::report_schema(&api, &report_id)).await?;
             output::print_schema(&schema)
         }
         Settings::SchemaUrl { api, job } => {
@@ -283,7 +337,7 @@ pub async fn run(cli: Cli) -> crate::Result<()> {
         Settings::Export(settings) => {
             let interrupt = interrupt
                 .ok_or_else(|| crate::Error::Internal("no signal handler for the export".into()))?;
-            match pipeline::export_until(&settings, interrupt).await {
+            match with_progress(pipeline::export_until(&settings, interrupt)).await {
                 Ok(summary) => {
                     output::print_export_summary(&summary, settings.destination.display())
                 }
@@ -291,8 +345,24 @@ pub async fn run(cli: Cli) -> crate::Result<()> {
                 Err(Stopped::Interrupted(signal)) => Err(signal.into()),
             }
         }
+        Settings::Run(settings) => {
+            let interrupt = interrupt
+                .ok_or_else(|| crate::Error::Internal("no signal handler for the run".into()))?;
+            let summary = with_progress(crate::jobs::run(&settings, interrupt)).await?;
+            output::write_stdout(&summary.table())?;
+            if let Some(path) = &settings.summary_json {
+                crate::jobs::summary::write_json(path, &summary)?;
+            }
+            summary.result()
+        }
         Settings::Sandbox { addr, options } => serve_sandbox(addr, options).await,
     }
+}
+
+/// Runs `work` with progress drawn on a terminal, cleared before anything is printed.
+async fn with_progress<T>(work: impl std::future::Future<Output = T>) -> T {
+    let _progress = crate::progress::start();
+    work.await
 }
 
 /// `kargo-export sandbox`: serves until Ctrl-C, after printing where.

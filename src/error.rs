@@ -115,6 +115,19 @@ pub enum Error {
     #[error("interrupted ({signal})")]
     Interrupted { signal: String, exit_code: u8 },
 
+    /// A submitted report request failed, or did not complete in time.
+    #[error("report request {id}: {reason}")]
+    Submit { id: String, reason: String },
+
+    /// Some jobs of `run` failed (the others completed); `error` is the first job's failure.
+    #[error("{failed} of {total} jobs failed (job {job:?}): {error}")]
+    JobsFailed {
+        failed: usize,
+        total: usize,
+        job: String,
+        error: String,
+    },
+
     /// A bug: a worker task panicked or was cancelled.
     #[error("internal error: {0}")]
     Internal(String),

@@ -12,14 +12,19 @@
 //!   prefix through `object_store`, then publishes them and retires a report's older files;
 //! - [`pipeline`] wires the stages for one export command; [`sandbox`] is a Kargo-compatible API
 //!   over `sample_data/` for trying the tool and for tests;
+//! - [`jobs`] runs the scheduled batch exports of a jobs file (`run`), each report through
+//!   [`pipeline`], with the incremental state kept at the destination;
+//! - [`progress`] draws pages, rows and bytes fetched on a terminal;
 //! - [`cli`] and [`settings`] turn the command line into validated settings once.
 
 pub mod cli;
 pub mod decode;
 pub mod error;
 pub mod infer;
+pub mod jobs;
 pub mod output;
 pub mod pipeline;
+pub mod progress;
 pub mod sandbox;
 pub mod secret;
 pub mod settings;

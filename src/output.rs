@@ -139,7 +139,8 @@ pub fn print_export_summary(summary: &ExportSummary, destination: &str) -> Resul
     write_stdout(&out)
 }
 
-fn write_stdout(text: &str) -> Result<()> {
+/// Writes `text` to stdout and flushes it.
+pub fn write_stdout(text: &str) -> Result<()> {
     let mut stdout = io::stdout().lock();
     stdout
         .write_all(text.as_bytes())

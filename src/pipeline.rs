@@ -237,19 +237,22 @@ async fn source_schema(
 /// Every report request, each as the raw JSON the API sent.
 pub async fn list_reports(api: &Api) -> Result<Vec<Box<RawValue>>> {
     let session = ApiSession::start(api).await?;
-    let first = session.client.endpoint(&["v1", "reports"]);
+    report_requests(&session.client).await
+}
+
+/// Every report request (all pages of `GET /v1/reports`), each as the raw JSON the API sent.
+pub async fn report_requests(client: &ApiClient) -> Result<Vec<Box<RawValue>>> {
+    let first = client.endpoint(&["v1", "reports"]);
     let mut rows = Vec::new();
-    for_each_page(
-        &session.client,
-        first,
-        async |body: Bytes, at: &PageLocation| {
-            let info = extract_page(&body, at, |row| {
-                rows.push(row.to_owned());
-                Ok(())
-            })?;
-            Ok(info.next)
-        },
-    )
+    for_each_page(client, first, async |body: Bytes, at: &PageLocation| {
+        let before = rows.len();
+        let info = extract_page(&body, at, |row| {
+            rows.push(row.to_owned());
+            Ok(())
+        })?;
+        crate::progress::page((rows.len() - before) as u64, body.len() as u64);
+        Ok(info.next)
+    })
     .await?;
     Ok(rows)
 }
@@ -730,7 +733,7 @@ impl ApiSession {
                 _sandbox: None,
             }),
             Api::Sandbox => {
-                let (connection, stop) = start_sandbox().await?;
+                let (connection, stop) = start_sandbox(SandboxOptions::default()).await?;
                 Ok(ApiSession {
                     client: ApiClient::new(&connection)?,
                     _sandbox: Some(stop),
@@ -740,8 +743,9 @@ impl ApiSession {
     }
 }
 
-/// Starts the sandbox on a free loopback port; it stops when the returned sender is dropped.
-async fn start_sandbox() -> Result<(Connection, oneshot::Sender<()>)> {
+/// Starts a sandbox serving `options` on a free loopback port and returns a connection that
+/// logs in to it; it stops when the returned sender is dropped.
+pub async fn start_sandbox(options: SandboxOptions) -> Result<(Connection, oneshot::Sender<()>)> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .map_err(|e| Error::Sandbox(format!("cannot bind 127.0.0.1: {e}")))?;
@@ -749,13 +753,9 @@ async fn start_sandbox() -> Result<(Connection, oneshot::Sender<()>)> {
         .local_addr()
         .map_err(|e| Error::Sandbox(format!("no local address: {e}")))?;
     let (stop, stopped) = oneshot::channel::<()>();
-    tokio::spawn(sandbox::run(
-        listener,
-        SandboxOptions::default(),
-        async move {
-            let _ = stopped.await;
-        },
-    ));
+    tokio::spawn(sandbox::run(listener, options, async move {
+        let _ = stopped.await;
+    }));
     let api_base =
         Url::parse(&format!("http://{addr}")).map_err(|e| Error::Sandbox(e.to_string()))?;
     let auth_url = api_base

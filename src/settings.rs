@@ -47,6 +47,8 @@ pub enum Settings {
     Schema { api: Api, report_id: String },
     /// `schema url URL ...`.
     SchemaUrl { api: Api, job: Box<ManualJob> },
+    /// `run JOBS.toml`.
+    Run(crate::jobs::RunSettings),
     /// `sandbox`.
     Sandbox {
         addr: SocketAddr,
@@ -116,6 +118,9 @@ impl Settings {
                 let api = api(&cli.connection)?;
                 export_settings(api, job, output).map(Settings::Export)
             }
+            Command::Run(args) => {
+                crate::jobs::RunSettings::new(args, &cli.connection).map(Settings::Run)
+            }
             Command::Sandbox(args) => sandbox_settings(args),
         }
     }
@@ -140,7 +145,7 @@ fn export_settings(api: Api, job: ExportJob, output: OutputArgs) -> Result<Expor
 }
 
 /// The API and credentials from the connection flags and environment.
-fn api(args: &ConnectionArgs) -> Result<Api> {
+pub(crate) fn api(args: &ConnectionArgs) -> Result<Api> {
     if args.sandbox {
         return Ok(Api::Sandbox);
     }
@@ -176,19 +181,22 @@ fn credentials(args: &ConnectionArgs, api_base: &Url) -> Result<Credentials> {
     };
     let auth_url = match &args.auth_url {
         Some(url) => http_url("--auth-url", url)?,
-        None => {
-            let mut url = api_base.clone();
-            if let Ok(mut path) = url.path_segments_mut() {
-                path.pop_if_empty().extend(["v1", "auth", "token"]);
-            }
-            url
-        }
+        None => default_auth_url(api_base),
     };
     Ok(Credentials::Login {
         auth_url,
         username,
         password,
     })
+}
+
+/// `{api_base}/v1/auth/token`, the login endpoint when none is given.
+pub(crate) fn default_auth_url(api_base: &Url) -> Url {
+    let mut url = api_base.clone();
+    if let Ok(mut path) = url.path_segments_mut() {
+        path.pop_if_empty().extend(["v1", "auth", "token"]);
+    }
+    url
 }
 
 /// The password file's content without its trailing line break.
@@ -209,7 +217,7 @@ fn read_password_file(path: &Path) -> Result<Secret> {
     Ok(Secret::new(password))
 }
 
-fn http_url(flag: &str, text: &str) -> Result<Url> {
+pub(crate) fn http_url(flag: &str, text: &str) -> Result<Url> {
     let url = Url::parse(text.trim())
         .map_err(|e| Error::Usage(format!("{flag} {text:?} is not a valid URL: {e}")))?;
     if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
@@ -240,7 +248,7 @@ fn dedup(ids: Vec<String>) -> Vec<String> {
         .collect()
 }
 
-fn partition_columns(columns: &[String]) -> Result<Vec<String>> {
+pub(crate) fn partition_columns(columns: &[String]) -> Result<Vec<String>> {
     let mut seen = HashSet::new();
     let mut out = Vec::new();
     for column in columns {
@@ -260,7 +268,7 @@ fn partition_columns(columns: &[String]) -> Result<Vec<String>> {
     Ok(out)
 }
 
-fn compression(arg: CompressionArg) -> (Compression, &'static str) {
+pub(crate) fn compression(arg: CompressionArg) -> (Compression, &'static str) {
     match arg {
         CompressionArg::Zstd => (Compression::ZSTD(ZstdLevel::default()), "zstd"),
         CompressionArg::Snappy => (Compression::SNAPPY, "snappy"),
@@ -346,6 +354,11 @@ fn sandbox_settings(args: SandboxArgs) -> Result<Settings> {
             token_ttl_secs: args.token_ttl,
             faults,
             next_origin,
+            submit: crate::sandbox::submit::SubmitOptions {
+                complete_after: std::time::Duration::from_millis(args.complete_after_ms),
+                fail: args.fail_submissions,
+                ..Default::default()
+            },
             ..SandboxOptions::default()
         },
     })

@@ -13,7 +13,8 @@
 //! - Every other route needs `Authorization: Bearer <token>` of an issued, unexpired token, else
 //!   401 `{"error": "invalid_token"}`. Routes are matched before the token is checked, so an
 //!   unknown path is 404 and a wrong method 405 even without a token.
-//! - `GET /v1/reports` lists the report requests; `GET /v1/completed-reports/{id}` serves a
+//! - `GET /v1/reports` lists the report requests; `POST /v1/reports` submits a new one, which
+//!   completes after a delay ([`submit`]); `GET /v1/completed-reports/{id}` serves a
 //!   completed report's rows: 404 `{"error": "report not found"}` for an id that is neither in
 //!   `reports.json` nor has a data file, 409 `{"error": "report not completed", "status": ..}` for
 //!   a listed report without a data file (pending or failed).
@@ -84,6 +85,7 @@ use tokio::time::Instant;
 use crate::error::{Error, Result};
 
 pub mod manual;
+pub mod submit;
 pub mod synthetic;
 
 use synthetic::SyntheticReport;
@@ -379,6 +381,8 @@ pub struct SandboxOptions {
     /// `scheme://host[:port]` every next link is written with (always absolute) instead of the
     /// sandbox's own origin; `None` writes links as `link_style` says.
     pub next_origin: Option<String>,
+    /// How reports submitted with `POST /v1/reports` behave.
+    pub submit: submit::SubmitOptions,
 }
 
 /// Faults the sandbox injects on purpose; the default injects none.
@@ -431,6 +435,7 @@ impl Default for SandboxOptions {
             token_ttl_secs: 3600,
             faults: Faults::default(),
             next_origin: None,
+            submit: submit::SubmitOptions::default(),
         }
     }
 }
@@ -447,6 +452,7 @@ pub async fn run(
         .map_err(|e| Error::Sandbox(format!("cannot read the listener's address: {e}")))?;
     let server = Arc::new(Server {
         fallback_origin: format!("http://{local}"),
+        submissions: submit::Submissions::new(options.submit),
         options,
         tokens: Mutex::new(HashMap::new()),
         completed_requests: AtomicU64::new(0),
@@ -590,6 +596,7 @@ impl Body for Chunks {
 enum Route<'a> {
     Login,
     Reports,
+    SubmitReport,
     CompletedReport(&'a str),
     /// [`manual::ROWS_PATH`].
     TestRows,
@@ -608,13 +615,14 @@ fn route<'a>(method: &Method, path: &'a str) -> Route<'a> {
     }
     let (route, allow) = match path {
         "/v1/auth/token" => (Route::Login, "POST"),
-        "/v1/reports" => (Route::Reports, "GET"),
+        "/v1/reports" if method == Method::POST => return Route::SubmitReport,
+        "/v1/reports" => (Route::Reports, "GET, POST"),
         _ => match path.strip_prefix("/v1/completed-reports/") {
             Some(id) if !id.is_empty() && !id.contains('/') => (Route::CompletedReport(id), "GET"),
             _ => return Route::NotFound,
         },
     };
-    if method.as_str() == allow {
+    if allow.split(", ").any(|allowed| allowed == method.as_str()) {
         route
     } else {
         Route::WrongMethod { allow }
@@ -634,6 +642,8 @@ struct Server {
     pages_served: AtomicU64,
     /// Completed-report requests seen so far (for `Faults::stall_first`).
     stalled_requests: AtomicU64,
+    /// Report requests submitted with `POST /v1/reports`.
+    submissions: submit::Submissions,
 }
 
 impl Server {
@@ -675,8 +685,16 @@ impl Server {
                     .insert(header::WWW_AUTHENTICATE, challenge);
                 reply
             }
-            Route::Reports => self.page(parts, data.reports()),
             Route::TestRows => manual::respond(self, parts, body).await,
+            Route::Reports => {
+                let submitted = self.submissions.listed();
+                if submitted.is_empty() {
+                    self.page(parts, data.reports())
+                } else {
+                    self.page(parts, &[data.reports(), &submitted].concat())
+                }
+            }
+            Route::SubmitReport => self.submissions.submit(body).await,
             Route::CompletedReport(_) if self.stall() => {
                 tokio::time::sleep(STALL).await;
                 json_reply(
@@ -698,15 +716,22 @@ impl Server {
             Route::CompletedReport(id) if data.synthetic.contains_key(id) => {
                 self.synthetic_page(parts, &data.synthetic[id])
             }
-            Route::CompletedReport(id) => match (data.completed_rows(id), data.statuses.get(id)) {
-                (Some(rows), _) => self.page(parts, rows),
-                (None, Some(status)) => json_reply(
+            Route::CompletedReport(id) => match self.submissions.find(id) {
+                Some(submit::Found::Completed(synthetic)) => self.synthetic_page(parts, &synthetic),
+                Some(submit::Found::NotCompleted(status)) => json_reply(
                     StatusCode::CONFLICT,
                     &json!({"error": "report not completed", "status": status}),
                 ),
-                (None, None) => {
-                    json_reply(StatusCode::NOT_FOUND, &json!({"error": "report not found"}))
-                }
+                None => match (data.completed_rows(id), data.statuses.get(id)) {
+                    (Some(rows), _) => self.page(parts, rows),
+                    (None, Some(status)) => json_reply(
+                        StatusCode::CONFLICT,
+                        &json!({"error": "report not completed", "status": status}),
+                    ),
+                    (None, None) => {
+                        json_reply(StatusCode::NOT_FOUND, &json!({"error": "report not found"}))
+                    }
+                },
             },
         }
     }
@@ -1194,6 +1219,72 @@ mod tests {
         assert_eq!((data.reports().len(), data.completed_ids().count()), (0, 0));
     }
 
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn submitted_reports_are_pending_then_completed_with_rows() {
+        let sandbox = Running::start(SandboxOptions {
+            submit: submit::SubmitOptions {
+                complete_after: Duration::from_millis(300),
+                fail: false,
+                rows: 7,
+            },
+            ..SandboxOptions::default()
+        })
+        .await;
+        let post = |token: Option<String>, body: &'static str| {
+            let mut request = sandbox.http.post(sandbox.url("/v1/reports")).body(body);
+            if let Some(token) = token {
+                request = request.bearer_auth(token);
+            }
+            async move {
+                let reply = request.send().await.unwrap();
+                (reply.status().as_u16(), reply.text().await.unwrap())
+            }
+        };
+        assert_eq!(post(None, r#"{"report_type":"x"}"#).await.0, 401);
+        let token = sandbox.token().await;
+        for bad in ["[1]", "not json", ""] {
+            assert_eq!(post(Some(token.clone()), bad).await.0, 400, "{bad}");
+        }
+        let (status, body) = post(Some(token.clone()), r#"{"report_type":"x","n":1}"#).await;
+        assert_eq!(status, 201, "{body}");
+        let created: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(created["id"], "rpt_sub0001");
+        assert_eq!(created["status"], "pending");
+        assert_eq!(created["report_type"], "x");
+        assert_eq!(created["row_count"], 7);
+
+        let report = sandbox.url("/v1/completed-reports/rpt_sub0001");
+        let (status, body) = sandbox.get(report.clone(), Some(&token)).await;
+        assert_eq!(
+            (status, body.contains("\"pending\"")),
+            (409, true),
+            "{body}"
+        );
+        let (_, list) = sandbox.get(sandbox.url("/v1/reports"), Some(&token)).await;
+        assert_eq!(page_rows(&list).len(), data_len() + 1);
+        assert!(
+            list.contains(r#""id":"rpt_sub0001","status":"pending""#),
+            "{list}"
+        );
+
+        tokio::time::sleep(Duration::from_millis(350)).await;
+        let (_, list) = sandbox.get(sandbox.url("/v1/reports"), Some(&token)).await;
+        assert!(
+            list.contains(r#""id":"rpt_sub0001","status":"completed""#),
+            "{list}"
+        );
+        let pages = sandbox.walk(report, &token).await;
+        let rows: Vec<String> = pages.iter().flat_map(|p| page_rows(p)).collect();
+        let mut want = String::new();
+        synthetic::SyntheticReport::new(7, 1000).write_rows(0..7, &mut want);
+        assert_eq!(rows.join(","), want);
+        sandbox.stop().await;
+    }
+
+    fn data_len() -> usize {
+        SandboxData::embedded().reports().len()
+    }
+
     #[test]
     fn routes_and_page_requests() {
         assert_eq!(route(&Method::POST, "/v1/auth/token"), Route::Login);
@@ -1202,6 +1293,11 @@ mod tests {
             Route::WrongMethod { allow: "POST" }
         );
         assert_eq!(route(&Method::GET, "/v1/reports"), Route::Reports);
+        assert_eq!(route(&Method::POST, "/v1/reports"), Route::SubmitReport);
+        assert_eq!(
+            route(&Method::PUT, "/v1/reports"),
+            Route::WrongMethod { allow: "GET, POST" }
+        );
         assert_eq!(
             route(&Method::GET, "/v1/completed-reports/x1"),
             Route::CompletedReport("x1")
@@ -1480,12 +1576,12 @@ mod tests {
         }
         let reply = sandbox
             .http
-            .post(sandbox.url("/v1/reports"))
+            .delete(sandbox.url("/v1/reports"))
             .send()
             .await
             .unwrap();
         assert_eq!(reply.status(), 405);
-        assert_eq!(reply.headers()[header::ALLOW], "GET");
+        assert_eq!(reply.headers()[header::ALLOW], "GET, POST");
         sandbox.stop().await;
     }
 

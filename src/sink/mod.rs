@@ -21,13 +21,14 @@ use std::path::{Path as FsPath, PathBuf};
 use std::sync::Arc;
 
 use futures::TryStreamExt;
-use object_store::ObjectStore;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt};
 
 use crate::error::{Error, Result};
 
 pub use commit::{CommitSummary, ManifestInfo, StagedFile, StagedReport};
+pub use layout::MANIFEST_DIR;
 pub use writer::{ReportWriter, WriteOptions};
 
 /// Multipart part size for remote stores: S3 refuses smaller parts (except the last).
@@ -155,6 +156,46 @@ impl Destination {
         if let Err(e) = removed {
             tracing::warn!(run = run_id, error = %e, "removing the staging folder failed");
         }
+    }
+
+    /// Names of the objects directly inside folder `dir` (relative to the root); none when the
+    /// folder does not exist.
+    pub async fn list_folder(&self, dir: &str) -> Result<Vec<String>> {
+        let rel = layout::parse_path(dir)?;
+        let listed = self
+            .store
+            .list_with_delimiter(Some(&self.full(&rel)))
+            .await
+            .map_err(|e| self.storage_error(&rel, e))?;
+        Ok(listed
+            .objects
+            .into_iter()
+            .filter_map(|o| o.location.filename().map(str::to_owned))
+            .collect())
+    }
+
+    /// The bytes of object `rel` (relative to the root), or `None` when it does not exist.
+    pub async fn read_object(&self, rel: &str) -> Result<Option<bytes::Bytes>> {
+        let rel = layout::parse_path(rel)?;
+        let read = match self.store.get(&self.full(&rel)).await {
+            Ok(got) => got.bytes().await,
+            Err(e) => Err(e),
+        };
+        match read {
+            Ok(bytes) => Ok(Some(bytes)),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(self.storage_error(&rel, e)),
+        }
+    }
+
+    /// Writes object `rel` (relative to the root) in one atomic put.
+    pub async fn write_object(&self, rel: &str, bytes: Vec<u8>) -> Result<()> {
+        let rel = layout::parse_path(rel)?;
+        self.store
+            .put(&self.full(&rel), object_store::PutPayload::from(bytes))
+            .await
+            .map_err(|e| self.storage_error(&rel, e))?;
+        Ok(())
     }
 
     /// The full store path of `rel`, a path relative to the root.

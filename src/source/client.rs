@@ -1,4 +1,4 @@
-//! Authenticated requests against the API. The bearer token is attached here and only
+//! Authenticated requests against the API (pages, and the one POST that submits a report). The bearer token is attached here and only
 //! here, and only to URLs of the API base's origin (scheme, host, port): a next link or a
 //! manually configured URL that points elsewhere is refused before anything is sent. A
 //! [`Request`] adds a method, headers (all treated as secrets: marked sensitive, never logged)
@@ -157,6 +157,18 @@ impl ApiClient {
         at: &PageLocation,
     ) -> Result<Fetched> {
         self.fetch_within(request, url, at, 1).await
+    }
+
+    /// POSTs `json` (a JSON body) to `url` with the bearer token and returns the body of a 2xx
+    /// answer. One attempt only (a 401 still gets its re-login): a request that creates
+    /// something on the server is never repeated on a guess.
+    pub async fn post_json(&self, url: &Url, json: Bytes, at: &PageLocation) -> Result<Bytes> {
+        let request = Request {
+            method: Method::POST,
+            body: Some(json),
+            ..Request::default()
+        };
+        Ok(self.fetch_within(&request, url, at, 1).await?.body)
     }
 
     async fn fetch_within(

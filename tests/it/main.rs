@@ -15,6 +15,7 @@
 //! - `failures`: exit codes, the one `error:` line, and DEST left as it was.
 //! - `retry`: error bursts, rate limits and cut-off bodies retried; permanent failures bounded.
 //! - `hostile`: broken JSON refetched, stalled servers, pagination loops, cross-origin links.
+//! - `jobs`: `run JOBS.toml`: file errors, incremental state, submit-and-wait, shards, dry runs.
 //! - `crash`: SIGKILL at any moment publishes nothing and a rerun is exact; SIGINT/SIGTERM clean up.
 
 mod auth;
@@ -22,6 +23,7 @@ mod crash;
 mod export;
 mod failures;
 mod hostile;
+mod jobs;
 mod manual;
 mod pagination;
 mod partition;

@@ -1,0 +1,492 @@
+//! Scheduled batch exports: `kargo-export run JOBS.toml`.
+//!
+//! A run reads the jobs file ([`file`]), opens every job's destination, then plans: for each job
+//! the reports it has to export, minus those whose manifest already exists at the destination
+//! ([`state`]; `--full-refresh` ignores it), minus those that belong to another worker
+//! ([`shard`]). The planned reports of all jobs are then exported concurrently, up to the run's
+//! concurrency, each by one call of the existing [`pipeline::export_until`] (so each report is
+//! its own export with its own schema, and commits or fails on its own). A submit job first
+//! requests its report and waits for it ([`submit`]). One failing report fails its job but
+//! stops nothing else. [`summary`] prints the outcome and writes `--summary-json`.
+//!
+//! `--sandbox` (or `sandbox = true`) starts one in-process sandbox for the whole run, so a
+//! report submitted by one job is the same report the export reads.
+
+mod connection;
+pub mod file;
+pub mod shard;
+pub mod state;
+pub mod submit;
+pub mod summary;
+
+use std::collections::HashSet;
+use std::future::Future;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use futures::future::{FutureExt, Shared, join_all};
+use serde_json::{Map, Value};
+use tokio::sync::Semaphore;
+use tokio::time::Instant;
+
+use crate::cli::{ConnectionArgs, RunArgs};
+use crate::error::{Error, Result};
+use crate::pipeline::{self, ExportSummary, Signal, Stopped};
+use crate::sandbox::SandboxOptions;
+use crate::settings::{Api, ExportJob, ExportSettings};
+use crate::sink::{Destination, WriteOptions};
+use crate::source::client::ApiClient;
+use file::{JobKind, JobSpec, JobsFile};
+use shard::Shard;
+use summary::{JobOutcome, RunSummary};
+
+/// Reports exported at once when neither the file nor the flag says.
+const DEFAULT_CONCURRENCY: usize = 2;
+/// How long reports submitted to the in-process sandbox of `run --sandbox` take to complete.
+const SANDBOX_COMPLETE_AFTER: Duration = Duration::from_secs(1);
+
+/// A validated `run`.
+pub struct RunSettings {
+    pub api: Api,
+    pub jobs: Vec<Job>,
+    /// Reports exported at once over all jobs.
+    pub concurrency: usize,
+    pub full_refresh: bool,
+    pub dry_run: bool,
+    pub summary_json: Option<PathBuf>,
+    pub shard: Shard,
+}
+
+/// One job with its destination opened.
+pub struct Job {
+    pub spec: JobSpec,
+    pub destination: Destination,
+}
+
+impl RunSettings {
+    /// Reads the jobs file and checks everything before any request is sent: the connection,
+    /// the shard, every job and its destination.
+    pub fn new(args: RunArgs, connection: &ConnectionArgs) -> Result<Self> {
+        let file = JobsFile::read(&args.jobs)?;
+        let api = match &file.connection {
+            _ if connection.sandbox => Api::Sandbox,
+            Some(spec) if spec.sandbox => Api::Sandbox,
+            Some(spec) => connection::api(spec)?,
+            None => crate::settings::api(connection)?,
+        };
+        let shard = Shard::resolve(args.shard.as_deref(), args.shards, |name| {
+            std::env::var(name).ok()
+        })?;
+        let concurrency = args
+            .concurrency
+            .map(usize::from)
+            .or(file.concurrency)
+            .unwrap_or(DEFAULT_CONCURRENCY);
+        let mut jobs: Vec<Job> = Vec::new();
+        for spec in file.jobs {
+            match Destination::open(&spec.out) {
+                Ok(destination) => jobs.push(Job { spec, destination }),
+                Err(e) => {
+                    for job in &jobs {
+                        job.destination.cleanup_after_failure();
+                    }
+                    return Err(Error::Usage(format!("job {:?}: {e}", spec.name)));
+                }
+            }
+        }
+        Ok(Self {
+            api,
+            jobs,
+            concurrency,
+            full_refresh: args.full_refresh,
+            dry_run: args.dry_run,
+            summary_json: args.summary_json,
+            shard,
+        })
+    }
+}
+
+/// What one unit of work exports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Target {
+    /// A completed report.
+    Report(String),
+    /// The report list.
+    ReportList,
+    /// Submit the job's request, wait, export.
+    Submit,
+    /// Wait for a report an earlier run submitted, export; submit anew when it failed.
+    Await(String),
+}
+
+impl Target {
+    /// What the summary calls it.
+    fn label(&self) -> String {
+        match self {
+            Target::Report(id) | Target::Await(id) => id.clone(),
+            Target::ReportList => "reports".into(),
+            Target::Submit => "a new report request".into(),
+        }
+    }
+}
+
+/// The planned work of one job, or why it could not be planned.
+type Plan = std::result::Result<Vec<Target>, String>;
+
+/// Runs every job; `Ok` even when jobs failed (the summary says which). `Err` only when the
+/// run could not start, or a signal stopped it.
+pub async fn run(
+    settings: &RunSettings,
+    interrupt: impl Future<Output = Signal> + Send + 'static,
+) -> Result<RunSummary> {
+    let started = Instant::now();
+    let (connection, _sandbox) = match &settings.api {
+        Api::Remote(connection) => ((**connection).clone(), None),
+        Api::Sandbox => {
+            let options = SandboxOptions {
+                submit: crate::sandbox::submit::SubmitOptions {
+                    complete_after: SANDBOX_COMPLETE_AFTER,
+                    ..Default::default()
+                },
+                ..SandboxOptions::default()
+            };
+            let (connection, stop) = pipeline::start_sandbox(options).await?;
+            (connection, Some(stop))
+        }
+    };
+    let client = ApiClient::new(&connection)?;
+    let context = Context {
+        settings,
+        api: Api::Remote(Box::new(connection)),
+        client,
+        interrupt: interrupt.boxed().shared(),
+    };
+    let plans = tokio::select! {
+        plans = context.plan() => plans,
+        signal = context.interrupt.clone() => return Err(signal.into()),
+    };
+    let outcomes = if settings.dry_run {
+        for job in &settings.jobs {
+            job.destination.cleanup_after_failure();
+        }
+        planned_outcomes(settings, &plans)
+    } else {
+        context.execute(&plans, started).await?
+    };
+    for job in &outcomes {
+        match &job.error {
+            None => tracing::info!(
+                job = %job.name, status = ?job.status, reports = job.reports.len(),
+                rows = job.rows, files = job.files, bytes = job.bytes, "job done"
+            ),
+            Some(error) => tracing::warn!(job = %job.name, %error, "job failed"),
+        }
+    }
+    Ok(RunSummary {
+        jobs: outcomes,
+        dry_run: settings.dry_run,
+        shard: settings.shard,
+        elapsed: started.elapsed(),
+    })
+}
+
+/// Everything the units of a run share.
+struct Context<'a> {
+    settings: &'a RunSettings,
+    /// The API every export talks to (the in-process sandbox's address with `--sandbox`).
+    api: Api,
+    /// For the report list and submissions.
+    client: ApiClient,
+    interrupt: Shared<futures::future::BoxFuture<'static, Signal>>,
+}
+
+/// One report (or submission) of one job, once done.
+struct UnitResult {
+    job: usize,
+    target: Target,
+    result: std::result::Result<ExportSummary, Stopped>,
+    finished: Duration,
+}
+
+impl Context<'_> {
+    /// The work of every job, after the state and the shard.
+    async fn plan(&self) -> Vec<Plan> {
+        let needs_list = self
+            .settings
+            .jobs
+            .iter()
+            .any(|job| matches!(job.spec.kind, JobKind::NewReports(_)));
+        let listing = if needs_list {
+            Some(self.completed_requests().await.map_err(|e| e.to_string()))
+        } else {
+            None
+        };
+        let mut plans = Vec::new();
+        // Two exports of one report into one destination at once would retire each other's
+        // files: a report a job shares with an earlier job of the same destination is left to
+        // the earlier one.
+        let mut claimed = HashSet::new();
+        for job in &self.settings.jobs {
+            let plan = self.plan_job(job, listing.as_ref()).await;
+            plans.push(plan.map(|targets| {
+                targets
+                    .into_iter()
+                    .filter(|target| self.settings.shard.owns(&shard_key(job, target)))
+                    .filter(|target| {
+                        let Target::Report(id) = target else {
+                            return true;
+                        };
+                        let first = claimed.insert((job.destination.display().to_string(), id.clone()));
+                        if !first {
+                            tracing::warn!(job = %job.spec.name, report = %id, "an earlier job exports this report into the same destination");
+                        }
+                        first
+                    })
+                    .collect()
+            }));
+        }
+        plans
+    }
+
+    /// The report requests whose status is `completed`, as JSON objects.
+    async fn completed_requests(&self) -> Result<Vec<Map<String, Value>>> {
+        let raw = pipeline::report_requests(&self.client).await?;
+        Ok(raw
+            .iter()
+            .filter_map(|r| serde_json::from_str::<Map<String, Value>>(r.get()).ok())
+            .filter(|r| r.get("status").and_then(Value::as_str) == Some("completed"))
+            .collect())
+    }
+
+    async fn plan_job(
+        &self,
+        job: &Job,
+        listing: Option<&std::result::Result<Vec<Map<String, Value>>, String>>,
+    ) -> Plan {
+        let exported = if self.settings.full_refresh || job.spec.kind == JobKind::ReportList {
+            HashSet::new()
+        } else {
+            state::exported_reports(&job.destination)
+                .await
+                .map_err(|e| e.to_string())?
+        };
+        let new = |ids: Vec<String>| -> Vec<Target> {
+            ids.into_iter()
+                .filter(|id| !exported.contains(id))
+                .map(Target::Report)
+                .collect()
+        };
+        match &job.spec.kind {
+            JobKind::Reports(ids) => Ok(new(ids.clone())),
+            JobKind::NewReports(filter) => {
+                let listing = listing
+                    .ok_or("the report list was not fetched")?
+                    .as_ref()
+                    .map_err(Clone::clone)?;
+                Ok(new(matching_ids(listing, filter)))
+            }
+            JobKind::ReportList => Ok(vec![Target::ReportList]),
+            JobKind::Submit(spec) => {
+                if self.settings.full_refresh {
+                    return Ok(vec![Target::Submit]);
+                }
+                let last = state::read_submission(&job.destination, &job.spec.name)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                Ok(match last {
+                    Some(last) if last.request_hash == state::request_hash(&spec.request) => {
+                        if exported.contains(&last.report_id) {
+                            Vec::new()
+                        } else {
+                            vec![Target::Await(last.report_id)]
+                        }
+                    }
+                    _ => vec![Target::Submit],
+                })
+            }
+        }
+    }
+
+    /// Runs every planned unit. Exports run up to the run's concurrency at once; waits for
+    /// submitted reports do not take a slot, so a slow report never holds up the others.
+    async fn execute(&self, plans: &[Plan], started: Instant) -> Result<Vec<JobOutcome>> {
+        let units: Vec<(usize, Target)> = plans
+            .iter()
+            .enumerate()
+            .filter_map(|(job, plan)| plan.as_ref().ok().map(|targets| (job, targets)))
+            .flat_map(|(job, targets)| targets.iter().map(move |t| (job, t.clone())))
+            .collect();
+        let slots = Semaphore::new(self.settings.concurrency);
+        let results: Vec<UnitResult> = join_all(units.into_iter().map(|(job, target)| {
+            let slots = &slots;
+            async move {
+                let result = self
+                    .run_unit(&self.settings.jobs[job], &target, slots)
+                    .await;
+                UnitResult {
+                    job,
+                    target,
+                    result,
+                    finished: started.elapsed(),
+                }
+            }
+        }))
+        .await;
+        if let Some(signal) = results.iter().find_map(|r| match r.result {
+            Err(Stopped::Interrupted(signal)) => Some(signal),
+            _ => None,
+        }) {
+            return Err(signal.into());
+        }
+        Ok(self
+            .settings
+            .jobs
+            .iter()
+            .zip(plans)
+            .enumerate()
+            .map(|(index, (job, plan))| {
+                let mine = results.iter().filter(|r| r.job == index);
+                JobOutcome::from_results(
+                    job,
+                    plan,
+                    mine.map(|r| (&r.target, &r.result, r.finished)),
+                )
+            })
+            .collect())
+    }
+
+    /// One report of one job: submitted and waited for first when the job says so.
+    async fn run_unit(
+        &self,
+        job: &Job,
+        target: &Target,
+        slots: &Semaphore,
+    ) -> std::result::Result<ExportSummary, Stopped> {
+        let export_job = match target {
+            Target::Report(id) => ExportJob::CompletedReports(vec![id.clone()]),
+            Target::ReportList => ExportJob::ReportList,
+            Target::Submit | Target::Await(_) => {
+                let id = tokio::select! {
+                    id = self.submit_and_wait(job, target) => id?,
+                    signal = self.interrupt.clone() => return Err(Stopped::Interrupted(signal)),
+                };
+                ExportJob::CompletedReports(vec![id])
+            }
+        };
+        let (codec, compression) = crate::settings::compression(job.spec.compression);
+        let settings = ExportSettings {
+            api: self.api.clone(),
+            job: export_job,
+            destination: job.destination.clone(),
+            partition_by: job.spec.partition_by.clone(),
+            write: WriteOptions {
+                compression: codec,
+                ..WriteOptions::default()
+            },
+            compression: compression.to_string(),
+            concurrency: 1,
+        };
+        let _slot = slots
+            .acquire()
+            .await
+            .map_err(|e| Error::Internal(format!("export slots: {e}")))?;
+        pipeline::export_until(&settings, self.interrupt.clone()).await
+    }
+
+    /// Submits the job's request (or picks up the one an earlier run submitted) and waits until
+    /// it is completed; returns its report id.
+    async fn submit_and_wait(&self, job: &Job, target: &Target) -> Result<String> {
+        let JobKind::Submit(spec) = &job.spec.kind else {
+            return Err(Error::Internal(format!(
+                "job {:?} submits nothing",
+                job.spec.name
+            )));
+        };
+        let id = match target {
+            Target::Await(id) if submit::may_complete(&self.client, id).await? => id.clone(),
+            _ => {
+                let id = submit::submit(&self.client, &spec.request).await?;
+                tracing::info!(job = %job.spec.name, report = %id, "submitted a report request");
+                let record = state::Submission {
+                    request_hash: state::request_hash(&spec.request),
+                    report_id: id.clone(),
+                    submitted_at: chrono::Utc::now()
+                        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                };
+                state::write_submission(&job.destination, &job.spec.name, &record).await?;
+                id
+            }
+        };
+        submit::wait_until_completed(&self.client, &id, spec).await?;
+        Ok(id)
+    }
+}
+
+/// Ids of the completed requests in `listing` whose fields equal every entry of `filter`.
+fn matching_ids(listing: &[Map<String, Value>], filter: &Map<String, Value>) -> Vec<String> {
+    listing
+        .iter()
+        .filter(|request| filter.iter().all(|(k, v)| request.get(k) == Some(v)))
+        .filter_map(|request| match request.get("id") {
+            Some(Value::String(id)) if !id.is_empty() => Some(id.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// What decides the worker of a unit: the report id, or the job name for the report list and
+/// submissions (so the same worker resumes a submission it started).
+fn shard_key(job: &Job, target: &Target) -> String {
+    match target {
+        Target::Report(id) => id.clone(),
+        Target::ReportList | Target::Submit | Target::Await(_) => job.spec.name.clone(),
+    }
+}
+
+/// The summary of a dry run: what each job would do.
+fn planned_outcomes(settings: &RunSettings, plans: &[Plan]) -> Vec<JobOutcome> {
+    settings
+        .jobs
+        .iter()
+        .zip(plans)
+        .map(|(job, plan)| {
+            JobOutcome::planned(
+                job,
+                plan.as_ref().map(|t| t.iter().map(Target::label).collect()),
+            )
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn filters_match_every_field_exactly() {
+        let listing: Vec<Map<String, Value>> = serde_json::from_value(serde_json::json!([
+            {"id": "a", "report_type": "by_day", "requested_by": "x"},
+            {"id": "b", "report_type": "by_site", "requested_by": "x"},
+            {"id": "c", "report_type": "by_day", "requested_by": "y"},
+            {"report_type": "by_day", "requested_by": "x"},
+        ]))
+        .unwrap();
+        let filter = |v: Value| v.as_object().unwrap().clone();
+        assert_eq!(matching_ids(&listing, &Map::new()), ["a", "b", "c"]);
+        assert_eq!(
+            matching_ids(
+                &listing,
+                &filter(serde_json::json!({"report_type": "by_day"}))
+            ),
+            ["a", "c"]
+        );
+        assert_eq!(
+            matching_ids(
+                &listing,
+                &filter(serde_json::json!({"report_type": "by_day", "requested_by": "x"}))
+            ),
+            ["a"]
+        );
+        assert!(matching_ids(&listing, &filter(serde_json::json!({"nope": 1}))).is_empty());
+    }
+}
