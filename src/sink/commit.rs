@@ -293,7 +293,9 @@ impl Destination {
         for rel in rels {
             match self.store().delete(&self.full(rel)).await {
                 Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
-                Err(e) => tracing::warn!(file = %self.show(rel), error = %e, "cleanup failed"),
+                Err(e) => {
+                    tracing::warn!(file = %self.show(rel), error = %self.error_text(&e), "cleanup failed")
+                }
             }
         }
     }

@@ -5,12 +5,17 @@
 //! A [`ReportWriter`] splits one report's batches by partition ([`partition`]) and streams
 //! Parquet files under a hidden staging prefix (`writer.rs`); [`StagedReport::commit`]
 //! publishes them, writes the report's manifest and retires the report's older files
-//! (`commit.rs`). Object names live in one place (`layout.rs`). This module does not fetch,
+//! (`commit.rs`). Object names live in one place (`layout.rs`); what is specific to S3 (building
+//! the store from the environment, the bucket check, safe error text) in `s3.rs`. On S3 the
+//! same protocol runs: files stream as multipart uploads (invisible until completed, aborted on
+//! failure) to staged names and are published by server-side copy, so the commit semantics do
+//! not depend on the store. This module does not fetch,
 //! decode or infer anything, and it does not decide the schema: it writes the schema it is given.
 
 mod commit;
 mod layout;
 pub mod partition;
+mod s3;
 mod writer;
 
 #[cfg(test)]
@@ -43,6 +48,8 @@ pub struct Destination {
     display: String,
     /// Set for local directories: the directory, and whether [`Destination::open`] created it.
     local: Option<LocalDir>,
+    /// Set for `s3://` destinations.
+    s3: Option<s3::S3Target>,
     part_bytes: usize,
 }
 
@@ -64,10 +71,22 @@ struct LocalDir {
 }
 
 impl Destination {
-    /// Opens `out`, a directory path (relative or absolute) or a `file://` URL; other schemes
-    /// (`s3://`, ...) are a usage error for now. Creates the directory when missing and
-    /// remembers that it did.
+    /// Opens `out`: an `s3://bucket/prefix` (or `s3a://`) URL, configured from the `AWS_*`
+    /// environment (nothing is sent before [`Destination::check`]), or a directory path
+    /// (relative or absolute) or `file://` URL, created when missing (remembering that it
+    /// was); other schemes are a usage error.
     pub fn open(out: &str) -> Result<Self> {
+        if is_s3_url(out) {
+            let (store, root, target) = s3::S3Target::open(out)?;
+            return Ok(Self {
+                store,
+                root,
+                display: out.trim_end_matches('/').to_owned(),
+                local: None,
+                s3: Some(target),
+                part_bytes: REMOTE_PART_BYTES,
+            });
+        }
         let path = local_path(out)?;
         let created = ensure_dir(&path)?;
         let path = std::fs::canonicalize(&path).map_err(|e| Error::io(path.display(), e))?;
@@ -82,6 +101,7 @@ impl Destination {
             root: Path::ROOT,
             display: out.to_owned(),
             local: Some(LocalDir { path, created }),
+            s3: None,
             part_bytes: LOCAL_PART_BYTES,
         })
     }
@@ -93,6 +113,7 @@ impl Destination {
             root: Path::ROOT,
             display,
             local: None,
+            s3: None,
             part_bytes: REMOTE_PART_BYTES,
         }
     }
@@ -105,6 +126,16 @@ impl Destination {
     /// The store every operation goes through.
     pub fn store(&self) -> &Arc<dyn ObjectStore> {
         &self.store
+    }
+
+    /// Fails early when the destination cannot be used: for S3, one listing request under the
+    /// prefix (wrong endpoint, credentials or bucket fail here, before any page is fetched).
+    /// A local directory was already checked by [`Destination::open`].
+    pub async fn check(&self) -> Result<()> {
+        match &self.s3 {
+            Some(target) => target.check(&self.root, &self.display).await,
+            None => Ok(()),
+        }
     }
 
     /// After a failed export: removes empty staging folders, then the directory itself if
@@ -137,7 +168,7 @@ impl Destination {
                 .filter_map(|o| self.relative(&o.location))
                 .collect(),
             Err(e) => {
-                tracing::warn!(folder = %self.show(&folder), error = %e, "listing the staging failed");
+                tracing::warn!(folder = %self.show(&folder), error = %self.error_text(&e), "listing the staging failed");
                 Vec::new()
             }
         };
@@ -167,11 +198,24 @@ impl Destination {
         full.prefix_match(&self.root).map(Path::from_iter)
     }
 
-    /// A storage error about `rel`, shown as the destination followed by the path.
+    /// A storage error about `rel`, shown as the destination followed by the path (S3 error
+    /// bodies cut to their code and message, see [`Destination::error_text`]).
     fn storage_error(&self, rel: &Path, source: object_store::Error) -> Error {
+        let source = match self.s3 {
+            Some(_) => s3::sanitize(source),
+            None => source,
+        };
         Error::Storage {
             path: self.show(rel),
             source,
+        }
+    }
+
+    /// `e` as text for logs: for S3 without the error body, which may echo the signed request.
+    fn error_text(&self, e: &object_store::Error) -> String {
+        match self.s3 {
+            Some(_) => s3::clean_message(e),
+            None => e.to_string(),
         }
     }
 
@@ -206,13 +250,19 @@ fn local_path(out: &str) -> Result<PathBuf> {
     };
     if !scheme.eq_ignore_ascii_case("file") {
         return Err(Error::Usage(format!(
-            "output {out:?}: {scheme}:// destinations are not supported yet; use a local directory or a file:// URL"
+            "output {out:?}: {scheme}:// destinations are not supported; use s3://bucket/prefix, a local directory or a file:// URL"
         )));
     }
     reqwest::Url::parse(out)
         .ok()
         .and_then(|url| url.to_file_path().ok())
         .ok_or_else(|| Error::Usage(format!("output {out:?} is not a valid file:// URL")))
+}
+
+/// Whether `out` is an `s3://` or `s3a://` URL.
+fn is_s3_url(out: &str) -> bool {
+    out.split_once("://")
+        .is_some_and(|(scheme, _)| scheme.eq_ignore_ascii_case("s3") || scheme.eq_ignore_ascii_case("s3a"))
 }
 
 fn is_scheme(text: &str) -> bool {
@@ -317,14 +367,14 @@ mod tests {
         Destination::open(url.as_str()).unwrap();
         assert!(tmp.path().join("via url").is_dir());
 
-        for out in ["s3://bucket/prefix", "gs://b/p", ""] {
+        for out in ["gs://b/p", "", "s3:///no-bucket"] {
             let err = Destination::open(out).unwrap_err();
             assert!(matches!(err, Error::Usage(_)), "{out}: {err}");
         }
-        let err = Destination::open("s3://bucket/prefix")
+        let err = Destination::open("gs://bucket/prefix")
             .unwrap_err()
             .to_string();
-        assert!(err.contains("not supported yet"), "{err}");
+        assert!(err.contains("not supported"), "{err}");
 
         let file = tmp.path().join("plain");
         std::fs::write(&file, "x").unwrap();

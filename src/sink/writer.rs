@@ -431,8 +431,23 @@ impl UploadSink {
             return;
         };
         if let Err(e) = self.handle.block_on(upload.abort()) {
-            tracing::warn!(error = %e, "aborting an upload failed");
+            tracing::warn!(error = %super::s3::clean_message(&e), "aborting an upload failed");
         }
+    }
+}
+
+/// An upload neither completed nor aborted (a panic unwinding through the encoder) is aborted
+/// in the background, so it leaves no parts behind as long as the runtime lives on.
+impl Drop for UploadSink {
+    fn drop(&mut self) {
+        let Some(upload) = self.upload.take() else {
+            return;
+        };
+        self.handle.spawn(async move {
+            if let Err(e) = upload.abort().await {
+                tracing::warn!(error = %super::s3::clean_message(&e), "aborting a dropped upload failed");
+            }
+        });
     }
 }
 

@@ -1,0 +1,257 @@
+//! S3-compatible destinations (`s3://bucket/prefix`): AWS S3, MinIO, Ceph, Cloudflare R2.
+//!
+//! This module owns what is specific to S3: building `object_store`'s `AmazonS3` from the
+//! standard `AWS_*` environment, the cheap check of the bucket before any page is fetched, and
+//! turning S3 failures into one short line without the XML body (an S3 error body may echo the
+//! signed request, session token included). Writing, staging and committing are the same code
+//! as for a local directory ([`super::Destination`]): files are streamed as multipart uploads
+//! to `_staging/<run>/...tmp` and published by server-side copy at commit.
+//!
+//! Configuration (read by `AmazonS3Builder::from_env`): `AWS_ACCESS_KEY_ID`,
+//! `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`, `AWS_REGION` / `AWS_DEFAULT_REGION` (default
+//! `us-east-1`), `AWS_ENDPOINT_URL` (MinIO, Ceph, R2, ...), `AWS_ALLOW_HTTP=true` for an
+//! `http://` endpoint, and `AWS_VIRTUAL_HOSTED_STYLE_REQUEST=true` for virtual-hosted
+//! addressing; the default is path-style (`{endpoint}/{bucket}/{key}`), which MinIO-like
+//! servers need and AWS still serves.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
+use object_store::path::Path;
+use object_store::{ObjectStore, RetryConfig};
+
+use crate::error::{Error, Result};
+
+/// The store the preflight check uses gives up after this many retries...
+const CHECK_RETRIES: usize = 2;
+/// ...or this long, so a wrong endpoint fails in seconds, not after the default 3 minutes.
+const CHECK_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What an `s3://` destination needs besides its data store: the bucket check.
+#[derive(Clone)]
+pub(super) struct S3Target {
+    /// The data store's configuration with short retries, for [`S3Target::check`].
+    probe: Arc<dyn ObjectStore>,
+    bucket: String,
+    /// The endpoint as configured, or `AWS` for the default.
+    endpoint: String,
+}
+
+impl S3Target {
+    /// Parses `s3://bucket/prefix` (or `s3a://`) and builds the store from the environment;
+    /// returns the data store (default retries: 10 attempts, 3 minutes), the prefix inside the
+    /// bucket (`Path::ROOT` for the whole bucket) and the target. Nothing is sent yet.
+    pub fn open(out: &str) -> Result<(Arc<dyn ObjectStore>, Path, Self)> {
+        let (bucket, root) = parse_url(out)?;
+        let builder = AmazonS3Builder::from_env().with_bucket_name(&bucket);
+        let endpoint = builder
+            .get_config_value(&AmazonS3ConfigKey::Endpoint)
+            .unwrap_or_else(|| "AWS".to_owned());
+        let build = |builder: AmazonS3Builder| {
+            builder.build().map_err(|e| {
+                Error::Usage(format!(
+                    "output {out:?}: cannot configure S3 (endpoint {endpoint}): {}",
+                    clean_message(&e)
+                ))
+            })
+        };
+        let probe = build(builder.clone().with_retry(RetryConfig {
+            max_retries: CHECK_RETRIES,
+            retry_timeout: CHECK_TIMEOUT,
+            ..RetryConfig::default()
+        }))?;
+        let store = build(builder)?;
+        let target = Self {
+            probe: Arc::new(probe),
+            bucket,
+            endpoint,
+        };
+        Ok((Arc::new(store), root, target))
+    }
+
+    /// Lists the first page under `root`: one request that fails when the endpoint is
+    /// unreachable, the credentials are wrong or the bucket does not exist.
+    pub async fn check(&self, root: &Path, display: &str) -> Result<()> {
+        let prefix = (!root.is_root()).then_some(root);
+        let first = self.probe.list(prefix).next().await;
+        match first {
+            None | Some(Ok(_)) => Ok(()),
+            Some(Err(e)) => Err(Error::Destination {
+                dest: format!("{display}, endpoint {}", self.endpoint),
+                reason: check_reason(&e, &self.bucket),
+            }),
+        }
+    }
+}
+
+/// `s3://bucket/prefix` -> the bucket and the prefix as a store path.
+fn parse_url(out: &str) -> Result<(String, Path)> {
+    let usage = |why: &str| Error::Usage(format!("output {out:?}: {why}"));
+    let url = reqwest::Url::parse(out).map_err(|e| usage(&format!("not a valid URL: {e}")))?;
+    if !url.username().is_empty() || url.password().is_some() {
+        // The URL is not echoed: it holds a secret.
+        return Err(Error::Usage(
+            "the output URL holds credentials; use s3://bucket/prefix with AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY".into(),
+        ));
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(usage("expected s3://bucket/prefix without '?' or '#'"));
+    }
+    let bucket = url
+        .host_str()
+        .filter(|b| !b.is_empty())
+        .ok_or_else(|| usage("expected s3://bucket/prefix, found no bucket"))?;
+    let root = Path::from_url_path(url.path())
+        .map_err(|e| usage(&format!("invalid prefix {:?}: {e}", url.path())))?;
+    Ok((bucket.to_owned(), root))
+}
+
+/// An S3 failure reduced to one safe line: the text before any XML body, then the body's
+/// `<Code>` and `<Message>` (never the rest, which may echo the signed request).
+#[derive(Debug)]
+struct S3Failure(String);
+
+impl std::fmt::Display for S3Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for S3Failure {}
+
+/// Replaces `e`'s message by [`clean_message`], keeping its kind (`NotFound` stays
+/// `NotFound`, so callers that tolerate missing objects still do).
+pub(super) fn sanitize(e: object_store::Error) -> object_store::Error {
+    let source = Box::new(S3Failure(clean_message(&e)));
+    match e {
+        object_store::Error::NotFound { path, .. } => object_store::Error::NotFound { path, source },
+        object_store::Error::PermissionDenied { path, .. } => {
+            object_store::Error::PermissionDenied { path, source }
+        }
+        object_store::Error::Unauthenticated { path, .. } => {
+            object_store::Error::Unauthenticated { path, source }
+        }
+        _ => object_store::Error::Generic { store: "S3", source },
+    }
+}
+
+/// Why the bucket check failed, in plain words first: a missing bucket, refused credentials,
+/// an endpoint that does not answer; then the S3 code and message or the transport error.
+fn check_reason(e: &object_store::Error, bucket: &str) -> String {
+    let text = clean_message(e);
+    let detail = |text: &str| text.rfind(" (").map_or(String::new(), |at| text[at..].to_owned());
+    if text.contains("NoSuchBucket") {
+        format!("bucket {bucket:?} does not exist{}", detail(&text))
+    } else if matches!(
+        e,
+        object_store::Error::PermissionDenied { .. } | object_store::Error::Unauthenticated { .. }
+    ) {
+        format!(
+            "access to bucket {bucket:?} denied{}; check AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and AWS_SESSION_TOKEN",
+            detail(&text)
+        )
+    } else if !text.contains("status code") {
+        format!("cannot reach the endpoint: {text}")
+    } else {
+        text
+    }
+}
+
+/// The innermost useful text of `e` on one line, without an XML body; the body's `<Code>`
+/// and `<Message>` are appended in parentheses.
+pub(super) fn clean_message(e: &dyn std::error::Error) -> String {
+    let text = e.to_string();
+    let full = text.trim_start_matches("Generic S3 error: ");
+    let Some(at) = full.find('<') else {
+        return full.to_owned();
+    };
+    let head = full[..at].trim_end().trim_end_matches(':').trim_end();
+    let tag = |name: &str| {
+        let open = format!("<{name}>");
+        let start = full.find(&open)? + open.len();
+        let len = full[start..].find('<')?;
+        Some(full[start..start + len].trim().to_owned())
+    };
+    match (tag("Code"), tag("Message")) {
+        (Some(code), Some(message)) => format!("{head} ({code}: {message})"),
+        (Some(code), None) => format!("{head} ({code})"),
+        _ => head.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_give_bucket_and_prefix() {
+        let (bucket, root) = parse_url("s3://my-bucket/exports/kargo/").unwrap();
+        assert_eq!((bucket.as_str(), root.as_ref()), ("my-bucket", "exports/kargo"));
+        let (bucket, root) = parse_url("s3a://b").unwrap();
+        assert_eq!((bucket.as_str(), root.as_ref()), ("b", ""));
+        let (_, root) = parse_url("s3://b/with%20space/x").unwrap();
+        assert_eq!(root.parts().map(|p| p.as_ref().to_owned()).collect::<Vec<_>>(), ["with space", "x"]);
+        for bad in ["s3:///prefix", "s3://key:secret@b/p", "s3://b/p?x=1", "s3://b/a//c"] {
+            assert!(matches!(parse_url(bad), Err(Error::Usage(_))), "{bad}");
+        }
+        let err = parse_url("s3://key:secret@b/p").unwrap_err().to_string();
+        assert!(!err.contains("secret"), "{err}");
+    }
+
+    #[test]
+    fn xml_bodies_are_cut_to_code_and_message() {
+        let body = "Error performing GET http://h/b in 2ms - Server returned non-2xx status code: \
+            403 Forbidden: <?xml version=\"1.0\"?><Error><Code>SignatureDoesNotMatch</Code>\
+            <Message>The request signature does not match.</Message>\
+            <CanonicalRequest>x-amz-security-token:TOKEN123</CanonicalRequest></Error>";
+        let e = S3Failure(body.to_owned());
+        let text = clean_message(&e);
+        assert_eq!(
+            text,
+            "Error performing GET http://h/b in 2ms - Server returned non-2xx status code: \
+             403 Forbidden (SignatureDoesNotMatch: The request signature does not match.)"
+        );
+        let plain = S3Failure("connection refused".into());
+        assert_eq!(clean_message(&plain), "connection refused");
+    }
+
+    #[test]
+    fn sanitize_keeps_the_kind_and_check_reasons_are_plain() {
+        let denied = || object_store::Error::PermissionDenied {
+            path: "p".into(),
+            source: Box::new(S3Failure(
+                "403 Forbidden: <Error><Code>InvalidAccessKeyId</Code><Message>No such key.</Message></Error>".into(),
+            )),
+        };
+        assert!(matches!(sanitize(denied()), object_store::Error::PermissionDenied { .. }));
+        assert_eq!(
+            check_reason(&denied(), "b"),
+            "access to bucket \"b\" denied (InvalidAccessKeyId: No such key.); check AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and AWS_SESSION_TOKEN"
+        );
+        let missing = object_store::Error::Generic {
+            store: "S3",
+            source: Box::new(S3Failure(
+                "404 Not Found: <Code>NoSuchBucket</Code><Message>Gone.</Message>".into(),
+            )),
+        };
+        assert_eq!(
+            check_reason(&missing, "b"),
+            "bucket \"b\" does not exist (NoSuchBucket: Gone.)"
+        );
+        let refused = object_store::Error::Generic {
+            store: "S3",
+            source: Box::new(S3Failure("HTTP error: error sending request".into())),
+        };
+        assert_eq!(
+            check_reason(&refused, "b"),
+            "cannot reach the endpoint: HTTP error: error sending request"
+        );
+        let gone = object_store::Error::NotFound {
+            path: "p".into(),
+            source: Box::new(S3Failure("404".into())),
+        };
+        assert!(matches!(sanitize(gone), object_store::Error::NotFound { .. }));
+    }
+}
