@@ -20,7 +20,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
 use object_store::path::Path;
-use object_store::{ObjectStore, RetryConfig};
+use object_store::{ClientConfigKey, ObjectStore, RetryConfig};
 
 use crate::error::{Error, Result};
 
@@ -49,6 +49,14 @@ impl S3Target {
         let endpoint = builder
             .get_config_value(&AmazonS3ConfigKey::Endpoint)
             .unwrap_or_else(|| "AWS".to_owned());
+        let allow_http = builder
+            .get_config_value(&AmazonS3ConfigKey::Client(ClientConfigKey::AllowHttp))
+            .is_some_and(|v| v.eq_ignore_ascii_case("true"));
+        if endpoint.starts_with("http://") && !allow_http {
+            return Err(Error::Usage(format!(
+                "output {out:?}: endpoint {endpoint} is plain http; set AWS_ALLOW_HTTP=true to allow it"
+            )));
+        }
         let build = |builder: AmazonS3Builder| {
             builder.build().map_err(|e| {
                 Error::Usage(format!(
@@ -126,14 +134,19 @@ impl std::error::Error for S3Failure {}
 pub(super) fn sanitize(e: object_store::Error) -> object_store::Error {
     let source = Box::new(S3Failure(clean_message(&e)));
     match e {
-        object_store::Error::NotFound { path, .. } => object_store::Error::NotFound { path, source },
+        object_store::Error::NotFound { path, .. } => {
+            object_store::Error::NotFound { path, source }
+        }
         object_store::Error::PermissionDenied { path, .. } => {
             object_store::Error::PermissionDenied { path, source }
         }
         object_store::Error::Unauthenticated { path, .. } => {
             object_store::Error::Unauthenticated { path, source }
         }
-        _ => object_store::Error::Generic { store: "S3", source },
+        _ => object_store::Error::Generic {
+            store: "S3",
+            source,
+        },
     }
 }
 
@@ -141,13 +154,18 @@ pub(super) fn sanitize(e: object_store::Error) -> object_store::Error {
 /// an endpoint that does not answer; then the S3 code and message or the transport error.
 fn check_reason(e: &object_store::Error, bucket: &str) -> String {
     let text = clean_message(e);
-    let detail = |text: &str| text.rfind(" (").map_or(String::new(), |at| text[at..].to_owned());
+    let detail = |text: &str| {
+        text.rfind(" (")
+            .map_or(String::new(), |at| text[at..].to_owned())
+    };
     if text.contains("NoSuchBucket") {
         format!("bucket {bucket:?} does not exist{}", detail(&text))
     } else if matches!(
         e,
         object_store::Error::PermissionDenied { .. } | object_store::Error::Unauthenticated { .. }
-    ) {
+    ) || text.contains("status code: 403")
+        || text.contains("status code: 401")
+    {
         format!(
             "access to bucket {bucket:?} denied{}; check AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and AWS_SESSION_TOKEN",
             detail(&text)
@@ -188,12 +206,25 @@ mod tests {
     #[test]
     fn urls_give_bucket_and_prefix() {
         let (bucket, root) = parse_url("s3://my-bucket/exports/kargo/").unwrap();
-        assert_eq!((bucket.as_str(), root.as_ref()), ("my-bucket", "exports/kargo"));
+        assert_eq!(
+            (bucket.as_str(), root.as_ref()),
+            ("my-bucket", "exports/kargo")
+        );
         let (bucket, root) = parse_url("s3a://b").unwrap();
         assert_eq!((bucket.as_str(), root.as_ref()), ("b", ""));
         let (_, root) = parse_url("s3://b/with%20space/x").unwrap();
-        assert_eq!(root.parts().map(|p| p.as_ref().to_owned()).collect::<Vec<_>>(), ["with space", "x"]);
-        for bad in ["s3:///prefix", "s3://key:secret@b/p", "s3://b/p?x=1", "s3://b/a//c"] {
+        assert_eq!(
+            root.parts()
+                .map(|p| p.as_ref().to_owned())
+                .collect::<Vec<_>>(),
+            ["with space", "x"]
+        );
+        for bad in [
+            "s3:///prefix",
+            "s3://key:secret@b/p",
+            "s3://b/p?x=1",
+            "s3://b/a//c",
+        ] {
             assert!(matches!(parse_url(bad), Err(Error::Usage(_))), "{bad}");
         }
         let err = parse_url("s3://key:secret@b/p").unwrap_err().to_string();
@@ -219,13 +250,18 @@ mod tests {
 
     #[test]
     fn sanitize_keeps_the_kind_and_check_reasons_are_plain() {
-        let denied = || object_store::Error::PermissionDenied {
+        let denied = || {
+            object_store::Error::PermissionDenied {
             path: "p".into(),
             source: Box::new(S3Failure(
                 "403 Forbidden: <Error><Code>InvalidAccessKeyId</Code><Message>No such key.</Message></Error>".into(),
             )),
+        }
         };
-        assert!(matches!(sanitize(denied()), object_store::Error::PermissionDenied { .. }));
+        assert!(matches!(
+            sanitize(denied()),
+            object_store::Error::PermissionDenied { .. }
+        ));
         assert_eq!(
             check_reason(&denied(), "b"),
             "access to bucket \"b\" denied (InvalidAccessKeyId: No such key.); check AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and AWS_SESSION_TOKEN"
@@ -240,6 +276,19 @@ mod tests {
             check_reason(&missing, "b"),
             "bucket \"b\" does not exist (NoSuchBucket: Gone.)"
         );
+        let listing = object_store::Error::Generic {
+            store: "S3",
+            source: Box::new(S3Failure(
+                "GET - Server returned non-2xx status code: 403 Forbidden: <Code>SignatureDoesNotMatch</Code>"
+                    .into(),
+            )),
+        };
+        assert!(
+            check_reason(&listing, "b")
+                .starts_with("access to bucket \"b\" denied (SignatureDoesNotMatch)"),
+            "{}",
+            check_reason(&listing, "b")
+        );
         let refused = object_store::Error::Generic {
             store: "S3",
             source: Box::new(S3Failure("HTTP error: error sending request".into())),
@@ -252,6 +301,9 @@ mod tests {
             path: "p".into(),
             source: Box::new(S3Failure("404".into())),
         };
-        assert!(matches!(sanitize(gone), object_store::Error::NotFound { .. }));
+        assert!(matches!(
+            sanitize(gone),
+            object_store::Error::NotFound { .. }
+        ));
     }
 }

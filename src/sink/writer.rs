@@ -406,7 +406,8 @@ impl Write for UploadSink {
             self.pending %= self.part_bytes;
             self.handle
                 .block_on(upload.wait_for_capacity(MAX_PARTS_IN_FLIGHT))
-                .map_err(io::Error::other)?;
+                // The text only: an S3 error body may echo the signed request.
+                .map_err(|e| io::Error::other(super::s3::clean_message(&e)))?;
         }
         Ok(buf.len())
     }

@@ -14,6 +14,7 @@
 //! - `retry`: error bursts, rate limits and cut-off bodies retried; permanent failures bounded.
 //! - `hostile`: broken JSON refetched, stalled servers, pagination loops, cross-origin links.
 //! - `crash`: SIGKILL at any moment publishes nothing and a rerun is exact; SIGINT/SIGTERM clean up.
+//! - `s3`: exports to a real S3-compatible server (moto), read back through the S3 API.
 
 mod auth;
 mod crash;
@@ -25,6 +26,7 @@ mod partition;
 mod reexport;
 mod reports;
 mod retry;
+mod s3;
 mod schema;
 mod secrets;
 mod types;
