@@ -261,8 +261,9 @@ fn local_path(out: &str) -> Result<PathBuf> {
 
 /// Whether `out` is an `s3://` or `s3a://` URL.
 fn is_s3_url(out: &str) -> bool {
-    out.split_once("://")
-        .is_some_and(|(scheme, _)| scheme.eq_ignore_ascii_case("s3") || scheme.eq_ignore_ascii_case("s3a"))
+    out.split_once("://").is_some_and(|(scheme, _)| {
+        scheme.eq_ignore_ascii_case("s3") || scheme.eq_ignore_ascii_case("s3a")
+    })
 }
 
 fn is_scheme(text: &str) -> bool {
