@@ -11,11 +11,13 @@
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use futures::TryStreamExt;
+use http_body_util::{BodyExt, Full};
 use object_store::aws::{AmazonS3, AmazonS3Builder};
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt};
@@ -201,7 +203,7 @@ fn a_server_error_mid_upload_aborts_it_and_leaves_earlier_data_intact() {
     let large = Fixture::new();
     large.report_rows("big", &incompressible_rows(14_000));
     let sandbox = Sandbox::with_data(large.path(), &["--page-size", "2000"]);
-    let proxy = FaultProxy::start(endpoint(), 2);
+    let proxy = FaultProxy::start(endpoint(), 2, Fault::Refuse);
     let output = with_s3(sandbox.command())
         .env("AWS_ENDPOINT_URL", &proxy.endpoint)
         .args([
@@ -220,7 +222,7 @@ fn a_server_error_mid_upload_aborts_it_and_leaves_earlier_data_intact() {
     assert!(line.contains("injected failure"), "{line}");
     assert!(line.contains("s3://"), "{line}");
     assert!(!line.contains('<'), "no XML body: {line}");
-    assert!(proxy.refused() >= 1, "the proxy refused no part");
+    assert!(proxy.hits() >= 1, "the proxy refused no part");
     assert_no_secret(&output);
 
     assert_eq!(
@@ -233,6 +235,67 @@ fn a_server_error_mid_upload_aborts_it_and_leaves_earlier_data_intact() {
     let now = bucket.download("p");
     assert_unchanged(now.path(), &earlier_snapshot);
     assert_same_rows(&rows_by(now.path(), "i"), &as_rows(&numbered_rows(50)));
+}
+
+#[test]
+fn sigterm_during_an_upload_leaves_no_parts_and_earlier_data_intact() {
+    let bucket = Bucket::create("sigterm");
+    let out = bucket.url("p");
+    let small = Fixture::new();
+    small.report_rows("big", &numbered_rows(20));
+    {
+        let sandbox = Sandbox::with_data(small.path(), &[]);
+        let output = with_s3(sandbox.command())
+            .args(["export", "report", "big", "--out", &out])
+            .output()
+            .unwrap();
+        success(&output);
+    }
+    let earlier = snapshot(bucket.download("p").path());
+
+    // Part 2 of the upload is held back by the proxy: the export is caught mid-upload.
+    let large = Fixture::new();
+    large.report_rows("big", &incompressible_rows(14_000));
+    let sandbox = Sandbox::with_data(large.path(), &["--page-size", "2000"]);
+    let proxy = FaultProxy::start(endpoint(), 2, Fault::Delay(Duration::from_secs(3)));
+    let child = with_s3(sandbox.command())
+        .env("AWS_ENDPOINT_URL", &proxy.endpoint)
+        .args([
+            "export",
+            "report",
+            "big",
+            "--out",
+            &out,
+            "--compression",
+            "none",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while proxy.hits() == 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "part 2 never sent"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(bucket.uploads().len(), 1, "an upload is in progress");
+    let pid = libc::pid_t::try_from(child.id()).unwrap();
+    // SAFETY: kill only sends a signal to our own child process, which has not been reaped yet.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(failure(&output, 143), "error: interrupted (SIGTERM)");
+
+    assert_eq!(
+        bucket.uploads(),
+        Vec::<String>::new(),
+        "orphan multipart uploads"
+    );
+    let keys = bucket.keys();
+    assert!(!keys.iter().any(|k| k.contains("_staging")), "{keys:?}");
+    assert_unchanged(bucket.download("p").path(), &earlier);
 }
 
 #[test]
@@ -584,20 +647,35 @@ server.stop()
     format!("http://127.0.0.1:{port}")
 }
 
-/// An HTTP proxy in front of the S3 server that answers `400 InvalidRequest` to part `fail_part`
-/// of every multipart upload (not retried by the client) and forwards everything else.
+/// What the proxy does to the targeted part of every multipart upload.
+#[derive(Debug, Clone, Copy)]
+enum Fault {
+    /// Answers `400 InvalidRequest` (a client error: not retried).
+    Refuse,
+    /// Forwards it after this long.
+    Delay(Duration),
+}
+
+/// An HTTP proxy in front of the S3 server that applies a [`Fault`] to part `part` of every
+/// multipart upload and forwards everything else unchanged.
 struct FaultProxy {
     endpoint: String,
-    refused: std::sync::Arc<AtomicU32>,
+    state: Arc<ProxyState>,
     _runtime: tokio::runtime::Runtime,
 }
 
-impl FaultProxy {
-    fn start(upstream: &str, fail_part: u32) -> FaultProxy {
-        use http_body_util::{BodyExt, Full};
-        use hyper::service::service_fn;
-        use hyper::{Request, Response, body::Incoming};
+struct ProxyState {
+    upstream: String,
+    client: reqwest::Client,
+    /// `partNumber=N&`, matched against the query followed by `&`.
+    part: String,
+    fault: Fault,
+    /// Requests for the targeted part so far.
+    hits: AtomicU32,
+}
 
+impl FaultProxy {
+    fn start(upstream: &str, part: u32, fault: Fault) -> FaultProxy {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .enable_all()
@@ -607,62 +685,20 @@ impl FaultProxy {
             .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
             .unwrap();
         let endpoint = format!("http://{}", listener.local_addr().unwrap());
-        let refused = std::sync::Arc::new(AtomicU32::new(0));
-        let (upstream, counter) = (upstream.to_owned(), refused.clone());
-        let client = reqwest::Client::new();
-        let target = format!("partNumber={fail_part}&");
+        let state = Arc::new(ProxyState {
+            upstream: upstream.to_owned(),
+            client: reqwest::Client::new(),
+            part: format!("partNumber={part}&"),
+            fault,
+            hits: AtomicU32::new(0),
+        });
+        let shared = Arc::clone(&state);
         runtime.spawn(async move {
-            loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    return;
-                };
-                let (upstream, counter, client, target) = (
-                    upstream.clone(),
-                    counter.clone(),
-                    client.clone(),
-                    target.clone(),
-                );
-                let service = service_fn(move |request: Request<Incoming>| {
-                    let (upstream, counter, client, target) = (
-                        upstream.clone(),
-                        counter.clone(),
-                        client.clone(),
-                        target.clone(),
-                    );
-                    async move {
-                        let query = format!("{}&", request.uri().query().unwrap_or(""));
-                        if request.method() == hyper::Method::PUT && query.contains(&target) {
-                            counter.fetch_add(1, Ordering::SeqCst);
-                            let body = "<?xml version=\"1.0\"?><Error><Code>InvalidRequest</Code>\
-                                <Message>injected failure</Message></Error>";
-                            return Ok::<_, std::convert::Infallible>(
-                                Response::builder()
-                                    .status(400)
-                                    .body(Full::new(bytes::Bytes::from_static(body.as_bytes())))
-                                    .unwrap(),
-                            );
-                        }
-                        let url = format!("{upstream}{}", request.uri());
-                        let (parts, body) = request.into_parts();
-                        let body = body.collect().await.unwrap().to_bytes();
-                        let mut headers = parts.headers;
-                        headers.remove(hyper::header::HOST);
-                        let answer = client
-                            .request(parts.method, url)
-                            .headers(headers)
-                            .body(body)
-                            .send()
-                            .await
-                            .unwrap();
-                        let mut response = Response::builder().status(answer.status());
-                        for (name, value) in answer.headers() {
-                            if name != hyper::header::TRANSFER_ENCODING {
-                                response = response.header(name, value);
-                            }
-                        }
-                        let bytes = answer.bytes().await.unwrap();
-                        Ok(response.body(Full::new(bytes)).unwrap())
-                    }
+            while let Ok((stream, _)) = listener.accept().await {
+                let state = Arc::clone(&shared);
+                let service = hyper::service::service_fn(move |request| {
+                    let state = Arc::clone(&state);
+                    async move { state.handle(request).await }
                 });
                 tokio::spawn(
                     hyper::server::conn::http1::Builder::new()
@@ -672,13 +708,57 @@ impl FaultProxy {
         });
         FaultProxy {
             endpoint,
-            refused,
+            state,
             _runtime: runtime,
         }
     }
 
-    /// Parts refused so far.
-    fn refused(&self) -> u32 {
-        self.refused.load(Ordering::SeqCst)
+    /// Requests for the targeted part so far.
+    fn hits(&self) -> u32 {
+        self.state.hits.load(Ordering::SeqCst)
+    }
+}
+
+impl ProxyState {
+    async fn handle(
+        &self,
+        request: hyper::Request<hyper::body::Incoming>,
+    ) -> Result<hyper::Response<Full<Bytes>>, std::convert::Infallible> {
+        let query = format!("{}&", request.uri().query().unwrap_or(""));
+        if request.method() == hyper::Method::PUT && query.contains(&self.part) {
+            self.hits.fetch_add(1, Ordering::SeqCst);
+            match self.fault {
+                Fault::Refuse => {
+                    let body = "<?xml version=\"1.0\"?><Error><Code>InvalidRequest</Code>\
+                        <Message>injected failure</Message></Error>";
+                    let response = hyper::Response::builder()
+                        .status(400)
+                        .body(Full::new(Bytes::from_static(body.as_bytes())));
+                    return Ok(response.unwrap());
+                }
+                Fault::Delay(delay) => tokio::time::sleep(delay).await,
+            }
+        }
+        let url = format!("{}{}", self.upstream, request.uri());
+        let (parts, body) = request.into_parts();
+        let body = body.collect().await.unwrap().to_bytes();
+        let mut headers = parts.headers;
+        headers.remove(hyper::header::HOST);
+        let answer = self
+            .client
+            .request(parts.method, url)
+            .headers(headers)
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        let mut response = hyper::Response::builder().status(answer.status());
+        for (name, value) in answer.headers() {
+            if name != hyper::header::TRANSFER_ENCODING {
+                response = response.header(name, value);
+            }
+        }
+        let bytes = answer.bytes().await.unwrap();
+        Ok(response.body(Full::new(bytes)).unwrap())
     }
 }
