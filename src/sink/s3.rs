@@ -46,8 +46,10 @@ impl S3Target {
     pub fn open(out: &str) -> Result<(Arc<dyn ObjectStore>, Path, Self)> {
         let (bucket, root) = parse_url(out)?;
         let builder = AmazonS3Builder::from_env().with_bucket_name(&bucket);
+        // AWS_ENDPOINT_URL_S3 wins over AWS_ENDPOINT_URL, as in the builder.
         let endpoint = builder
-            .get_config_value(&AmazonS3ConfigKey::Endpoint)
+            .get_config_value(&AmazonS3ConfigKey::S3Endpoint)
+            .or_else(|| builder.get_config_value(&AmazonS3ConfigKey::Endpoint))
             .unwrap_or_else(|| "AWS".to_owned());
         let allow_http = builder
             .get_config_value(&AmazonS3ConfigKey::Client(ClientConfigKey::AllowHttp))
