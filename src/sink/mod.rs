@@ -1,7 +1,7 @@
 //! The storage side of an export: where files go, how they are named, written and committed.
 //!
 //! A [`Destination`] is an `Arc<dyn ObjectStore>` plus a root prefix; every read, write, rename
-//! and delete of data goes through it, so a local directory today and S3 later behave the same.
+//! and delete of data goes through it, so a local directory and an S3 bucket behave the same.
 //! A [`ReportWriter`] splits one report's batches by partition ([`partition`]) and streams
 //! Parquet files under a hidden staging prefix (`writer.rs`); [`StagedReport::commit`]
 //! publishes them, writes the report's manifest and retires the report's older files
@@ -9,8 +9,8 @@
 //! the store from the environment, the bucket check, safe error text) in `s3.rs`. On S3 the
 //! same protocol runs: files stream as multipart uploads (invisible until completed, aborted on
 //! failure) to staged names and are published by server-side copy, so the commit semantics do
-//! not depend on the store. This module does not fetch,
-//! decode or infer anything, and it does not decide the schema: it writes the schema it is given.
+//! not depend on the store. This module does not fetch, decode or infer anything, and it does
+//! not decide the schema: it writes the schema it is given.
 
 mod commit;
 mod layout;
