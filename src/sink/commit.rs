@@ -521,6 +521,45 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failed_publish_removes_this_runs_files_and_keeps_the_earlier_export() {
+        let (store, dest) = memory_dest();
+        export(&dest, "rep", "r1", &["a"]).await;
+        let batch = sample_batch(&["a", "b", "c", "d"], 0);
+        let staged = stage(
+            &dest,
+            "rep",
+            "r2",
+            vec![batch],
+            &["day"],
+            WriteOptions::default(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(staged.files().len(), 4);
+        // The third file's copy fails while the others are published around it.
+        store.delete(&staged.files()[2].staged).await.unwrap();
+        let err = staged.commit(&dest, info("rep")).await.unwrap_err();
+        let Error::Storage { path, .. } = &err else {
+            panic!("{err}");
+        };
+        assert!(
+            path.ends_with("_staging/r2/day=c/rep.r2.00000.parquet.tmp"),
+            "{path}"
+        );
+        let mut paths: Vec<String> = store
+            .list(None)
+            .map_ok(|m| m.location.to_string())
+            .try_collect()
+            .await
+            .unwrap();
+        paths.sort();
+        assert_eq!(
+            paths,
+            vec!["_manifests/rep.json", "day=a/rep.r1.00000.parquet"]
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn commit_works_on_any_store() {
         let (store, dest) = memory_dest();
         export(&dest, "rep", "r1", &["a", "b"]).await;
