@@ -143,6 +143,7 @@ impl StagedReport {
         }
         let retired = retire(dest, &self.names).await;
         dest.tidy_staging(&self.names).await;
+        dest.abort_older_uploads(&self.names).await;
         let retired = retired?;
         tracing::debug!(
             report = %manifest.report_id, rows = self.rows, files = self.files.len(),

@@ -224,6 +224,22 @@ impl Destination {
         format!("{}/{rel}", self.display.trim_end_matches('/'))
     }
 
+    /// S3 only: aborts the unfinished multipart uploads of this report's earlier runs under
+    /// `_staging/` (a killed run leaves its uploads in flight behind; no listing shows them).
+    async fn abort_older_uploads(&self, names: &layout::ReportNames) {
+        let Some(target) = &self.s3 else {
+            return;
+        };
+        let Ok(staging) = layout::parse_path(layout::STAGING_DIR) else {
+            return;
+        };
+        let older = |key: &Path| {
+            self.relative(key)
+                .is_some_and(|rel| names.is_older_staged(&rel))
+        };
+        target.abort_uploads(&self.full(&staging), older).await;
+    }
+
     /// Local directories only: removes empty folders left under `_staging/` (renames and
     /// aborted uploads leave them, as only deletes clean up folders), and partial uploads of
     /// this report's earlier runs, which listings hide. Other stores have no folders.

@@ -5,7 +5,8 @@
 //! turning S3 failures into one short line without the XML body (an S3 error body may echo the
 //! signed request, session token included). Writing, staging and committing are the same code
 //! as for a local directory ([`super::Destination`]): files are streamed as multipart uploads
-//! to `_staging/<run>/...tmp` and published by server-side copy at commit.
+//! to `_staging/<run>/...tmp` and published by server-side copy at commit. The one S3-only step
+//! of a commit is aborting the unfinished uploads a killed run of the report left behind.
 //!
 //! Configuration (read by `AmazonS3Builder::from_env`): `AWS_ACCESS_KEY_ID`,
 //! `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`, `AWS_REGION` / `AWS_DEFAULT_REGION` (default
@@ -18,8 +19,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
+use object_store::aws::{AmazonS3, AmazonS3Builder, AmazonS3ConfigKey};
+use object_store::multipart::MultipartStore;
 use object_store::path::Path;
+use object_store::signer::{SignedUrlOptions, Signer};
 use object_store::{ClientConfigKey, ObjectStore, RetryConfig};
 
 use crate::error::{Error, Result};
@@ -28,10 +31,15 @@ use crate::error::{Error, Result};
 const CHECK_RETRIES: usize = 2;
 /// ...or this long, so a wrong endpoint fails in seconds, not after the default 3 minutes.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long the presigned ListMultipartUploads request stays valid, and may take.
+const LISTING_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// What an `s3://` destination needs besides its data store: the bucket check.
+/// What an `s3://` destination needs besides its data store as `dyn ObjectStore`: the bucket
+/// check, and the multipart API for uploads a killed run left.
 #[derive(Clone)]
 pub(super) struct S3Target {
+    /// The data store itself.
+    data: Arc<AmazonS3>,
     /// The data store's configuration with short retries, for [`S3Target::check`].
     probe: Arc<dyn ObjectStore>,
     bucket: String,
@@ -72,13 +80,14 @@ impl S3Target {
             retry_timeout: CHECK_TIMEOUT,
             ..RetryConfig::default()
         }))?;
-        let store = build(builder)?;
+        let data = Arc::new(build(builder)?);
         let target = Self {
+            data: Arc::clone(&data),
             probe: Arc::new(probe),
             bucket,
             endpoint,
         };
-        Ok((Arc::new(store), root, target))
+        Ok((data, root, target))
     }
 
     /// Lists the first page under `root`: one request that fails when the endpoint is
@@ -94,6 +103,90 @@ impl S3Target {
             }),
         }
     }
+}
+
+impl S3Target {
+    /// Aborts the multipart uploads under `prefix` (a full store path) whose key `abort`
+    /// accepts: uploads a killed run left, which no listing shows but S3 bills. Reads one
+    /// ListMultipartUploads page (1,000 uploads; the rest go at the next commit). Best effort:
+    /// failures are logged.
+    pub async fn abort_uploads(&self, prefix: &Path, abort: impl Fn(&Path) -> bool) {
+        let uploads = match self.list_uploads(prefix).await {
+            Ok(uploads) => uploads,
+            Err(e) => {
+                tracing::warn!(prefix = %prefix, error = %e, "listing unfinished uploads failed");
+                return;
+            }
+        };
+        for (key, id) in uploads.into_iter().filter(|(key, _)| abort(key)) {
+            match self.data.abort_multipart(&key, &id).await {
+                Ok(()) => tracing::debug!(key = %key, "aborted an upload of an earlier run"),
+                Err(e) => {
+                    tracing::warn!(key = %key, error = %clean_message(&e), "aborting an upload failed")
+                }
+            }
+        }
+    }
+
+    /// `(key, upload id)` of the unfinished uploads under `prefix`, through a presigned
+    /// ListMultipartUploads request (`object_store` has no call for it). Errors never show the
+    /// presigned URL, which carries a signature and any session token.
+    async fn list_uploads(
+        &self,
+        prefix: &Path,
+    ) -> std::result::Result<Vec<(Path, String)>, String> {
+        let options = SignedUrlOptions::new()
+            .with_query([("uploads", String::new()), ("prefix", format!("{prefix}/"))]);
+        let url = self
+            .data
+            .signed_url_opts(reqwest::Method::GET, &Path::ROOT, LISTING_TIMEOUT, &options)
+            .await
+            .map_err(|e| clean_message(&e))?;
+        let client = reqwest::Client::builder()
+            .timeout(LISTING_TIMEOUT)
+            .build()
+            .map_err(|e| e.without_url().to_string())?;
+        let response = client
+            .get(url)
+            .send()
+            .await
+            .map_err(|e| e.without_url().to_string())?;
+        let status = response.status();
+        let body = response
+            .text()
+            .await
+            .map_err(|e| e.without_url().to_string())?;
+        if !status.is_success() {
+            let code = xml_tag(&body, "Code").unwrap_or_default();
+            return Err(format!("ListMultipartUploads answered {status} {code}"));
+        }
+        Ok(body
+            .split("<Upload>")
+            .skip(1)
+            .filter_map(|upload| {
+                let key = unescape_xml(xml_tag(upload, "Key")?);
+                let id = unescape_xml(xml_tag(upload, "UploadId")?);
+                Some((Path::parse(key).ok()?, id))
+            })
+            .collect())
+    }
+}
+
+/// The text of the first `<name>...</name>` in `xml`, trimmed.
+fn xml_tag<'a>(xml: &'a str, name: &str) -> Option<&'a str> {
+    let open = format!("<{name}>");
+    let start = xml.find(&open)? + open.len();
+    let len = xml[start..].find('<')?;
+    Some(xml[start..start + len].trim())
+}
+
+/// Undoes XML's five predefined entities (S3 escapes keys with them).
+fn unescape_xml(text: &str) -> String {
+    text.replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&quot;", "\"")
+        .replace("&apos;", "'")
+        .replace("&amp;", "&")
 }
 
 /// `s3://bucket/prefix` -> the bucket and the prefix as a store path.
@@ -188,13 +281,7 @@ pub(super) fn clean_message(e: &dyn std::error::Error) -> String {
         return full.to_owned();
     };
     let head = full[..at].trim_end().trim_end_matches(':').trim_end();
-    let tag = |name: &str| {
-        let open = format!("<{name}>");
-        let start = full.find(&open)? + open.len();
-        let len = full[start..].find('<')?;
-        Some(full[start..start + len].trim().to_owned())
-    };
-    match (tag("Code"), tag("Message")) {
+    match (xml_tag(full, "Code"), xml_tag(full, "Message")) {
         (Some(code), Some(message)) => format!("{head} ({code}: {message})"),
         (Some(code), None) => format!("{head} ({code})"),
         _ => head.to_owned(),
@@ -231,6 +318,16 @@ mod tests {
         }
         let err = parse_url("s3://key:secret@b/p").unwrap_err().to_string();
         assert!(!err.contains("secret"), "{err}");
+    }
+
+    #[test]
+    fn xml_entities_in_keys_are_undone() {
+        assert_eq!(
+            unescape_xml("a&amp;b &lt;c&gt; &quot;d&quot; &apos;e&apos; &amp;lt;"),
+            "a&b <c> \"d\" 'e' &lt;"
+        );
+        assert_eq!(xml_tag("<Upload><Key> k </Key></Upload>", "Key"), Some("k"));
+        assert_eq!(xml_tag("<Upload></Upload>", "Key"), None);
     }
 
     #[test]

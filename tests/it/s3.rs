@@ -299,6 +299,70 @@ fn sigterm_during_an_upload_leaves_no_parts_and_earlier_data_intact() {
 }
 
 #[test]
+fn a_rerun_aborts_the_uploads_a_killed_run_left() {
+    let bucket = Bucket::create("sigkill");
+    let out = bucket.url("p");
+    // Another report's unfinished upload, which this report's export must leave alone.
+    let other = ObjectPath::from("p/_staging/r0/other.r0.00000.parquet.tmp");
+    runtime()
+        .block_on(bucket.store.put_multipart(&other))
+        .unwrap();
+    let fixture = Fixture::new();
+    let rows = incompressible_rows(14_000);
+    fixture.report_rows("big", &rows);
+    let sandbox = Sandbox::with_data(fixture.path(), &["--page-size", "2000"]);
+    let export = |endpoint: &str| {
+        let mut command = with_s3(sandbox.command());
+        command.env("AWS_ENDPOINT_URL", endpoint).args([
+            "export",
+            "report",
+            "big",
+            "--out",
+            &out,
+            "--compression",
+            "none",
+        ]);
+        command
+    };
+
+    // Killed while part 2 of its upload is held back by the proxy.
+    let proxy = FaultProxy::start(endpoint(), 2, Fault::Delay(Duration::from_secs(30)));
+    let mut child = export(&proxy.endpoint)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while proxy.hits() == 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "part 2 never sent"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let orphans = bucket.uploads();
+    assert_eq!(orphans.len(), 2, "{orphans:?}");
+    assert!(
+        orphans
+            .iter()
+            .any(|k| k.starts_with("p/_staging/") && k.contains("/big.")),
+        "{orphans:?}"
+    );
+
+    success(&export(endpoint()).output().unwrap());
+    assert_eq!(
+        bucket.uploads(),
+        vec![other.to_string()],
+        "only the other report's upload is left"
+    );
+    let keys = bucket.keys();
+    assert!(!keys.iter().any(|k| k.contains("_staging")), "{keys:?}");
+    assert_same_rows(&rows_by(bucket.download("p").path(), "i"), &as_rows(&rows));
+}
+
+#[test]
 fn wrong_credentials_fail_before_fetching_with_one_line_and_no_secret() {
     let started = Instant::now();
     let output = with_s3(offline_api())
