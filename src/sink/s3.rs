@@ -103,9 +103,7 @@ impl S3Target {
             }),
         }
     }
-}
 
-impl S3Target {
     /// Aborts the multipart uploads under `prefix` (a full store path) whose key `abort`
     /// accepts: uploads a killed run left, which no listing shows but S3 bills. Reads one
     /// ListMultipartUploads page (1,000 uploads; the rest go at the next commit). Best effort:
