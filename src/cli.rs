@@ -167,7 +167,7 @@ pub enum SchemaTarget {
 /// Where and how to write.
 #[derive(Debug, Args)]
 pub struct OutputArgs {
-    /// Destination: a directory or file:// URL.
+    /// Destination: a directory, a file:// URL or s3://bucket/prefix (configured from AWS_* variables).
     #[arg(long, value_name = "DEST")]
     pub out: String,
 

@@ -83,6 +83,11 @@ pub enum Error {
         source: object_store::Error,
     },
 
+    /// The destination cannot be used (checked before anything is fetched): a missing bucket,
+    /// refused credentials, an unreachable endpoint.
+    #[error("cannot use destination ({dest}): {reason}")]
+    Destination { dest: String, reason: String },
+
     /// Parquet encoding failed.
     #[error("parquet write failed ({path}): {source}")]
     Parquet {

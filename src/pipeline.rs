@@ -149,6 +149,11 @@ pub async fn export_until(
     settings: &ExportSettings,
     interrupt: impl Future<Output = Signal>,
 ) -> std::result::Result<ExportSummary, Stopped> {
+    // A destination that cannot be used fails now, not after every page was fetched.
+    if let Err(e) = settings.destination.check().await {
+        settings.destination.cleanup_after_failure();
+        return Err(e.into());
+    }
     let cancel = Cancel::default();
     let run_id = run_id();
     let spool = match tempfile::Builder::new()

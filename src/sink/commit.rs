@@ -11,7 +11,7 @@
 
 use arrow::datatypes::SchemaRef;
 use chrono::{SecondsFormat, Utc};
-use futures::TryStreamExt;
+use futures::{StreamExt, TryStreamExt, stream};
 use object_store::path::Path;
 use object_store::{ObjectStoreExt, PutPayload};
 use serde::Serialize;
@@ -19,6 +19,10 @@ use serde::Serialize;
 use super::Destination;
 use super::layout::{Owned, ReportNames};
 use crate::error::{Error, Result};
+
+/// Files renamed at once when publishing: S3 copies run on the server, so a few in parallel
+/// shorten the commit of a large export without loading the client.
+const PUBLISH_AT_ONCE: usize = 8;
 
 /// One staged file; paths are relative to the destination root.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -139,6 +143,7 @@ impl StagedReport {
         }
         let retired = retire(dest, &self.names).await;
         dest.tidy_staging(&self.names).await;
+        dest.abort_older_uploads(&self.names).await;
         let retired = retired?;
         tracing::debug!(
             report = %manifest.report_id, rows = self.rows, files = self.files.len(),
@@ -160,21 +165,30 @@ impl StagedReport {
         dest.tidy_staging(&self.names).await;
     }
 
-    /// Renames every staged file to its final name; on failure, removes this run's files
-    /// (published and staged) again and returns the error.
+    /// Renames every staged file to its final name, [`PUBLISH_AT_ONCE`] at a time (on S3 a
+    /// rename is a server-side copy and a delete); on failure, waits for the others, removes
+    /// this run's files (published and staged) again and returns the first error.
     async fn publish(&self, dest: &Destination) -> Result<()> {
-        for (done, file) in self.files.iter().enumerate() {
-            let (from, to) = (dest.full(&file.staged), dest.full(&file.path));
-            if let Err(e) = dest.store().rename(&from, &to).await {
-                let published = self.files[..done].iter().map(|f| f.path.clone());
-                let staged = self.files[done..].iter().map(|f| f.staged.clone());
-                dest.delete_quietly(&published.chain(staged).collect::<Vec<_>>())
-                    .await;
-                dest.tidy_staging(&self.names).await;
-                return Err(dest.storage_error(&file.staged, e));
-            }
-        }
-        Ok(())
+        let renamed: Vec<_> = stream::iter(&self.files)
+            .map(|file| async move {
+                let (from, to) = (dest.full(&file.staged), dest.full(&file.path));
+                (file, dest.store().rename(&from, &to).await)
+            })
+            .buffer_unordered(PUBLISH_AT_ONCE)
+            .collect()
+            .await;
+        let Some((file, e)) = renamed
+            .into_iter()
+            .find_map(|(file, result)| result.err().map(|e| (file, e)))
+        else {
+            return Ok(());
+        };
+        let published = self.files.iter().map(|f| f.path.clone());
+        let staged = self.files.iter().map(|f| f.staged.clone());
+        dest.delete_quietly(&published.chain(staged).collect::<Vec<_>>())
+            .await;
+        dest.tidy_staging(&self.names).await;
+        Err(dest.storage_error(&file.staged, e))
     }
 
     async fn write_manifest(&self, dest: &Destination, info: &ManifestInfo) -> Result<()> {
@@ -293,7 +307,9 @@ impl Destination {
         for rel in rels {
             match self.store().delete(&self.full(rel)).await {
                 Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
-                Err(e) => tracing::warn!(file = %self.show(rel), error = %e, "cleanup failed"),
+                Err(e) => {
+                    tracing::warn!(file = %self.show(rel), error = %self.error_text(&e), "cleanup failed")
+                }
             }
         }
     }
@@ -503,6 +519,45 @@ mod tests {
         let exported_at = manifest["exported_at"].as_str().unwrap();
         assert!(chrono::DateTime::parse_from_rfc3339(exported_at).is_ok());
         assert!(exported_at.ends_with('Z'), "{exported_at}");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failed_publish_removes_this_runs_files_and_keeps_the_earlier_export() {
+        let (store, dest) = memory_dest();
+        export(&dest, "rep", "r1", &["a"]).await;
+        let batch = sample_batch(&["a", "b", "c", "d"], 0);
+        let staged = stage(
+            &dest,
+            "rep",
+            "r2",
+            vec![batch],
+            &["day"],
+            WriteOptions::default(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(staged.files().len(), 4);
+        // The third file's copy fails while the others are published around it.
+        store.delete(&staged.files()[2].staged).await.unwrap();
+        let err = staged.commit(&dest, info("rep")).await.unwrap_err();
+        let Error::Storage { path, .. } = &err else {
+            panic!("{err}");
+        };
+        assert!(
+            path.ends_with("_staging/r2/day=c/rep.r2.00000.parquet.tmp"),
+            "{path}"
+        );
+        let mut paths: Vec<String> = store
+            .list(None)
+            .map_ok(|m| m.location.to_string())
+            .try_collect()
+            .await
+            .unwrap();
+        paths.sort();
+        assert_eq!(
+            paths,
+            vec!["_manifests/rep.json", "day=a/rep.r1.00000.parquet"]
+        );
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

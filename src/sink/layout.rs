@@ -118,6 +118,16 @@ impl ReportNames {
         (!hidden && !name.staged && name.run_id != self.run_id).then_some(Owned::OlderData)
     }
 
+    /// Whether `rel` is a staged file of this report written by an earlier run (`_staging/<run>/`
+    /// of another run): on S3, the key of an upload a killed run left unfinished.
+    pub fn is_older_staged(&self, rel: &Path) -> bool {
+        self.classify(rel) == Some(Owned::Staged)
+            && rel
+                .parts()
+                .nth(1)
+                .is_some_and(|run| run.as_ref() != self.run_id)
+    }
+
     /// Whether a local multipart leftover named `<staged name>#<n>` is this report's and of an
     /// earlier run (a run killed while uploading).
     pub fn is_older_partial_upload(&self, file_name: &str) -> bool {
@@ -251,6 +261,16 @@ mod tests {
     #[test]
     fn partial_uploads_of_older_runs_are_recognised() {
         let names = names();
+        let run = "20261129T141500Z-3fa9c2";
+        let key = "sales%2Fdaily v2";
+        assert!(names.is_older_staged(&path(&format!(
+            "_staging/r0/day=1/{key}.r0.00000.parquet.tmp"
+        ))));
+        assert!(!names.is_older_staged(&path(&format!(
+            "_staging/{run}/day=1/{key}.{run}.00000.parquet.tmp"
+        ))));
+        assert!(!names.is_older_staged(&path("_staging/r0/day=1/other.r0.00000.parquet.tmp")));
+        assert!(!names.is_older_staged(&path(&format!("day=1/{key}.r0.00000.parquet"))));
         let key = "sales%2Fdaily v2";
         assert!(names.is_older_partial_upload(&format!("{key}.r0.00000.parquet.tmp#1")));
         assert!(!names.is_older_partial_upload(&format!(

@@ -1,16 +1,21 @@
 //! The storage side of an export: where files go, how they are named, written and committed.
 //!
 //! A [`Destination`] is an `Arc<dyn ObjectStore>` plus a root prefix; every read, write, rename
-//! and delete of data goes through it, so a local directory today and S3 later behave the same.
+//! and delete of data goes through it, so a local directory and an S3 bucket behave the same.
 //! A [`ReportWriter`] splits one report's batches by partition ([`partition`]) and streams
 //! Parquet files under a hidden staging prefix (`writer.rs`); [`StagedReport::commit`]
 //! publishes them, writes the report's manifest and retires the report's older files
-//! (`commit.rs`). Object names live in one place (`layout.rs`). This module does not fetch,
-//! decode or infer anything, and it does not decide the schema: it writes the schema it is given.
+//! (`commit.rs`). Object names live in one place (`layout.rs`); what is specific to S3 (building
+//! the store from the environment, the bucket check, safe error text) in `s3.rs`. On S3 the
+//! same protocol runs: files stream as multipart uploads (invisible until completed, aborted on
+//! failure) to staged names and are published by server-side copy, so the commit semantics do
+//! not depend on the store. This module does not fetch, decode or infer anything, and it does
+//! not decide the schema: it writes the schema it is given.
 
 mod commit;
 mod layout;
 pub mod partition;
+mod s3;
 mod writer;
 
 #[cfg(test)]
@@ -44,6 +49,8 @@ pub struct Destination {
     display: String,
     /// Set for local directories: the directory, and whether [`Destination::open`] created it.
     local: Option<LocalDir>,
+    /// Set for `s3://` destinations.
+    s3: Option<s3::S3Target>,
     part_bytes: usize,
 }
 
@@ -65,10 +72,22 @@ struct LocalDir {
 }
 
 impl Destination {
-    /// Opens `out`, a directory path (relative or absolute) or a `file://` URL; other schemes
-    /// (`s3://`, ...) are a usage error for now. Creates the directory when missing and
-    /// remembers that it did.
+    /// Opens `out`: an `s3://bucket/prefix` (or `s3a://`) URL, configured from the `AWS_*`
+    /// environment (nothing is sent before [`Destination::check`]), or a directory path
+    /// (relative or absolute) or `file://` URL, created when missing (remembering that it
+    /// was); other schemes are a usage error.
     pub fn open(out: &str) -> Result<Self> {
+        if is_s3_url(out) {
+            let (store, root, target) = s3::S3Target::open(out)?;
+            return Ok(Self {
+                store,
+                root,
+                display: out.trim_end_matches('/').to_owned(),
+                local: None,
+                s3: Some(target),
+                part_bytes: REMOTE_PART_BYTES,
+            });
+        }
         let path = local_path(out)?;
         let created = ensure_dir(&path)?;
         let path = std::fs::canonicalize(&path).map_err(|e| Error::io(path.display(), e))?;
@@ -83,6 +102,7 @@ impl Destination {
             root: Path::ROOT,
             display: out.to_owned(),
             local: Some(LocalDir { path, created }),
+            s3: None,
             part_bytes: LOCAL_PART_BYTES,
         })
     }
@@ -94,6 +114,7 @@ impl Destination {
             root: Path::ROOT,
             display,
             local: None,
+            s3: None,
             part_bytes: REMOTE_PART_BYTES,
         }
     }
@@ -106,6 +127,16 @@ impl Destination {
     /// The store every operation goes through.
     pub fn store(&self) -> &Arc<dyn ObjectStore> {
         &self.store
+    }
+
+    /// Fails early when the destination cannot be used: for S3, one listing request under the
+    /// prefix (wrong endpoint, credentials or bucket fail here, before any page is fetched).
+    /// A local directory was already checked by [`Destination::open`].
+    pub async fn check(&self) -> Result<()> {
+        match &self.s3 {
+            Some(target) => target.check(&self.root, &self.display).await,
+            None => Ok(()),
+        }
     }
 
     /// After a failed export: removes empty staging folders, then the directory itself if
@@ -138,7 +169,7 @@ impl Destination {
                 .filter_map(|o| self.relative(&o.location))
                 .collect(),
             Err(e) => {
-                tracing::warn!(folder = %self.show(&folder), error = %e, "listing the staging failed");
+                tracing::warn!(folder = %self.show(&folder), error = %self.error_text(&e), "listing the staging failed");
                 Vec::new()
             }
         };
@@ -208,17 +239,46 @@ impl Destination {
         full.prefix_match(&self.root).map(Path::from_iter)
     }
 
-    /// A storage error about `rel`, shown as the destination followed by the path.
+    /// A storage error about `rel`, shown as the destination followed by the path (S3 error
+    /// bodies cut to their code and message, see [`Destination::error_text`]).
     fn storage_error(&self, rel: &Path, source: object_store::Error) -> Error {
+        let source = match self.s3 {
+            Some(_) => s3::sanitize(source),
+            None => source,
+        };
         Error::Storage {
             path: self.show(rel),
             source,
         }
     }
 
+    /// `e` as text for logs: for S3 without the error body, which may echo the signed request.
+    fn error_text(&self, e: &object_store::Error) -> String {
+        match self.s3 {
+            Some(_) => s3::clean_message(e),
+            None => e.to_string(),
+        }
+    }
+
     /// `rel` as shown in messages.
     fn show(&self, rel: &Path) -> String {
         format!("{}/{rel}", self.display.trim_end_matches('/'))
+    }
+
+    /// S3 only: aborts the unfinished multipart uploads of this report's earlier runs under
+    /// `_staging/` (a killed run leaves its uploads in flight behind; no listing shows them).
+    async fn abort_older_uploads(&self, names: &layout::ReportNames) {
+        let Some(target) = &self.s3 else {
+            return;
+        };
+        let Ok(staging) = layout::parse_path(layout::STAGING_DIR) else {
+            return;
+        };
+        let older = |key: &Path| {
+            self.relative(key)
+                .is_some_and(|rel| names.is_older_staged(&rel))
+        };
+        target.abort_uploads(&self.full(&staging), older).await;
     }
 
     /// Local directories only: removes empty folders left under `_staging/` (renames and
@@ -247,13 +307,20 @@ fn local_path(out: &str) -> Result<PathBuf> {
     };
     if !scheme.eq_ignore_ascii_case("file") {
         return Err(Error::Usage(format!(
-            "output {out:?}: {scheme}:// destinations are not supported yet; use a local directory or a file:// URL"
+            "output {out:?}: {scheme}:// destinations are not supported; use s3://bucket/prefix, a local directory or a file:// URL"
         )));
     }
     reqwest::Url::parse(out)
         .ok()
         .and_then(|url| url.to_file_path().ok())
         .ok_or_else(|| Error::Usage(format!("output {out:?} is not a valid file:// URL")))
+}
+
+/// Whether `out` is an `s3://` or `s3a://` URL.
+fn is_s3_url(out: &str) -> bool {
+    out.split_once("://").is_some_and(|(scheme, _)| {
+        scheme.eq_ignore_ascii_case("s3") || scheme.eq_ignore_ascii_case("s3a")
+    })
 }
 
 fn is_scheme(text: &str) -> bool {
@@ -358,14 +425,14 @@ mod tests {
         Destination::open(url.as_str()).unwrap();
         assert!(tmp.path().join("via url").is_dir());
 
-        for out in ["s3://bucket/prefix", "gs://b/p", ""] {
+        for out in ["gs://b/p", "", "s3:///no-bucket"] {
             let err = Destination::open(out).unwrap_err();
             assert!(matches!(err, Error::Usage(_)), "{out}: {err}");
         }
-        let err = Destination::open("s3://bucket/prefix")
+        let err = Destination::open("gs://bucket/prefix")
             .unwrap_err()
             .to_string();
-        assert!(err.contains("not supported yet"), "{err}");
+        assert!(err.contains("not supported"), "{err}");
 
         let file = tmp.path().join("plain");
         std::fs::write(&file, "x").unwrap();

@@ -406,7 +406,8 @@ impl Write for UploadSink {
             self.pending %= self.part_bytes;
             self.handle
                 .block_on(upload.wait_for_capacity(MAX_PARTS_IN_FLIGHT))
-                .map_err(io::Error::other)?;
+                // The text only: an S3 error body may echo the signed request.
+                .map_err(|e| io::Error::other(super::s3::clean_message(&e)))?;
         }
         Ok(buf.len())
     }
@@ -431,8 +432,23 @@ impl UploadSink {
             return;
         };
         if let Err(e) = self.handle.block_on(upload.abort()) {
-            tracing::warn!(error = %e, "aborting an upload failed");
+            tracing::warn!(error = %super::s3::clean_message(&e), "aborting an upload failed");
         }
+    }
+}
+
+/// An upload neither completed nor aborted (a panic unwinding through the encoder) is aborted
+/// in the background, so it leaves no parts behind as long as the runtime lives on.
+impl Drop for UploadSink {
+    fn drop(&mut self) {
+        let Some(upload) = self.upload.take() else {
+            return;
+        };
+        self.handle.spawn(async move {
+            if let Err(e) = upload.abort().await {
+                tracing::warn!(error = %super::s3::clean_message(&e), "aborting a dropped upload failed");
+            }
+        });
     }
 }
 

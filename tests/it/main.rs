@@ -17,6 +17,7 @@
 //! - `hostile`: broken JSON refetched, stalled servers, pagination loops, cross-origin links.
 //! - `jobs`: `run JOBS.toml`: file errors, incremental state, submit-and-wait, shards, dry runs.
 //! - `crash`: SIGKILL at any moment publishes nothing and a rerun is exact; SIGINT/SIGTERM clean up.
+//! - `s3`: exports to a real S3-compatible server (moto), read back through the S3 API.
 
 mod auth;
 mod crash;
@@ -30,6 +31,7 @@ mod partition;
 mod reexport;
 mod reports;
 mod retry;
+mod s3;
 mod schema;
 mod secrets;
 mod types;

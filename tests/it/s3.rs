@@ -1,0 +1,828 @@
+//! S3 destinations: the real binary exports to a real S3-compatible server (moto) over HTTP on
+//! 127.0.0.1, and the tests read the objects back through the S3 API and compare them with the
+//! source rows.
+//!
+//! The server: `KARGO_TEST_S3_ENDPOINT` when set (`.ci/run` starts one), otherwise a moto
+//! server this test binary starts once on a free port and that exits when the binary does (it
+//! waits for its stdin to close). Without moto the tests fail and say what to install.
+//! Credential checks need a server that verifies signatures: a second moto with
+//! `INITIAL_NO_AUTH_ACTION_COUNT=0`, always started here.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures::TryStreamExt;
+use http_body_util::{BodyExt, Full};
+use object_store::aws::{AmazonS3, AmazonS3Builder};
+use object_store::path::Path as ObjectPath;
+use object_store::{ObjectStore, ObjectStoreExt};
+use serde_json::Value;
+
+use crate::util::*;
+
+/// What `.ci/run` installs; named in the failure when moto is missing.
+const MOTO: &str = "moto[server]==5.2.1";
+/// An S3 endpoint to use instead of starting moto here.
+const ENDPOINT_ENV: &str = "KARGO_TEST_S3_ENDPOINT";
+/// Credentials moto accepts when it does not verify signatures.
+const KEY_ID: &str = "kargo-test-key";
+const SECRET_KEY: &str = "s3-secret-value-never-shown";
+const SESSION_TOKEN: &str = "s3-session-token-never-shown";
+
+const SAMPLE_A: &str = include_str!("../../sample_data/completed-reports/rpt_7f3a9c21.json");
+
+#[test]
+fn sample_report_round_trips_through_s3_under_a_prefix() {
+    let bucket = Bucket::create("sample");
+    let sandbox = Sandbox::start(&["--page-size", "97"]);
+    let out = bucket.url("exports/kargo");
+    success(
+        &with_s3(sandbox.command())
+            .args([
+                "export",
+                "report",
+                "rpt_7f3a9c21",
+                "--out",
+                &out,
+                "--partition-by",
+                "date",
+            ])
+            .output()
+            .unwrap(),
+    );
+
+    let keys = bucket.keys();
+    assert!(
+        keys.iter().all(|k| k.starts_with("exports/kargo/")),
+        "{keys:?}"
+    );
+    assert!(!keys.iter().any(|k| k.contains("_staging")), "{keys:?}");
+    let local = bucket.download("exports/kargo");
+    let files = files(local.path());
+    assert_eq!(files.len(), 31, "30 days and a manifest: {files:?}");
+    assert!(files.contains(&"_manifests/rpt_7f3a9c21.json".to_owned()));
+    one_schema(local.path());
+
+    let key = |row: &Row| {
+        [
+            "date",
+            "line_item_id",
+            "creative_id",
+            "site_domain",
+            "device_type",
+        ]
+        .map(|c| row[c].to_string())
+    };
+    let mut read = read_dataset(local.path());
+    let mut source = source_rows(SAMPLE_A);
+    read.sort_by_key(key);
+    source.sort_by_key(key);
+    assert_same_rows(&read, &source);
+    let manifest = read_manifest(local.path(), "rpt_7f3a9c21");
+    assert_eq!(manifest["rows"], 1500);
+    assert_eq!(bucket.uploads(), Vec::<String>::new());
+}
+
+#[test]
+fn a_file_over_10_mib_streams_in_parts_and_reads_back_row_by_row() {
+    let bucket = Bucket::create("large");
+    let fixture = Fixture::new();
+    let rows = incompressible_rows(14_000);
+    fixture.report_rows("big", &rows);
+    let sandbox = Sandbox::with_data(fixture.path(), &["--page-size", "2000"]);
+    let output = with_s3(sandbox.command())
+        .args(["export", "report", "big", "--out", &bucket.url("")])
+        .args(["--compression", "none"])
+        .output()
+        .unwrap();
+    success(&output);
+
+    let sizes = bucket.sizes();
+    let data: Vec<_> = sizes
+        .iter()
+        .filter(|(k, _)| k.ends_with(".parquet"))
+        .collect();
+    assert_eq!(data.len(), 1, "{sizes:?}");
+    assert!(
+        data[0].1 > 10 * 1024 * 1024,
+        "{sizes:?}: the file must span several 5 MiB parts"
+    );
+    let local = bucket.download("");
+    assert_same_rows(&rows_by(local.path(), "i"), &as_rows(&rows));
+    assert_eq!(bucket.uploads(), Vec::<String>::new());
+}
+
+#[test]
+fn a_rerun_replaces_exactly_that_reports_files() {
+    let bucket = Bucket::create("rerun");
+    let out = bucket.url("data");
+    let first = Fixture::new();
+    first.report_rows("a", &dated_rows(0..40, 4));
+    first.report_rows("b", &dated_rows(100..110, 2));
+    {
+        let sandbox = Sandbox::with_data(first.path(), &[]);
+        success(
+            &with_s3(sandbox.command())
+                .args(["export", "report", "a", "b", "--out", &out])
+                .args(["--partition-by", "day"])
+                .output()
+                .unwrap(),
+        );
+    }
+    let before = bucket.keys();
+    let b_files: Vec<&String> = before.iter().filter(|k| is_data_of(k, "b")).collect();
+    assert_eq!(b_files.len(), 2, "{before:?}");
+    assert_eq!(before.iter().filter(|k| is_data_of(k, "a")).count(), 4);
+
+    let second = Fixture::new();
+    let new_a = dated_rows(500..530, 2);
+    second.report_rows("a", &new_a);
+    let sandbox = Sandbox::with_data(second.path(), &[]);
+    let stdout = success(
+        &with_s3(sandbox.command())
+            .args(["export", "report", "a", "--out", &out])
+            .args(["--partition-by", "day"])
+            .output()
+            .unwrap(),
+    );
+    assert!(stdout.contains("exported a: 30 rows, 2 files"), "{stdout}");
+
+    let after = bucket.keys();
+    let local = bucket.download("data");
+    let run_id = read_manifest(local.path(), "a")["run_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let a_files: Vec<&String> = after.iter().filter(|k| is_data_of(k, "a")).collect();
+    assert_eq!(a_files.len(), 2, "{after:?}");
+    assert!(
+        a_files.iter().all(|k| k.contains(&format!(".{run_id}."))),
+        "{after:?}"
+    );
+    let b_after: Vec<&String> = after.iter().filter(|k| is_data_of(k, "b")).collect();
+    assert_eq!(b_after, b_files, "report b untouched");
+    assert!(!after.iter().any(|k| k.contains("_staging")), "{after:?}");
+
+    let mut a_rows: Vec<Row> = read_dataset(local.path())
+        .into_iter()
+        .filter(|r| r["i"].as_i64().unwrap() >= 500)
+        .collect();
+    a_rows.sort_by_key(|r| r["i"].as_i64());
+    assert_same_rows(&a_rows, &as_rows(&new_a));
+    assert_eq!(
+        read_dataset(local.path()).len(),
+        30 + 10,
+        "no stale rows of a"
+    );
+}
+
+#[test]
+fn a_server_error_mid_upload_aborts_it_and_leaves_earlier_data_intact() {
+    let bucket = Bucket::create("fault");
+    let out = bucket.url("p");
+    let fixture = Fixture::new();
+    fixture.report_rows("big", &numbered_rows(50));
+    {
+        let sandbox = Sandbox::with_data(fixture.path(), &[]);
+        success(
+            &with_s3(sandbox.command())
+                .args(["export", "report", "big", "--out", &out])
+                .output()
+                .unwrap(),
+        );
+    }
+    let earlier = bucket.download("p");
+    let earlier_snapshot = snapshot(earlier.path());
+
+    // The same report, now large, through a proxy that refuses the second part of any upload.
+    let large = Fixture::new();
+    large.report_rows("big", &incompressible_rows(14_000));
+    let sandbox = Sandbox::with_data(large.path(), &["--page-size", "2000"]);
+    let proxy = FaultProxy::start(endpoint(), 2, Fault::Refuse);
+    let output = with_s3(sandbox.command())
+        .env("AWS_ENDPOINT_URL", &proxy.endpoint)
+        .args([
+            "-vvv",
+            "export",
+            "report",
+            "big",
+            "--out",
+            &out,
+            "--compression",
+            "none",
+        ])
+        .output()
+        .unwrap();
+    let line = failure(&output, 1);
+    assert!(line.contains("injected failure"), "{line}");
+    assert!(line.contains("s3://"), "{line}");
+    assert!(!line.contains('<'), "no XML body: {line}");
+    assert!(proxy.hits() >= 1, "the proxy refused no part");
+    assert_no_secret(&output);
+
+    assert_eq!(
+        bucket.uploads(),
+        Vec::<String>::new(),
+        "orphan multipart uploads"
+    );
+    let keys = bucket.keys();
+    assert!(!keys.iter().any(|k| k.contains("_staging")), "{keys:?}");
+    let now = bucket.download("p");
+    assert_unchanged(now.path(), &earlier_snapshot);
+    assert_same_rows(&rows_by(now.path(), "i"), &as_rows(&numbered_rows(50)));
+}
+
+#[test]
+fn sigterm_during_an_upload_leaves_no_parts_and_earlier_data_intact() {
+    let bucket = Bucket::create("sigterm");
+    let out = bucket.url("p");
+    let small = Fixture::new();
+    small.report_rows("big", &numbered_rows(20));
+    {
+        let sandbox = Sandbox::with_data(small.path(), &[]);
+        let output = with_s3(sandbox.command())
+            .args(["export", "report", "big", "--out", &out])
+            .output()
+            .unwrap();
+        success(&output);
+    }
+    let earlier = snapshot(bucket.download("p").path());
+
+    // Part 2 of the upload is held back by the proxy: the export is caught mid-upload.
+    let large = Fixture::new();
+    large.report_rows("big", &incompressible_rows(14_000));
+    let sandbox = Sandbox::with_data(large.path(), &["--page-size", "2000"]);
+    let proxy = FaultProxy::start(endpoint(), 2, Fault::Delay(Duration::from_secs(3)));
+    let child = with_s3(sandbox.command())
+        .env("AWS_ENDPOINT_URL", &proxy.endpoint)
+        .args([
+            "export",
+            "report",
+            "big",
+            "--out",
+            &out,
+            "--compression",
+            "none",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while proxy.hits() == 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "part 2 never sent"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(bucket.uploads().len(), 1, "an upload is in progress");
+    let pid = libc::pid_t::try_from(child.id()).unwrap();
+    // SAFETY: kill only sends a signal to our own child process, which has not been reaped yet.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(failure(&output, 143), "error: interrupted (SIGTERM)");
+
+    assert_eq!(
+        bucket.uploads(),
+        Vec::<String>::new(),
+        "orphan multipart uploads"
+    );
+    let keys = bucket.keys();
+    assert!(!keys.iter().any(|k| k.contains("_staging")), "{keys:?}");
+    assert_unchanged(bucket.download("p").path(), &earlier);
+}
+
+#[test]
+fn a_rerun_aborts_the_uploads_a_killed_run_left() {
+    let bucket = Bucket::create("sigkill");
+    let out = bucket.url("p");
+    // Another report's unfinished upload, which this report's export must leave alone.
+    let other = ObjectPath::from("p/_staging/r0/other.r0.00000.parquet.tmp");
+    runtime()
+        .block_on(bucket.store.put_multipart(&other))
+        .unwrap();
+    let fixture = Fixture::new();
+    let rows = incompressible_rows(14_000);
+    fixture.report_rows("big", &rows);
+    let sandbox = Sandbox::with_data(fixture.path(), &["--page-size", "2000"]);
+    let export = |endpoint: &str| {
+        let mut command = with_s3(sandbox.command());
+        command.env("AWS_ENDPOINT_URL", endpoint).args([
+            "export",
+            "report",
+            "big",
+            "--out",
+            &out,
+            "--compression",
+            "none",
+        ]);
+        command
+    };
+
+    // Killed while part 2 of its upload is held back by the proxy.
+    let proxy = FaultProxy::start(endpoint(), 2, Fault::Delay(Duration::from_secs(30)));
+    let mut child = export(&proxy.endpoint)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while proxy.hits() == 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "part 2 never sent"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let orphans = bucket.uploads();
+    assert_eq!(orphans.len(), 2, "{orphans:?}");
+    assert!(
+        orphans
+            .iter()
+            .any(|k| k.starts_with("p/_staging/") && k.contains("/big.")),
+        "{orphans:?}"
+    );
+
+    success(&export(endpoint()).output().unwrap());
+    assert_eq!(
+        bucket.uploads(),
+        vec![other.to_string()],
+        "only the other report's upload is left"
+    );
+    let keys = bucket.keys();
+    assert!(!keys.iter().any(|k| k.contains("_staging")), "{keys:?}");
+    assert_same_rows(&rows_by(bucket.download("p").path(), "i"), &as_rows(&rows));
+}
+
+#[test]
+fn wrong_credentials_fail_before_fetching_with_one_line_and_no_secret() {
+    let started = Instant::now();
+    let output = with_s3(offline_api())
+        .env("AWS_ENDPOINT_URL", auth_endpoint())
+        .args([
+            "-vvv",
+            "export",
+            "report",
+            "r",
+            "--out",
+            "s3://kargo-auth/prefix",
+        ])
+        .output()
+        .unwrap();
+    let line = failure(&output, 1);
+    assert!(
+        line.contains("access to bucket \"kargo-auth\" denied"),
+        "{line}"
+    );
+    assert!(line.contains(auth_endpoint()), "names the endpoint: {line}");
+    assert!(line.contains("s3://kargo-auth/prefix"), "{line}");
+    assert!(started.elapsed() < Duration::from_secs(30));
+    assert_no_secret(&output);
+}
+
+#[test]
+fn a_missing_bucket_fails_before_fetching() {
+    let output = with_s3(offline_api())
+        .args([
+            "export",
+            "report",
+            "r",
+            "--out",
+            "s3://kargo-no-such-bucket/x",
+        ])
+        .output()
+        .unwrap();
+    let line = failure(&output, 1);
+    assert!(
+        line.contains("bucket \"kargo-no-such-bucket\" does not exist"),
+        "{line}"
+    );
+    assert!(line.contains(endpoint()), "{line}");
+}
+
+#[test]
+fn an_unreachable_endpoint_fails_in_seconds() {
+    let closed = closed_port_url();
+    let started = Instant::now();
+    let output = with_s3(offline_api())
+        .env("AWS_ENDPOINT_URL", &closed)
+        .args(["export", "report", "r", "--out", "s3://bucket/x"])
+        .output()
+        .unwrap();
+    let line = failure(&output, 1);
+    assert!(line.contains("cannot reach the endpoint"), "{line}");
+    assert!(line.contains(&closed), "{line}");
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[test]
+fn verbose_logs_of_an_export_hold_no_aws_secret() {
+    let bucket = Bucket::create("verbose");
+    let sandbox = Sandbox::start(&[]);
+    let output = with_s3(sandbox.command())
+        .args([
+            "-vvv",
+            "export",
+            "report",
+            "rpt_7f3a9c21",
+            "--out",
+            &bucket.url("v"),
+        ])
+        .output()
+        .unwrap();
+    success(&output);
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("TRACE"),
+        "trace logs are on"
+    );
+    assert_no_secret(&output);
+    assert_eq!(
+        bucket
+            .sizes()
+            .iter()
+            .filter(|(k, _)| k.ends_with(".parquet"))
+            .count(),
+        1
+    );
+}
+
+/// `command` with the S3 environment of the test server and nothing inherited from `AWS_*`.
+fn with_s3(mut command: Command) -> Command {
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("AWS_") {
+            command.env_remove(key);
+        }
+    }
+    command
+        .env("AWS_ACCESS_KEY_ID", KEY_ID)
+        .env("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
+        .env("AWS_SESSION_TOKEN", SESSION_TOKEN)
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_ENDPOINT_URL", endpoint())
+        .env("AWS_ALLOW_HTTP", "true");
+    command
+}
+
+/// The binary with an API that is never reached: the destination check must fail first.
+fn offline_api() -> Command {
+    let mut command = binary();
+    command.args([
+        "--api-base",
+        &closed_port_url(),
+        "--token",
+        "kargo-token-never-shown",
+    ]);
+    command
+}
+
+/// Asserts that neither stdout nor stderr holds an AWS secret or the Kargo token.
+fn assert_no_secret(output: &Output) {
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    for secret in [SECRET_KEY, SESSION_TOKEN, "kargo-token-never-shown"] {
+        assert!(!text.contains(secret), "{secret} is in the output");
+    }
+}
+
+/// `http://127.0.0.1:PORT` where nothing listens.
+fn closed_port_url() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    drop(listener);
+    format!("http://127.0.0.1:{port}")
+}
+
+fn read_manifest(root: &Path, report: &str) -> Value {
+    let path = root.join("_manifests").join(format!("{report}.json"));
+    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+}
+
+/// Whether `key` is a data file of `report` (`.../<report>.<run>.<seq>.parquet`).
+fn is_data_of(key: &str, report: &str) -> bool {
+    let name = key.rsplit('/').next().unwrap();
+    key.ends_with(".parquet") && name.starts_with(&format!("{report}."))
+}
+
+/// Rows `i` in `range` spread over `days` day partitions.
+fn dated_rows(range: std::ops::Range<i64>, days: i64) -> Vec<Value> {
+    range
+        .map(|i| serde_json::json!({"i": i, "day": format!("2025-01-{:02}", 1 + i % days), "v": i * 3}))
+        .collect()
+}
+
+/// Rows of about 900 bytes of random text each, so Parquet cannot shrink them.
+fn incompressible_rows(count: i64) -> Vec<Value> {
+    let mut rng = fastrand::Rng::with_seed(7);
+    (0..count)
+        .map(|i| {
+            let text: String = (0..900).map(|_| rng.alphanumeric()).collect();
+            serde_json::json!({"i": i, "text": text, "spend": i as f64 / 8.0})
+        })
+        .collect()
+}
+
+/// A bucket of its own for one test, on the plain (no signature check) server.
+struct Bucket {
+    name: String,
+    store: AmazonS3,
+}
+
+impl Bucket {
+    fn create(label: &str) -> Bucket {
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, Ordering::SeqCst);
+        let name = format!("kargo-{label}-{}-{n}", std::process::id());
+        let status = runtime().block_on(async {
+            reqwest::Client::new()
+                .put(format!("{}/{name}", endpoint()))
+                .send()
+                .await
+                .expect("create bucket")
+                .status()
+        });
+        assert!(status.is_success(), "creating bucket {name}: {status}");
+        let store = AmazonS3Builder::new()
+            .with_endpoint(endpoint())
+            .with_bucket_name(&name)
+            .with_access_key_id(KEY_ID)
+            .with_secret_access_key(SECRET_KEY)
+            .with_region("us-east-1")
+            .with_allow_http(true)
+            .build()
+            .unwrap();
+        Bucket { name, store }
+    }
+
+    /// `s3://<bucket>/<prefix>`.
+    fn url(&self, prefix: &str) -> String {
+        format!("s3://{}/{prefix}", self.name)
+    }
+
+    /// Every object's key and size, sorted.
+    fn sizes(&self) -> Vec<(String, u64)> {
+        let mut objects: Vec<(String, u64)> = runtime()
+            .block_on(self.store.list(None).try_collect::<Vec<_>>())
+            .unwrap()
+            .into_iter()
+            .map(|o| (o.location.to_string(), o.size))
+            .collect();
+        objects.sort();
+        objects
+    }
+
+    /// Every object's key, sorted.
+    fn keys(&self) -> Vec<String> {
+        self.sizes().into_iter().map(|(k, _)| k).collect()
+    }
+
+    /// Downloads every object under `prefix` into a temp dir, keeping relative keys as paths,
+    /// so the tests read the dataset as they read a local one.
+    fn download(&self, prefix: &str) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        let root = ObjectPath::from(prefix);
+        runtime().block_on(async {
+            let objects: Vec<_> = self.store.list(Some(&root)).try_collect().await.unwrap();
+            for object in objects {
+                let bytes = self
+                    .store
+                    .get(&object.location)
+                    .await
+                    .unwrap()
+                    .bytes()
+                    .await
+                    .unwrap();
+                let rel: Vec<_> = object.location.prefix_match(&root).unwrap().collect();
+                let path = rel
+                    .iter()
+                    .fold(dir.path().to_path_buf(), |p, part| p.join(part.as_ref()));
+                std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+                std::fs::write(path, bytes).unwrap();
+            }
+        });
+        dir
+    }
+
+    /// Keys of the multipart uploads in progress (ListMultipartUploads).
+    fn uploads(&self) -> Vec<String> {
+        let body = runtime().block_on(async {
+            reqwest::Client::new()
+                .get(format!("{}/{}?uploads", endpoint(), self.name))
+                .send()
+                .await
+                .expect("list uploads")
+                .text()
+                .await
+                .unwrap()
+        });
+        assert!(body.contains("ListMultipartUploadsResult"), "{body}");
+        body.split("<Upload>")
+            .skip(1)
+            .map(|upload| {
+                let key = upload
+                    .split("<Key>")
+                    .nth(1)
+                    .and_then(|k| k.split("</Key>").next());
+                key.unwrap_or_default().to_owned()
+            })
+            .collect()
+    }
+}
+
+fn runtime() -> &'static tokio::runtime::Runtime {
+    static RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+    RUNTIME.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap()
+    })
+}
+
+/// The plain S3 endpoint: `KARGO_TEST_S3_ENDPOINT`, or a moto started once for this binary.
+fn endpoint() -> &'static str {
+    static PLAIN: OnceLock<String> = OnceLock::new();
+    PLAIN.get_or_init(|| match std::env::var(ENDPOINT_ENV) {
+        Ok(url) if !url.is_empty() => url,
+        _ => start_moto(false),
+    })
+}
+
+/// A moto that verifies signatures (no key is valid: it has no IAM users).
+fn auth_endpoint() -> &'static str {
+    static AUTH: OnceLock<String> = OnceLock::new();
+    AUTH.get_or_init(|| start_moto(true))
+}
+
+/// Runs moto on a free port; it stops when its stdin closes, which happens when this test
+/// binary exits (the child handle is leaked on purpose, so the pipe stays open until then).
+fn start_moto(verify_signatures: bool) -> String {
+    const SCRIPT: &str = r#"
+import sys
+try:
+    from moto.server import ThreadedMotoServer
+except ImportError as e:
+    print("moto missing:", e, flush=True)
+    sys.exit(3)
+server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+server.start()
+print(server.get_host_and_port()[1], flush=True)
+sys.stdin.read()
+server.stop()
+"#;
+    let mut command = Command::new("python3");
+    command
+        .args(["-c", SCRIPT])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    if verify_signatures {
+        command.env("INITIAL_NO_AUTH_ACTION_COUNT", "0");
+    }
+    let missing = |why: String| -> ! {
+        panic!("the S3 tests need moto: pip install '{MOTO}' (or set {ENDPOINT_ENV}); {why}")
+    };
+    let mut child: Child = command
+        .spawn()
+        .unwrap_or_else(|e| missing(format!("python3: {e}")));
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let Ok(port) = line.trim().parse::<u16>() else {
+        missing(format!("moto said {line:?}"))
+    };
+    std::mem::forget(child);
+    format!("http://127.0.0.1:{port}")
+}
+
+/// What the proxy does to the targeted part of every multipart upload.
+#[derive(Debug, Clone, Copy)]
+enum Fault {
+    /// Answers `400 InvalidRequest` (a client error: not retried).
+    Refuse,
+    /// Forwards it after this long.
+    Delay(Duration),
+}
+
+/// An HTTP proxy in front of the S3 server that applies a [`Fault`] to part `part` of every
+/// multipart upload and forwards everything else unchanged.
+struct FaultProxy {
+    endpoint: String,
+    state: Arc<ProxyState>,
+    _runtime: tokio::runtime::Runtime,
+}
+
+struct ProxyState {
+    upstream: String,
+    client: reqwest::Client,
+    /// `partNumber=N&`, matched against the query followed by `&`.
+    part: String,
+    fault: Fault,
+    /// Requests for the targeted part so far.
+    hits: AtomicU32,
+}
+
+impl FaultProxy {
+    fn start(upstream: &str, part: u32, fault: Fault) -> FaultProxy {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let listener = runtime
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .unwrap();
+        let endpoint = format!("http://{}", listener.local_addr().unwrap());
+        let state = Arc::new(ProxyState {
+            upstream: upstream.to_owned(),
+            client: reqwest::Client::new(),
+            part: format!("partNumber={part}&"),
+            fault,
+            hits: AtomicU32::new(0),
+        });
+        let shared = Arc::clone(&state);
+        runtime.spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let state = Arc::clone(&shared);
+                let service = hyper::service::service_fn(move |request| {
+                    let state = Arc::clone(&state);
+                    async move { state.handle(request).await }
+                });
+                tokio::spawn(
+                    hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(stream), service),
+                );
+            }
+        });
+        FaultProxy {
+            endpoint,
+            state,
+            _runtime: runtime,
+        }
+    }
+
+    /// Requests for the targeted part so far.
+    fn hits(&self) -> u32 {
+        self.state.hits.load(Ordering::SeqCst)
+    }
+}
+
+impl ProxyState {
+    async fn handle(
+        &self,
+        request: hyper::Request<hyper::body::Incoming>,
+    ) -> Result<hyper::Response<Full<Bytes>>, std::convert::Infallible> {
+        let query = format!("{}&", request.uri().query().unwrap_or(""));
+        if request.method() == hyper::Method::PUT && query.contains(&self.part) {
+            self.hits.fetch_add(1, Ordering::SeqCst);
+            match self.fault {
+                Fault::Refuse => {
+                    let body = "<?xml version=\"1.0\"?><Error><Code>InvalidRequest</Code>\
+                        <Message>injected failure</Message></Error>";
+                    let response = hyper::Response::builder()
+                        .status(400)
+                        .body(Full::new(Bytes::from_static(body.as_bytes())));
+                    return Ok(response.unwrap());
+                }
+                Fault::Delay(delay) => tokio::time::sleep(delay).await,
+            }
+        }
+        let url = format!("{}{}", self.upstream, request.uri());
+        let (parts, body) = request.into_parts();
+        let body = body.collect().await.unwrap().to_bytes();
+        let mut headers = parts.headers;
+        headers.remove(hyper::header::HOST);
+        let answer = self
+            .client
+            .request(parts.method, url)
+            .headers(headers)
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        let mut response = hyper::Response::builder().status(answer.status());
+        for (name, value) in answer.headers() {
+            if name != hyper::header::TRANSFER_ENCODING {
+                response = response.header(name, value);
+            }
+        }
+        let bytes = answer.bytes().await.unwrap();
+        Ok(response.body(Full::new(bytes)).unwrap())
+    }
+}
