@@ -3,6 +3,10 @@
 //! (from toml's spans), so a scheduler's log points at the fix. Secrets are never inline: the
 //! connection names an environment variable or a file, and an inline `password` or `token` is an
 //! error that does not repeat the value. Nothing here talks to the API or opens a destination.
+//! An `endpoint` job's keys are turned into the flags of `export url` ([`endpoint`]) and checked
+//! by the same code as the command line.
+
+mod endpoint;
 
 use std::ops::Range;
 use std::path::{Path, PathBuf};
@@ -16,6 +20,7 @@ use toml::Spanned;
 
 use crate::cli::CompressionArg;
 use crate::error::{Error, Result};
+use crate::settings::manual::ManualJob;
 
 /// How long a submitted report is waited for when the job does not say.
 const DEFAULT_WAIT_TIMEOUT: Duration = Duration::from_secs(3600);
@@ -75,6 +80,9 @@ pub enum JobKind {
     ReportList,
     /// `kind = "submit"`: request a new report, wait until it is completed, export it.
     Submit(SubmitSpec),
+    /// `kind = "endpoint"`: a manually configured endpoint (like `export url`), exported anew on
+    /// every run under the job's name.
+    Endpoint(Box<ManualJob>),
 }
 
 impl JobKind {
@@ -85,6 +93,7 @@ impl JobKind {
             JobKind::NewReports(_) => "new-reports",
             JobKind::ReportList => "report-list",
             JobKind::Submit(_) => "submit",
+            JobKind::Endpoint(_) => "endpoint",
         }
     }
 }
@@ -143,9 +152,35 @@ struct RawJob {
     out: Option<Spanned<String>>,
     partition_by: Option<Spanned<Vec<String>>>,
     compression: Option<Spanned<String>>,
+    // kind = "endpoint": the flags of `export url`, in snake_case (see `endpoint`).
+    url: Option<Spanned<String>>,
+    method: Option<Spanned<String>>,
+    query: Option<Spanned<Map<String, Value>>>,
+    headers: Option<Spanned<Map<String, Value>>>,
+    headers_env: Option<Spanned<Map<String, Value>>>,
+    body: Option<Spanned<String>>,
+    body_file: Option<Spanned<String>>,
+    data_path: Option<Spanned<String>>,
+    paginate: Option<Spanned<String>>,
+    next_path: Option<Spanned<String>>,
+    page_param: Option<Spanned<String>>,
+    page_start: Option<Spanned<i64>>,
+    offset_param: Option<Spanned<String>>,
+    limit_param: Option<Spanned<String>>,
+    limit: Option<Spanned<i64>>,
+    cursor_path: Option<Spanned<String>>,
+    cursor_param: Option<Spanned<String>>,
+    total_path: Option<Spanned<String>>,
+    content_format: Option<Spanned<String>>,
+    select: Option<Spanned<Vec<String>>>,
+    rename: Option<Spanned<Map<String, Value>>>,
+    cast: Option<Spanned<Map<String, Value>>>,
+    add_column: Option<Spanned<Map<String, Value>>>,
+    on_cast_error: Option<Spanned<String>>,
 }
 
-/// Fields only some kinds take, and the kind that takes each.
+/// Fields only some kinds take, and the kind that takes each (`endpoint`'s are listed in
+/// [`endpoint::fields`]).
 const KIND_FIELDS: &[(&str, &str)] = &[
     ("ids", "reports"),
     ("where", "new-reports"),
@@ -154,16 +189,22 @@ const KIND_FIELDS: &[(&str, &str)] = &[
     ("poll_interval_secs", "submit"),
 ];
 
+/// Looks up an environment variable (the process environment, or a stand-in in tests).
+pub type Env<'a> = &'a dyn Fn(&str) -> Option<String>;
+
 impl JobsFile {
     /// Reads and checks the jobs file at `path`.
     pub fn read(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| Error::Usage(format!("cannot read jobs file {}: {e}", path.display())))?;
-        Self::parse(&path.display().to_string(), &text)
+        Self::parse(&path.display().to_string(), &text, &|var| {
+            std::env::var(var).ok()
+        })
     }
 
-    /// Checks the text of a jobs file; `name` is how errors show the file.
-    pub fn parse(name: &str, text: &str) -> Result<Self> {
+    /// Checks the text of a jobs file; `name` is how errors show the file, `env` gives the
+    /// variables `headers_env` names.
+    pub fn parse(name: &str, text: &str, env: Env) -> Result<Self> {
         let at = Locator { name, text };
         let raw: RawFile =
             toml::from_str(text).map_err(|e| at.error(e.span().unwrap_or(0..0), e.message()))?;
@@ -181,7 +222,7 @@ impl JobsFile {
         let mut jobs: Vec<JobSpec> = Vec::new();
         for job in raw.job {
             let span = job.span();
-            let job = self::job(&at, job.into_inner(), span.clone())?;
+            let job = self::job(&at, job.into_inner(), span.clone(), env)?;
             if jobs.iter().any(|j| j.name == job.name) {
                 return Err(at.error(span, &format!("job name {:?} is used twice", job.name)));
             }
@@ -250,7 +291,7 @@ fn connection(at: &Locator, raw: Spanned<RawConnection>) -> Result<ConnectionSpe
     })
 }
 
-fn job(at: &Locator, raw: RawJob, span: Range<usize>) -> Result<JobSpec> {
+fn job(at: &Locator, raw: RawJob, span: Range<usize>, env: Env) -> Result<JobSpec> {
     let name = raw
         .name
         .as_ref()
@@ -266,7 +307,7 @@ fn job(at: &Locator, raw: RawJob, span: Range<usize>) -> Result<JobSpec> {
     let kind = raw.kind.as_ref().ok_or_else(|| {
         fail(
             span.clone(),
-            "no kind (reports, new-reports, report-list or submit)".into(),
+            "no kind (reports, new-reports, report-list, submit or endpoint)".into(),
         )
     })?;
     let present = [
@@ -276,7 +317,12 @@ fn job(at: &Locator, raw: RawJob, span: Range<usize>) -> Result<JobSpec> {
         raw.wait_timeout_secs.as_ref().map(Spanned::span),
         raw.poll_interval_secs.as_ref().map(Spanned::span),
     ];
-    for ((field, owner), field_span) in KIND_FIELDS.iter().zip(present) {
+    let endpoint_fields = endpoint::fields(&raw).map(|(field, span)| (field, "endpoint", span));
+    let kind_fields = KIND_FIELDS
+        .iter()
+        .zip(present)
+        .map(|(&(field, owner), span)| (field, owner, span));
+    for (field, owner, field_span) in kind_fields.chain(endpoint_fields) {
         if let Some(field_span) = field_span
             && kind.get_ref() != owner
         {
@@ -347,11 +393,15 @@ fn job(at: &Locator, raw: RawJob, span: Range<usize>) -> Result<JobSpec> {
                 )?,
             })
         }
+        "endpoint" => JobKind::Endpoint(Box::new(endpoint::manual_job(
+            &raw, &name_text, env, &fail,
+        )?)),
         other => {
             return Err(fail(
                 kind.span(),
                 format!(
-                    "unknown kind {other:?}: expected reports, new-reports, report-list or submit"
+                    "unknown kind {other:?}: expected reports, new-reports, report-list, submit \
+                     or endpoint"
                 ),
             ));
         }
@@ -396,11 +446,16 @@ fn job(at: &Locator, raw: RawJob, span: Range<usize>) -> Result<JobSpec> {
 mod tests {
     use super::*;
 
-    fn parse(text: &str) -> Result<JobsFile> {
-        JobsFile::parse("jobs.toml", text)
+    /// The environment of the tests: only `KARGO_API_KEY` is set.
+    pub(super) fn env(var: &str) -> Option<String> {
+        (var == "KARGO_API_KEY").then(|| "s3cret-from-env".to_owned())
     }
 
-    fn error(text: &str) -> String {
+    pub(super) fn parse(text: &str) -> Result<JobsFile> {
+        JobsFile::parse("jobs.toml", text, &env)
+    }
+
+    pub(super) fn error(text: &str) -> String {
         match parse(text) {
             Err(Error::Usage(message)) => message,
             Err(other) => panic!("not a usage error: {other}"),
@@ -490,7 +545,16 @@ out = "out/fresh"
         let end = start + readme[start..].find("```").unwrap();
         let file = parse(&readme[start..end]).unwrap();
         let kinds: Vec<&str> = file.jobs.iter().map(|j| j.kind.name()).collect();
-        assert_eq!(kinds, ["new-reports", "reports", "report-list", "submit"]);
+        assert_eq!(
+            kinds,
+            [
+                "new-reports",
+                "reports",
+                "report-list",
+                "submit",
+                "endpoint"
+            ]
+        );
         assert_eq!(file.concurrency, Some(4));
     }
 

@@ -9,6 +9,10 @@
 //! requests its report and waits for it ([`submit`]). One failing report fails its job but
 //! stops nothing else. [`summary`] prints the outcome and writes `--summary-json`.
 //!
+//! An endpoint job (a manually configured endpoint) has no notion of "new": its data may change
+//! between runs, so every run exports it again under the job's name, replacing the earlier
+//! export through the ordinary commit.
+//!
 //! `--sandbox` (or `sandbox = true`) starts one in-process sandbox for the whole run, so a
 //! report submitted by one job is the same report the export reads.
 
@@ -117,13 +121,15 @@ enum Target {
     Submit,
     /// Wait for a report an earlier run submitted, export; submit anew when it failed.
     Await(String),
+    /// The job's endpoint, exported under this key (the job's name).
+    Endpoint(String),
 }
 
 impl Target {
     /// What the summary calls it.
     fn label(&self) -> String {
         match self {
-            Target::Report(id) | Target::Await(id) => id.clone(),
+            Target::Report(id) | Target::Await(id) | Target::Endpoint(id) => id.clone(),
             Target::ReportList => "reports".into(),
             Target::Submit => "a new report request".into(),
         }
@@ -233,7 +239,7 @@ impl Context<'_> {
                     .into_iter()
                     .filter(|target| self.settings.shard.owns(&shard_key(job, target)))
                     .filter(|target| {
-                        let Target::Report(id) = target else {
+                        let (Target::Report(id) | Target::Endpoint(id)) = target else {
                             return true;
                         };
                         let first = claimed.insert((job.destination.display().to_string(), id.clone()));
@@ -263,7 +269,8 @@ impl Context<'_> {
         job: &Job,
         listing: Option<&std::result::Result<Vec<Map<String, Value>>, String>>,
     ) -> Plan {
-        let exported = if self.settings.full_refresh || job.spec.kind == JobKind::ReportList {
+        let stateless = matches!(job.spec.kind, JobKind::ReportList | JobKind::Endpoint(_));
+        let exported = if self.settings.full_refresh || stateless {
             HashSet::new()
         } else {
             state::exported_reports(&job.destination)
@@ -286,6 +293,7 @@ impl Context<'_> {
                 Ok(new(matching_ids(listing, filter)))
             }
             JobKind::ReportList => Ok(vec![Target::ReportList]),
+            JobKind::Endpoint(_) => Ok(vec![Target::Endpoint(job.spec.name.clone())]),
             JobKind::Submit(spec) => {
                 if self.settings.full_refresh {
                     return Ok(vec![Target::Submit]);
@@ -365,6 +373,15 @@ impl Context<'_> {
         let export_job = match target {
             Target::Report(id) => ExportJob::CompletedReports(vec![id.clone()]),
             Target::ReportList => ExportJob::ReportList,
+            Target::Endpoint(_) => {
+                let JobKind::Endpoint(manual) = &job.spec.kind else {
+                    return Err(Stopped::Failed(Error::Internal(format!(
+                        "job {:?} has no endpoint",
+                        job.spec.name
+                    ))));
+                };
+                ExportJob::Endpoint(manual.clone())
+            }
             Target::Submit | Target::Await(_) => {
                 let id = tokio::select! {
                     id = self.submit_and_wait(job, target) => id?,
@@ -438,7 +455,7 @@ fn matching_ids(listing: &[Map<String, Value>], filter: &Map<String, Value>) -> 
 /// submissions (so the same worker resumes a submission it started).
 fn shard_key(job: &Job, target: &Target) -> String {
     match target {
-        Target::Report(id) => id.clone(),
+        Target::Report(id) | Target::Endpoint(id) => id.clone(),
         Target::ReportList | Target::Submit | Target::Await(_) => job.spec.name.clone(),
     }
 }
