@@ -1,9 +1,11 @@
 //! `run JOBS.toml`: jobs-file errors, incremental state (a second run exports nothing),
-//! submit-and-wait, a failing job among good ones, N concurrent shards and dry runs.
+//! submit-and-wait, a failing job among good ones, N concurrent shards, dry runs and endpoint
+//! jobs (a manual endpoint with a secret header from the environment).
 
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
+use kargo_export::sandbox::manual::SANDBOX_API_KEY;
 use kargo_export::sandbox::synthetic::SyntheticReport;
 use serde_json::{Value, json};
 
@@ -28,9 +30,15 @@ fn jobs_file(dir: &Path, sandbox: &Sandbox, jobs: &str) -> PathBuf {
 /// Runs `run FILE --summary-json SUMMARY extra...`; returns the output and the summary (Null
 /// when none was written).
 fn run(file: &Path, extra: &[&str]) -> (Output, Value) {
+    run_with_env(file, &[], extra)
+}
+
+/// [`run`] with more environment variables.
+fn run_with_env(file: &Path, env: &[(&str, &str)], extra: &[&str]) -> (Output, Value) {
     let summary = file.with_file_name(format!("summary-{}.json", fastrand::u64(..)));
     let output = binary()
         .env(PASSWORD_VAR, PASSWORD)
+        .envs(env.iter().copied())
         .arg("run")
         .arg(file)
         .arg("--summary-json")
@@ -691,4 +699,154 @@ fn a_report_two_jobs_share_in_one_destination_is_exported_once() {
     assert_eq!(reports_of(&summary, "first"), ["rpt_7f3a9c21"]);
     assert_eq!(reports_of(&summary, "second"), Vec::<String>::new());
     assert_same_rows(&sorted_rows(&dest, KEY_A), &sorted_source(SAMPLE_A, KEY_A));
+}
+
+/// The environment variable the endpoint jobs name for the sandbox's `X-Api-Key`.
+const KEY_VAR: &str = "KARGO_IT_ENDPOINT_KEY";
+
+/// An endpoint job over the sandbox's `/v1/test/rows` (report B by page numbers, 100 rows a
+/// page, the key required) with a rename, a cast and an added column.
+fn endpoint_job(dest: &Path) -> String {
+    format!(
+        r#"[[job]]
+name = "rows"
+kind = "endpoint"
+url = "/v1/test/rows?report=rpt_2b8e4d10&paging=page&size=100&require_key=1"
+data_path = "$.result['row sets'][0].items[*]"
+paginate = "page"
+headers = {{ Accept = "application/json" }}
+headers_env = {{ "X-Api-Key" = "{KEY_VAR}" }}
+rename = {{ site_domain = "site" }}
+cast = {{ clicks = "string" }}
+add_column = {{ source = "sandbox" }}
+out = "{}"
+"#,
+        dest.display()
+    )
+}
+
+/// Report B's rows as [`endpoint_job`] shapes them.
+fn endpoint_rows() -> Vec<Row> {
+    source_rows(SAMPLE_B)
+        .into_iter()
+        .map(|mut row| {
+            let site = row.remove("site_domain").expect("site_domain");
+            row.insert("site".into(), site);
+            let clicks = row["clicks"].to_string();
+            row.insert("clicks".into(), Value::String(clicks));
+            row.insert("source".into(), json!("sandbox"));
+            row
+        })
+        .collect()
+}
+
+#[test]
+fn an_endpoint_job_exports_every_run_with_its_key_from_the_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    let dest = dir.path().join("rows");
+    let file = dir.path().join("jobs.toml");
+    std::fs::write(&file, endpoint_job(&dest)).unwrap();
+    let env = [(KEY_VAR, SANDBOX_API_KEY)];
+
+    let (output, summary) = run_with_env(&file, &env, &["--sandbox", "-vvv"]);
+    success(&output);
+    let row = job(&summary, "rows");
+    assert_eq!(row["kind"], "endpoint");
+    assert_eq!(row["status"], "ok");
+    assert_eq!(reports_of(&summary, "rows"), ["rows"]);
+    assert_eq!(row["rows"], 600);
+    assert_same_rows(&read_dataset(&dest), &endpoint_rows());
+    assert!(dest.join("_manifests/rows.json").exists());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("TRACE"), "trace logs were on");
+    let everything = format!(
+        "{}{stderr}{summary}",
+        String::from_utf8_lossy(&output.stdout)
+    );
+    assert!(
+        !everything.contains(SANDBOX_API_KEY),
+        "the header value leaked"
+    );
+
+    // No notion of "new": the next run exports it again and replaces the earlier files.
+    let first = mtimes(&dest);
+    let (output, summary) = run_with_env(&file, &env, &["--sandbox"]);
+    success(&output);
+    assert_eq!(reports_of(&summary, "rows"), ["rows"]);
+    let second = mtimes(&dest);
+    assert_eq!(second.len(), first.len(), "replaced, not added to");
+    assert_ne!(second, first);
+    assert_same_rows(&read_dataset(&dest), &endpoint_rows());
+
+    // A dry run lists it and writes nothing.
+    let before = snapshot(&dest);
+    let (output, summary) = run_with_env(&file, &env, &["--sandbox", "--dry-run"]);
+    let stdout = success(&output);
+    assert!(stdout.contains("would export rows (job rows)"), "{stdout}");
+    assert_eq!(job(&summary, "rows")["status"], "planned");
+    assert_unchanged(&dest, &before);
+
+    // Shards: exactly one of two workers owns it.
+    let owners: Vec<usize> = (0..2)
+        .filter(|i| {
+            let shard = format!("{i}/2");
+            let (output, summary) =
+                run_with_env(&file, &env, &["--sandbox", "--dry-run", "--shard", &shard]);
+            success(&output);
+            !reports_of(&summary, "rows").is_empty()
+        })
+        .collect();
+    assert_eq!(owners.len(), 1, "{owners:?}");
+
+    // Without the variable the run does not start, and says which variable is missing.
+    let (output, summary) = run(&file, &["--sandbox"]);
+    let error = failure(&output, 2);
+    assert!(
+        error.contains(&format!(
+            "headers_env \"X-Api-Key\" names {KEY_VAR}, which is not set"
+        )),
+        "{error}"
+    );
+    assert!(error.contains("line 8, column 15"), "{error}");
+    assert_eq!(summary, Value::Null);
+    assert_unchanged(&dest, &before);
+}
+
+#[test]
+fn a_bad_endpoint_key_names_its_line_and_never_the_secret() {
+    let dir = tempfile::tempdir().unwrap();
+    let dest = dir.path().join("rows");
+    let file = dir.path().join("jobs.toml");
+    let text = endpoint_job(&dest).replace(
+        "data_path = \"$.result['row sets'][0].items[*]\"",
+        "data_path = \"result.items\"",
+    );
+    std::fs::write(&file, text).unwrap();
+    let (output, summary) =
+        run_with_env(&file, &[(KEY_VAR, SANDBOX_API_KEY)], &["--sandbox", "-vvv"]);
+    let error = failure(&output, 2);
+    assert!(
+        error.contains(&format!(
+            "invalid jobs file ({}, line 5, column 13): job \"rows\": data_path: ",
+            file.display()
+        )),
+        "{error}"
+    );
+    assert!(output.stdout.is_empty(), "no partial output");
+    assert_eq!(summary, Value::Null);
+    assert!(!dest.exists(), "nothing written");
+    assert!(!String::from_utf8_lossy(&output.stderr).contains(SANDBOX_API_KEY));
+
+    let inline = endpoint_job(&dest).replace(
+        "headers = { Accept = \"application/json\" }",
+        "headers = { \"X-Api-Key\" = \"inline-secret\" }",
+    );
+    std::fs::write(&file, inline).unwrap();
+    let (output, _) = run(&file, &["--sandbox"]);
+    let error = failure(&output, 2);
+    assert!(
+        error.contains("header \"X-Api-Key\" may hold a secret"),
+        "{error}"
+    );
+    assert!(!error.contains("inline-secret"), "{error}");
 }
