@@ -301,109 +301,53 @@ fn header(
     Ok(format!("{name}: {value}"))
 }
 
-/// The key a message of the flag checks is about, and the message in the file's words.
-/// Longer flags come before their prefixes (`--limit-param` before `--limit`).
+/// The key a message of the flag checks is about (the given key whose flag comes first in
+/// it), and the message in the file's words (each flag replaced by its key).
 fn locate(raw: &RawJob, message: &str) -> (Option<Range<usize>>, String) {
-    let header_key = match (&raw.headers, &raw.headers_env) {
-        (Some(_), Some(from_env)) => {
-            let lower = message.to_ascii_lowercase();
-            let named = from_env
-                .get_ref()
-                .keys()
-                .any(|k| lower.contains(&k.to_ascii_lowercase()));
-            if named { "headers_env" } else { "headers" }
-        }
-        (None, Some(_)) => "headers_env",
-        _ => "headers",
+    let message = message.replace("--body file", "--body");
+    let lower = message.to_ascii_lowercase();
+    // Of two header tables, the one with the header the message names.
+    let names_env_header = raw.headers_env.as_ref().is_some_and(|table| {
+        table
+            .get_ref()
+            .keys()
+            .any(|name| lower.contains(&name.to_ascii_lowercase()))
+    });
+    let header_key = if raw.headers_env.is_some() && (raw.headers.is_none() || names_env_header) {
+        "headers_env"
+    } else {
+        "headers"
     };
     let body_key = if raw.body_file.is_some() {
         "body_file"
     } else {
         "body"
     };
-    let header_span = if header_key == "headers" {
-        raw.headers.as_ref().map(Spanned::span)
-    } else {
-        raw.headers_env.as_ref().map(Spanned::span)
-    };
-    let body_span = if body_key == "body" {
-        raw.body.as_ref().map(Spanned::span)
-    } else {
-        raw.body_file.as_ref().map(Spanned::span)
-    };
-    let flags: [(&str, &str, Option<Range<usize>>); 19] = [
-        (
-            "--content-format",
-            "content_format",
-            raw.content_format.as_ref().map(Spanned::span),
-        ),
-        (
-            "--total-path",
-            "total_path",
-            raw.total_path.as_ref().map(Spanned::span),
-        ),
-        ("--method", "method", raw.method.as_ref().map(Spanned::span)),
-        ("--query", "query", raw.query.as_ref().map(Spanned::span)),
-        ("--header", header_key, header_span),
-        ("--body file", "body_file", body_span.clone()),
-        ("--body", body_key, body_span),
-        (
-            "--data-path",
-            "data_path",
-            raw.data_path.as_ref().map(Spanned::span),
-        ),
-        (
-            "--next-path",
-            "next_path",
-            raw.next_path.as_ref().map(Spanned::span),
-        ),
-        (
-            "--page-param",
-            "page_param",
-            raw.page_param.as_ref().map(Spanned::span),
-        ),
-        (
-            "--offset-param",
-            "offset_param",
-            raw.offset_param.as_ref().map(Spanned::span),
-        ),
-        (
-            "--limit-param",
-            "limit_param",
-            raw.limit_param.as_ref().map(Spanned::span),
-        ),
-        (
-            "--cursor-path",
-            "cursor_path",
-            raw.cursor_path.as_ref().map(Spanned::span),
-        ),
-        (
-            "--cursor-param",
-            "cursor_param",
-            raw.cursor_param.as_ref().map(Spanned::span),
-        ),
-        (
-            "--paginate",
-            "paginate",
-            raw.paginate.as_ref().map(Spanned::span),
-        ),
-        ("--select", "select", raw.select.as_ref().map(Spanned::span)),
-        ("--rename", "rename", raw.rename.as_ref().map(Spanned::span)),
-        ("--cast", "cast", raw.cast.as_ref().map(Spanned::span)),
-        (
-            "--add-column",
-            "add_column",
-            raw.add_column.as_ref().map(Spanned::span),
-        ),
-    ];
-    let at = flags
+    let mut keys: Vec<(String, &str, Option<Range<usize>>)> = fields(raw)
+        .map(|(key, span)| {
+            let flag = match key {
+                "headers" | "headers_env" => "--header".to_owned(),
+                "body_file" => "--body".to_owned(),
+                _ => format!("--{}", key.replace('_', "-")),
+            };
+            (flag, key, span)
+        })
+        .filter(|(_, key, _)| match *key {
+            "headers" | "headers_env" => *key == header_key,
+            "body" | "body_file" => *key == body_key,
+            _ => true,
+        })
+        .collect();
+    // Longer flags first, so `--limit` never takes the place of `--limit-param`.
+    keys.sort_by_key(|(flag, _, _)| std::cmp::Reverse(flag.len()));
+    let at = keys
         .iter()
-        .find(|(flag, _, span)| span.is_some() && message.contains(flag))
-        .and_then(|(_, _, span)| span.clone());
-    let mut words = message.to_owned();
-    for (flag, key, _) in &flags {
-        words = words.replace(flag, key);
-    }
+        .filter_map(|(flag, _, span)| Some((message.find(flag.as_str())?, span.as_ref()?)))
+        .min_by_key(|(at, _)| *at)
+        .map(|(_, span)| span.clone());
+    let words = keys.iter().fold(message.clone(), |words, (flag, key, _)| {
+        words.replace(flag.as_str(), key)
+    });
     (at, words)
 }
 
