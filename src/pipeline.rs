@@ -437,6 +437,7 @@ async fn spool_report(
     let consume = |page: DecodedPage, at: &PageLocation| {
         inference.observe(&page.raw, at.page);
         json_bytes += page.json_bytes;
+        crate::progress::page(page.raw.batch.num_rows() as u64, page.json_bytes);
         pages.push(SpooledPage {
             rows: page.raw.batch.num_rows(),
             file: page.file,

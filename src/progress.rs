@@ -2,9 +2,11 @@
 //! and the rate, for every command that fetches pages. Nothing is drawn when stderr is not a
 //! terminal (schedulers, pipes, tests), so logs stay clean. The count is process-wide: the
 //! pipeline reports each page with [`page`], whichever export it belongs to, so concurrent
-//! exports of a `run` add up on the same line.
+//! exports of a `run` add up on the same line. Logs share stderr with the line: they are written
+//! through [`LogWriter`], which clears the line for each log line and draws it again after, so
+//! a log line (a JSON one with `--log-format json`) never starts behind the spinner.
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -69,6 +71,36 @@ pub fn page(rows: u64, bytes: u64) {
             bar.bytes,
             bar.started.elapsed(),
         ));
+    }
+}
+
+/// Where logs go: stderr, around the progress line when one is drawn. For
+/// `tracing_subscriber::fmt().with_writer(...)`, which writes each event in one call.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LogWriter;
+
+impl tracing_subscriber::fmt::MakeWriter<'_> for LogWriter {
+    type Writer = LogWriter;
+
+    fn make_writer(&self) -> Self::Writer {
+        LogWriter
+    }
+}
+
+impl Write for LogWriter {
+    /// Writes all of `buf` (one log line) while the progress line is cleared.
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        // A clone, so the lock is not held while the line is cleared and drawn again.
+        let bar = lock().as_ref().map(|bar| bar.bar.clone());
+        match bar {
+            Some(bar) => bar.suspend(|| std::io::stderr().write_all(buf))?,
+            None => std::io::stderr().write_all(buf)?,
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
     }
 }
 
