@@ -4,8 +4,10 @@
 //!
 //! - A report counts as exported when its manifest `_manifests/<key>.json` exists: the commit
 //!   writes it as its last step, so it never exists for a partial export. Reading the state is
-//!   one listing of `_manifests/`; deleting a manifest makes the next run export that report
-//!   again.
+//!   one listing of `_manifests/`, after the destination's own check (on S3 a missing bucket,
+//!   refused credentials or an unreachable endpoint fail there, in plain words and within the
+//!   check's short retries, as they do for `export`); deleting a manifest makes the next run
+//!   export that report again.
 //! - A submit job records the report it requested in `_submissions/<job>.json` right after the
 //!   API accepted it, with a hash of the request body: a run that finds the same request there
 //!   waits for that report instead of submitting it again (after a crash or a timeout), and
@@ -25,8 +27,9 @@ use crate::sink::{Destination, MANIFEST_DIR};
 /// Folder of the submit jobs' records.
 pub const SUBMISSIONS_DIR: &str = "_submissions";
 
-/// Keys of the reports with a committed export in `dest`.
+/// Keys of the reports with a committed export in `dest`, once [`Destination::check`] passed.
 pub async fn exported_reports(dest: &Destination) -> Result<HashSet<String>> {
+    dest.check().await?;
     let names = dest.list_folder(MANIFEST_DIR).await?;
     Ok(report_keys(&names))
 }

@@ -1,6 +1,8 @@
 //! S3 destinations: the real binary exports to a real S3-compatible server (moto) over HTTP on
 //! 127.0.0.1, and the tests read the objects back through the S3 API and compare them with the
-//! source rows.
+//! source rows. Besides `export report`, the features that reach S3 through the destination:
+//! `run JOBS.toml` (state read back from `_manifests/` and `_submissions/` on S3, `--shard`
+//! workers sharing one prefix, `--dry-run`, `--full-refresh`) and `export url`.
 //!
 //! The server: `KARGO_TEST_S3_ENDPOINT` when set (`.ci/run` starts one), otherwise a moto
 //! server this test binary starts once on a free port and that exits when the binary does (it
@@ -9,7 +11,7 @@
 //! `INITIAL_NO_AUTH_ACTION_COUNT=0`, always started here.
 
 use std::io::{BufRead, BufReader};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -18,6 +20,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use futures::TryStreamExt;
 use http_body_util::{BodyExt, Full};
+use kargo_export::sandbox::synthetic::SyntheticReport;
 use object_store::aws::{AmazonS3, AmazonS3Builder};
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt};
@@ -35,6 +38,18 @@ const SECRET_KEY: &str = "s3-secret-value-never-shown";
 const SESSION_TOKEN: &str = "s3-session-token-never-shown";
 
 const SAMPLE_A: &str = include_str!("../../sample_data/completed-reports/rpt_7f3a9c21.json");
+const SAMPLE_B: &str = include_str!("../../sample_data/completed-reports/rpt_2b8e4d10.json");
+/// Columns that tell the rows of sample report A apart, and of B.
+const KEY_A: &[&str] = &[
+    "date",
+    "line_item_id",
+    "creative_id",
+    "site_domain",
+    "device_type",
+];
+const KEY_B: &[&str] = &["date", "site_domain", "deal_id", "device_type"];
+/// The environment variable the test jobs files name for the sandbox password.
+const PASSWORD_VAR: &str = "KARGO_IT_PASSWORD";
 
 #[test]
 fn sample_report_round_trips_through_s3_under_a_prefix() {
@@ -456,6 +471,511 @@ fn verbose_logs_of_an_export_hold_no_aws_secret() {
             .count(),
         1
     );
+
+    // The same as JSON logs: every line an event, trace events included, still no secret.
+    let output = with_s3(sandbox.command())
+        .args(["-vvv", "--log-format", "json", "export", "report"])
+        .args(["rpt_7f3a9c21", "--out", &bucket.url("json")])
+        .output()
+        .unwrap();
+    success(&output);
+    let events = json_events(&output);
+    assert!(
+        events.iter().any(|e| e["level"] == "TRACE"),
+        "trace logs are on"
+    );
+    assert_no_secret(&output);
+}
+
+#[test]
+fn run_exports_each_report_once_into_s3_and_full_refresh_replaces_it() {
+    let bucket = Bucket::create("run");
+    let sandbox = Sandbox::start(&["--page-size", "250"]);
+    let dir = tempfile::tempdir().unwrap();
+    let file = jobs_file(
+        dir.path(),
+        &sandbox,
+        &format!(
+            r#"
+[[job]]
+name = "given"
+kind = "reports"
+ids = ["rpt_7f3a9c21"]
+out = "{}"
+partition_by = ["date"]
+
+[[job]]
+name = "by-site"
+kind = "new-reports"
+where = {{ report_type = "delivery_by_site" }}
+out = "{}"
+compression = "snappy"
+"#,
+            bucket.url("runs/given"),
+            bucket.url("runs/site")
+        ),
+    );
+
+    let (output, first) = run(&file, &[]);
+    success(&output);
+    assert_eq!(reports_of(&first, "given"), ["rpt_7f3a9c21"]);
+    assert_eq!(
+        reports_of(&first, "by-site"),
+        ["rpt_2b8e4d10", "rpt_e5d90a47"]
+    );
+    assert_eq!(job(&first, "given")["rows"], 1500);
+    assert_eq!(job(&first, "by-site")["rows"], 600);
+    let given = bucket.download("runs/given");
+    assert_eq!(
+        job(&first, "given")["files"].as_u64().unwrap() as usize,
+        parquet_files(given.path()).len()
+    );
+    assert_same_rows(
+        &sorted(read_dataset(given.path()), KEY_A),
+        &sorted(source_rows(SAMPLE_A), KEY_A),
+    );
+    let site = bucket.download("runs/site");
+    assert_same_rows(
+        &sorted(read_dataset(site.path()), KEY_B),
+        &sorted(source_rows(SAMPLE_B), KEY_B),
+    );
+    let keys = bucket.keys();
+    let manifests: Vec<&String> = keys.iter().filter(|k| k.contains("/_manifests/")).collect();
+    assert_eq!(
+        manifests,
+        [
+            "runs/given/_manifests/rpt_7f3a9c21.json",
+            "runs/site/_manifests/rpt_2b8e4d10.json",
+            "runs/site/_manifests/rpt_e5d90a47.json",
+        ],
+        "an empty report counts too"
+    );
+    assert!(!keys.iter().any(|k| k.contains("_staging")), "{keys:?}");
+    assert_eq!(bucket.uploads(), Vec::<String>::new());
+
+    // The state is read back from S3: nothing to do, not one object written again.
+    let before = bucket.objects();
+    let (output, second) = run(&file, &[]);
+    success(&output);
+    for name in ["given", "by-site"] {
+        assert_eq!(reports_of(&second, name), Vec::<String>::new(), "{second}");
+        assert_eq!(job(&second, name)["rows"], 0);
+        assert_eq!(job(&second, name)["status"], "ok");
+    }
+    assert_eq!(bucket.objects(), before, "keys, etags and dates unchanged");
+
+    let (output, third) = run(&file, &["--full-refresh"]);
+    success(&output);
+    assert_eq!(reports_of(&third, "given"), ["rpt_7f3a9c21"]);
+    assert_eq!(
+        reports_of(&third, "by-site"),
+        ["rpt_2b8e4d10", "rpt_e5d90a47"]
+    );
+    let old: Vec<&String> = before
+        .iter()
+        .map(|(key, ..)| key)
+        .filter(|k| k.ends_with(".parquet"))
+        .collect();
+    let after = bucket.keys();
+    assert_eq!(after.len(), before.len(), "{after:?}");
+    assert!(
+        after
+            .iter()
+            .filter(|k| k.ends_with(".parquet"))
+            .all(|k| !old.contains(&k)),
+        "every data file was replaced by the new run's: {after:?}"
+    );
+    let given = bucket.download("runs/given");
+    assert_same_rows(
+        &sorted(read_dataset(given.path()), KEY_A),
+        &sorted(source_rows(SAMPLE_A), KEY_A),
+    );
+}
+
+#[test]
+fn shards_of_concurrent_workers_cover_every_report_once_in_one_s3_prefix() {
+    let bucket = Bucket::create("shards");
+    // Each report has its own row count, so the rows read back tell the reports apart.
+    let reports: Vec<(String, u64)> = (0..12u64)
+        .map(|n| (format!("syn{n:02}"), 20 + 7 * n))
+        .collect();
+    let specs: Vec<String> = reports
+        .iter()
+        .map(|(id, rows)| format!("{id}={rows}"))
+        .collect();
+    let flags: Vec<&str> = specs
+        .iter()
+        .flat_map(|spec| ["--synthetic", spec.as_str()])
+        .collect();
+    let sandbox = Sandbox::start(&flags);
+    let dir = tempfile::tempdir().unwrap();
+    let file = jobs_file(
+        dir.path(),
+        &sandbox,
+        &format!(
+            "[[job]]\nname = \"all\"\nkind = \"new-reports\"\nwhere = {{ requested_by = \"synthetic@example.com\" }}\nout = \"{}\"\n",
+            bucket.url("shared")
+        ),
+    );
+    let workers: Vec<_> = (0..3)
+        .map(|k| {
+            let summary = dir.path().join(format!("worker{k}.json"));
+            let child = with_s3(binary())
+                .env(PASSWORD_VAR, PASSWORD)
+                .arg("run")
+                .arg(&file)
+                .arg("--summary-json")
+                .arg(&summary)
+                .args(["--shard", &format!("{k}/3")])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap();
+            (child, summary)
+        })
+        .collect();
+    let mut seen: Vec<String> = Vec::new();
+    for (child, summary) in workers {
+        success(&child.wait_with_output().unwrap());
+        let summary: Value = serde_json::from_slice(&std::fs::read(summary).unwrap()).unwrap();
+        let mine = reports_of(&summary, "all");
+        assert!(
+            !mine.is_empty() && mine.len() < reports.len(),
+            "each worker gets a share: {mine:?}"
+        );
+        seen.extend(mine);
+    }
+    seen.sort();
+    let ids: Vec<&String> = reports.iter().map(|(id, _)| id).collect();
+    assert_eq!(
+        seen.iter().collect::<Vec<_>>(),
+        ids,
+        "every report exactly once"
+    );
+
+    let keys = bucket.keys();
+    let manifests = keys.iter().filter(|k| k.starts_with("shared/_manifests/"));
+    assert_eq!(manifests.count(), reports.len(), "{keys:?}");
+    assert!(!keys.iter().any(|k| k.contains("_staging")), "{keys:?}");
+    assert_eq!(bucket.uploads(), Vec::<String>::new());
+    let local = bucket.download("shared");
+    let data = parquet_files(local.path());
+    for (id, rows) in &reports {
+        let mine: Vec<&PathBuf> = data
+            .iter()
+            .filter(|p| is_data_of(&p.to_string_lossy(), id))
+            .collect();
+        assert_eq!(mine.len(), 1, "{id}: {data:?}");
+        assert_same_rows(&read_file(local.path(), mine[0]), &synthetic_rows(*rows, 1));
+    }
+
+    // Every worker runs again: the state on S3 leaves nothing for any of them.
+    let before = bucket.objects();
+    for k in 0..3 {
+        let (output, summary) = run(&file, &["--shard", &format!("{k}/3")]);
+        success(&output);
+        assert_eq!(reports_of(&summary, "all"), Vec::<String>::new());
+    }
+    assert_eq!(bucket.objects(), before);
+}
+
+#[test]
+fn a_dry_run_into_s3_writes_no_object_and_posts_nothing() {
+    let bucket = Bucket::create("dry");
+    let sandbox = Sandbox::start(&["--complete-after-ms", "100"]);
+    let dir = tempfile::tempdir().unwrap();
+    let dest = bucket.url("dest");
+    let fresh = bucket.url("fresh");
+    let file = jobs_file(
+        dir.path(),
+        &sandbox,
+        &format!(
+            "[[job]]\nname = \"given\"\nkind = \"reports\"\nids = [\"rpt_7f3a9c21\", \"rpt_2b8e4d10\"]\nout = \"{dest}\"\n\n\
+             [[job]]\nname = \"fresh\"\nkind = \"submit\"\nrequest = {{ report_type = \"x\" }}\nout = \"{fresh}\"\n"
+        ),
+    );
+    success(
+        &with_s3(sandbox.command())
+            .args(["export", "report", "rpt_2b8e4d10", "--out", &dest])
+            .output()
+            .unwrap(),
+    );
+    let before = bucket.objects();
+    assert!(!before.is_empty());
+
+    let (output, summary) = run(&file, &["--dry-run"]);
+    let stdout = success(&output);
+    assert!(
+        stdout.contains(&format!("would export rpt_7f3a9c21 (job given) to {dest}")),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("would export rpt_2b8e4d10"), "{stdout}");
+    assert!(
+        stdout.contains(&format!(
+            "would export a new report request (job fresh) to {fresh}"
+        )),
+        "{stdout}"
+    );
+    assert_eq!(job(&summary, "given")["status"], "planned");
+    assert_eq!(reports_of(&summary, "given"), ["rpt_7f3a9c21"]);
+    assert_eq!(bucket.objects(), before, "no object written");
+
+    let (output, summary) = run(&file, &["--dry-run", "--full-refresh"]);
+    success(&output);
+    assert_eq!(
+        reports_of(&summary, "given"),
+        ["rpt_2b8e4d10", "rpt_7f3a9c21"]
+    );
+    assert_eq!(bucket.objects(), before, "no object written");
+    assert_eq!(bucket.uploads(), Vec::<String>::new());
+    assert_eq!(submitted(&sandbox), 0, "no POST");
+}
+
+#[test]
+fn a_manual_endpoint_exports_to_s3_and_reads_back_row_by_row() {
+    let bucket = Bucket::create("manual");
+    let sandbox = Sandbox::start(&[]);
+    let export = |out: &str, extra: &[&str]| {
+        let output = with_s3(sandbox.command())
+            .args([
+                "export",
+                "url",
+                "/v1/test/rows?report=rpt_2b8e4d10&paging=next&size=70",
+                "--out",
+                out,
+                "--data-path",
+                "$.result['row sets'][0].items[*]",
+                "--next-path",
+                "$.paging.next",
+            ])
+            .args(extra)
+            .output()
+            .unwrap();
+        success(&output)
+    };
+
+    let stdout = export(&bucket.url("manual/rows"), &[]);
+    assert_eq!(pages_in_summary(&stdout), 9, "{stdout}");
+    let keys = bucket.keys();
+    assert_eq!(keys.len(), 2, "one data file and its manifest: {keys:?}");
+    assert!(
+        keys.iter().all(|k| k.starts_with("manual/rows/")),
+        "{keys:?}"
+    );
+    assert!(
+        keys.iter()
+            .any(|k| k.starts_with("manual/rows/_manifests/")),
+        "{keys:?}"
+    );
+    let local = bucket.download("manual/rows");
+    assert_same_rows(&read_dataset(local.path()), &source_rows(SAMPLE_B));
+
+    export(&bucket.url("manual/by-date"), &["--partition-by", "date"]);
+    let local = bucket.download("manual/by-date");
+    one_schema(local.path());
+    assert_same_rows(
+        &sorted(read_dataset(local.path()), KEY_B),
+        &sorted(source_rows(SAMPLE_B), KEY_B),
+    );
+    let keys = bucket.keys();
+    assert!(!keys.iter().any(|k| k.contains("_staging")), "{keys:?}");
+    assert_eq!(bucket.uploads(), Vec::<String>::new());
+}
+
+#[test]
+fn a_submit_job_keeps_its_submission_on_s3_and_never_posts_twice() {
+    let bucket = Bucket::create("submit");
+    let sandbox = Sandbox::start(&["--complete-after-ms", "1500"]);
+    let dir = tempfile::tempdir().unwrap();
+    let out = bucket.url("fresh");
+    let jobs = |timeout: &str| {
+        jobs_file(
+            dir.path(),
+            &sandbox,
+            &format!(
+                "[[job]]\nname = \"fresh\"\nkind = \"submit\"\npoll_interval_secs = 0.05\n{timeout}out = \"{out}\"\n\
+                 partition_by = [\"date\"]\nrequest = {{ report_type = \"delivery_by_day\" }}\n"
+            ),
+        )
+    };
+
+    // The first run gives up before the report is ready; its submission is recorded on S3.
+    let (output, _) = run(&jobs("wait_timeout_secs = 0.3\n"), &[]);
+    let error = failure(&output, 1);
+    assert!(
+        error.contains("report request rpt_sub0001: still \"pending\""),
+        "{error}"
+    );
+    assert_eq!(bucket.keys(), ["fresh/_submissions/fresh.json"]);
+    let record: Value =
+        serde_json::from_slice(&bucket.get("fresh/_submissions/fresh.json")).unwrap();
+    assert_eq!(record["report_id"], "rpt_sub0001");
+
+    // The next run reads that record back from S3 and waits for the same report.
+    let file = jobs("wait_timeout_secs = 30\n");
+    let (output, summary) = run(&file, &["-vvv", "--log-format", "json"]);
+    success(&output);
+    assert_eq!(submitted(&sandbox), 1, "no second POST");
+    assert_eq!(reports_of(&summary, "fresh"), ["rpt_sub0001"]);
+    assert_eq!(job(&summary, "fresh")["rows"], 240);
+    assert!(
+        json_events(&output)
+            .iter()
+            .any(|e| e["fields"]["message"] == "job done"),
+        "the run logs as JSON"
+    );
+    assert_no_secret(&output);
+    let keys = &[
+        "date",
+        "line_item_id",
+        "creative_id",
+        "site_domain",
+        "device_type",
+        "country",
+        "region",
+        "impressions",
+    ];
+    let local = bucket.download("fresh");
+    assert_same_rows(
+        &sorted(read_dataset(local.path()), keys),
+        &sorted(synthetic_rows(240, 1000), keys),
+    );
+
+    // Exported: the next run has nothing to do and leaves S3 as it is.
+    let before = bucket.objects();
+    let (output, third) = run(&file, &[]);
+    success(&output);
+    assert_eq!(reports_of(&third, "fresh"), Vec::<String>::new());
+    assert_eq!(submitted(&sandbox), 1, "no second POST");
+    assert_eq!(bucket.objects(), before);
+}
+
+#[test]
+fn run_checks_each_s3_destination_before_reading_its_state() {
+    let bucket = Bucket::create("checked");
+    let sandbox = Sandbox::start(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let file = jobs_file(
+        dir.path(),
+        &sandbox,
+        &format!(
+            "[[job]]\nname = \"lost\"\nkind = \"reports\"\nids = [\"rpt_2b8e4d10\"]\nout = \"s3://kargo-no-such-bucket/x\"\n\n\
+             [[job]]\nname = \"good\"\nkind = \"reports\"\nids = [\"rpt_2b8e4d10\"]\nout = \"{}\"\n",
+            bucket.url("good")
+        ),
+    );
+    let (output, summary) = run(&file, &["--concurrency", "1"]);
+    let error = failure(&output, 1);
+    assert!(
+        error.contains("1 of 2 jobs failed (job \"lost\")"),
+        "{error}"
+    );
+    assert!(
+        error.contains("bucket \"kargo-no-such-bucket\" does not exist"),
+        "{error}"
+    );
+    assert_eq!(job(&summary, "good")["rows"], 600);
+    assert_eq!(job(&summary, "lost")["status"], "failed");
+
+    // Keys the server refuses: one plain line per job, and no secret even in trace logs.
+    let output = with_s3(binary())
+        .env(PASSWORD_VAR, PASSWORD)
+        .env("AWS_ENDPOINT_URL", auth_endpoint())
+        .args(["-vvv", "--log-format", "json", "run"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    let error = failure(&output, 1);
+    assert!(error.contains("2 of 2 jobs failed"), "{error}");
+    assert!(
+        error.contains("access to bucket \"kargo-no-such-bucket\" denied"),
+        "{error}"
+    );
+    assert_no_secret(&output);
+}
+
+/// A jobs file in `dir` that logs in to `sandbox` (the password from [`PASSWORD_VAR`]),
+/// followed by `jobs`.
+fn jobs_file(dir: &Path, sandbox: &Sandbox, jobs: &str) -> PathBuf {
+    let path = dir.join("jobs.toml");
+    let text = format!(
+        "[connection]\napi_base = \"{}\"\nusername = \"{USERNAME}\"\npassword_env = \"{PASSWORD_VAR}\"\n\n{jobs}",
+        sandbox.base
+    );
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// `run FILE --summary-json SUMMARY extra...` with the S3 environment; the output and the
+/// summary (Null when none was written).
+fn run(file: &Path, extra: &[&str]) -> (Output, Value) {
+    let summary = file.with_file_name(format!("summary-{}.json", fastrand::u64(..)));
+    let output = with_s3(binary())
+        .env(PASSWORD_VAR, PASSWORD)
+        .arg("run")
+        .arg(file)
+        .arg("--summary-json")
+        .arg(&summary)
+        .args(extra)
+        .output()
+        .unwrap();
+    let json = std::fs::read(&summary)
+        .map(|bytes| serde_json::from_slice(&bytes).unwrap())
+        .unwrap_or(Value::Null);
+    (output, json)
+}
+
+/// The summary row of job `name`.
+fn job<'a>(summary: &'a Value, name: &str) -> &'a Value {
+    summary["jobs"]
+        .as_array()
+        .and_then(|jobs| jobs.iter().find(|j| j["name"] == name))
+        .unwrap_or_else(|| panic!("no job {name} in {summary}"))
+}
+
+/// The reports job `name` exported, sorted.
+fn reports_of(summary: &Value, name: &str) -> Vec<String> {
+    let mut ids: Vec<String> = job(summary, name)["reports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_owned())
+        .collect();
+    ids.sort();
+    ids
+}
+
+/// `rows` sorted by the values of `keys`.
+fn sorted(mut rows: Vec<Row>, keys: &[&str]) -> Vec<Row> {
+    rows.sort_by_key(|r| keys.iter().map(|k| r[*k].to_string()).collect::<Vec<_>>());
+    rows
+}
+
+/// The rows of a synthetic report of `rows` rows and seed `seed`, as the sandbox serves them
+/// (submitted report number `n` has seed `999 + n`).
+fn synthetic_rows(rows: u64, seed: u64) -> Vec<Row> {
+    let mut text = String::from("[");
+    SyntheticReport::new(rows, seed).write_rows(0..rows, &mut text);
+    text.push(']');
+    source_rows(&text)
+}
+
+/// How many report requests were submitted to `sandbox`.
+fn submitted(sandbox: &Sandbox) -> usize {
+    let listed: Vec<Value> =
+        serde_json::from_str(&success(&sandbox.run(&["reports", "--json"]))).unwrap();
+    listed
+        .iter()
+        .filter(|r| r["id"].as_str().is_some_and(|id| id.starts_with("rpt_sub")))
+        .count()
+}
+
+/// Every stderr line of `output` as a JSON log event (fails on any other line).
+fn json_events(output: &Output) -> Vec<Value> {
+    String::from_utf8_lossy(&output.stderr)
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}")))
+        .collect()
 }
 
 /// `command` with the S3 environment of the test server and nothing inherited from `AWS_*`.
@@ -583,6 +1103,32 @@ impl Bucket {
             .collect();
         objects.sort();
         objects
+    }
+
+    /// Every object's key, ETag and last-modified time, sorted: what a rewrite changes.
+    fn objects(&self) -> Vec<(String, Option<String>, String)> {
+        let mut objects: Vec<_> = runtime()
+            .block_on(self.store.list(None).try_collect::<Vec<_>>())
+            .unwrap()
+            .into_iter()
+            .map(|o| {
+                (
+                    o.location.to_string(),
+                    o.e_tag,
+                    o.last_modified.to_rfc3339(),
+                )
+            })
+            .collect();
+        objects.sort();
+        objects
+    }
+
+    /// The bytes of object `key`.
+    fn get(&self, key: &str) -> Bytes {
+        runtime().block_on(async {
+            let got = self.store.get(&ObjectPath::from(key)).await.unwrap();
+            got.bytes().await.unwrap()
+        })
     }
 
     /// Every object's key, sorted.
