@@ -68,14 +68,12 @@ pub(super) fn manual_job(raw: &RawJob, name: &str, env: Env, fail: Fail) -> Resu
     check(&args).map_err(|e| match e {
         Error::Usage(message) => {
             let (span, message) = locate(raw, &message);
-            fail(span.unwrap_or_else(|| raw_url_span(raw)), message)
+            // Messages naming no flag are about the URL.
+            let url = || raw.url.as_ref().map_or(0..0, Spanned::span);
+            fail(span.unwrap_or_else(url), message)
         }
         other => other,
     })
-}
-
-fn raw_url_span(raw: &RawJob) -> Range<usize> {
-    raw.url.as_ref().map_or(0..0, Spanned::span)
 }
 
 /// The flags `export url` would get for these keys. Header values from `headers_env` are read
