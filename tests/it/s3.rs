@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use futures::TryStreamExt;
 use http_body_util::{BodyExt, Full};
+use kargo_export::sandbox::manual::SANDBOX_API_KEY;
 use kargo_export::sandbox::synthetic::SyntheticReport;
 use object_store::aws::{AmazonS3, AmazonS3Builder};
 use object_store::path::Path as ObjectPath;
@@ -50,6 +51,8 @@ const KEY_A: &[&str] = &[
 const KEY_B: &[&str] = &["date", "site_domain", "deal_id", "device_type"];
 /// The environment variable the test jobs files name for the sandbox password.
 const PASSWORD_VAR: &str = "KARGO_IT_PASSWORD";
+/// The environment variable the endpoint job names for the sandbox's `X-Api-Key`.
+const KEY_VAR: &str = "KARGO_IT_ENDPOINT_KEY";
 
 #[test]
 fn sample_report_round_trips_through_s3_under_a_prefix() {
@@ -851,6 +854,70 @@ fn a_submit_job_keeps_its_submission_on_s3_and_never_posts_twice() {
 }
 
 #[test]
+fn an_endpoint_job_exports_to_s3_on_every_run_and_replaces_its_files() {
+    let bucket = Bucket::create("endpoint");
+    let sandbox = Sandbox::start(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let file = jobs_file(
+        dir.path(),
+        &sandbox,
+        &format!(
+            r#"[[job]]
+name = "rows"
+kind = "endpoint"
+url = "/v1/test/rows?report=rpt_2b8e4d10&paging=page&size=100&require_key=1"
+data_path = "$.result['row sets'][0].items[*]"
+paginate = "page"
+headers_env = {{ "X-Api-Key" = "{KEY_VAR}" }}
+partition_by = ["date"]
+out = "{}"
+"#,
+            bucket.url("endpoint")
+        ),
+    );
+
+    let (output, summary) = run(&file, &["-vvv", "--log-format", "json"]);
+    success(&output);
+    assert_eq!(reports_of(&summary, "rows"), ["rows"]);
+    assert_eq!(job(&summary, "rows")["rows"], 600);
+    json_events(&output);
+    assert_no_secret(&output);
+    let everything = format!("{output:?}{summary}");
+    assert!(!everything.contains(SANDBOX_API_KEY), "the header leaked");
+    let first = bucket.keys();
+    assert!(
+        first.contains(&"endpoint/_manifests/rows.json".to_owned()),
+        "{first:?}"
+    );
+    let local = bucket.download("endpoint");
+    assert_same_rows(
+        &sorted(read_dataset(local.path()), KEY_B),
+        &sorted(source_rows(SAMPLE_B), KEY_B),
+    );
+
+    // An endpoint has no notion of "new": the next run exports it again, replacing its files.
+    let (output, summary) = run(&file, &[]);
+    success(&output);
+    assert_eq!(reports_of(&summary, "rows"), ["rows"]);
+    let second = bucket.keys();
+    assert_eq!(second.len(), first.len(), "replaced, not added to");
+    assert!(
+        second
+            .iter()
+            .filter(|k| k.ends_with(".parquet"))
+            .all(|k| !first.contains(k)),
+        "{second:?}"
+    );
+    assert!(!second.iter().any(|k| k.contains("_staging")), "{second:?}");
+    assert_eq!(bucket.uploads(), Vec::<String>::new());
+    let local = bucket.download("endpoint");
+    assert_same_rows(
+        &sorted(read_dataset(local.path()), KEY_B),
+        &sorted(source_rows(SAMPLE_B), KEY_B),
+    );
+}
+
+#[test]
 fn run_checks_each_s3_destination_before_reading_its_state() {
     let bucket = Bucket::create("checked");
     let sandbox = Sandbox::start(&[]);
@@ -912,6 +979,7 @@ fn run(file: &Path, extra: &[&str]) -> (Output, Value) {
     let summary = file.with_file_name(format!("summary-{}.json", fastrand::u64(..)));
     let output = with_s3(binary())
         .env(PASSWORD_VAR, PASSWORD)
+        .env(KEY_VAR, SANDBOX_API_KEY)
         .arg("run")
         .arg(file)
         .arg("--summary-json")
