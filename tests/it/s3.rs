@@ -918,6 +918,68 @@ out = "{}"
 }
 
 #[test]
+fn sigterm_during_a_runs_upload_leaves_no_parts_and_the_earlier_export_intact() {
+    let bucket = Bucket::create("run-sigterm");
+    let dir = tempfile::tempdir().unwrap();
+    let jobs = |sandbox: &Sandbox| {
+        jobs_file(
+            dir.path(),
+            sandbox,
+            &format!(
+                "[[job]]\nname = \"big\"\nkind = \"reports\"\nids = [\"big\"]\ncompression = \"none\"\nout = \"{}\"\n",
+                bucket.url("p")
+            ),
+        )
+    };
+    let small = Fixture::new();
+    small.report_rows("big", &numbered_rows(20));
+    {
+        let sandbox = Sandbox::with_data(small.path(), &[]);
+        success(&run(&jobs(&sandbox), &[]).0);
+    }
+    let earlier = snapshot(bucket.download("p").path());
+
+    // Part 2 of the upload is held back by the proxy: the run is caught mid-upload.
+    let large = Fixture::new();
+    large.report_rows("big", &incompressible_rows(14_000));
+    let sandbox = Sandbox::with_data(large.path(), &["--page-size", "2000"]);
+    let proxy = FaultProxy::start(endpoint(), 2, Fault::Delay(Duration::from_secs(3)));
+    let child = with_s3(binary())
+        .env(PASSWORD_VAR, PASSWORD)
+        .env("AWS_ENDPOINT_URL", &proxy.endpoint)
+        .arg("run")
+        .arg(jobs(&sandbox))
+        .arg("--full-refresh")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while proxy.hits() == 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "part 2 never sent"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(bucket.uploads().len(), 1, "an upload is in progress");
+    let pid = libc::pid_t::try_from(child.id()).unwrap();
+    // SAFETY: kill only sends a signal to our own child process, which has not been reaped yet.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(failure(&output, 143), "error: interrupted (SIGTERM)");
+
+    assert_eq!(
+        bucket.uploads(),
+        Vec::<String>::new(),
+        "orphan multipart uploads"
+    );
+    let keys = bucket.keys();
+    assert!(!keys.iter().any(|k| k.contains("_staging")), "{keys:?}");
+    assert_unchanged(bucket.download("p").path(), &earlier);
+}
+
+#[test]
 fn run_checks_each_s3_destination_before_reading_its_state() {
     let bucket = Bucket::create("checked");
     let sandbox = Sandbox::start(&[]);
