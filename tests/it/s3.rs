@@ -491,6 +491,54 @@ fn verbose_logs_of_an_export_hold_no_aws_secret() {
 }
 
 #[test]
+fn on_a_terminal_progress_counts_export_pages_and_json_logs_stay_whole_lines() {
+    let bucket = Bucket::create("tty");
+    let sandbox = Sandbox::start(&["--page-size", "97"]);
+    // `script` runs the binary on a pseudo-terminal and copies what it draws to stdout.
+    let command = format!(
+        "{} --api-base {} -v --log-format json export report rpt_7f3a9c21 --out {}",
+        env!("CARGO_BIN_EXE_kargo-export"),
+        sandbox.base,
+        bucket.url("tty")
+    );
+    let mut script = Command::new("script");
+    script
+        .args(["-qec", &command, "/dev/null"])
+        .env("KARGO_USERNAME", USERNAME)
+        .env("KARGO_PASSWORD", PASSWORD)
+        .stdin(Stdio::null());
+    let output = with_s3(script)
+        .output()
+        .expect("script (util-linux) runs the binary on a pseudo-terminal");
+    let screen = success(&output);
+    // Pieces between carriage returns and newlines, without the "clear line" sequence.
+    let pieces: Vec<&str> = screen
+        .split(['\r', '\n'])
+        .map(|piece| piece.trim_start_matches("\u{1b}[2K"))
+        .collect();
+    assert!(
+        pieces
+            .iter()
+            .any(|p| p.contains(" pages, ") && p.contains(" rows, ")),
+        "the progress line counts the export's pages: {screen:?}"
+    );
+    let logs: Vec<&&str> = pieces
+        .iter()
+        .filter(|p| p.contains("\"timestamp\""))
+        .collect();
+    assert!(!logs.is_empty(), "{screen:?}");
+    for line in logs {
+        let event: Value = serde_json::from_str(line.trim_end())
+            .unwrap_or_else(|e| panic!("{e}: a log line shares its line: {line:?}"));
+        assert!(event["level"].is_string(), "{event}");
+    }
+    assert!(
+        screen.contains("exported rpt_7f3a9c21: 1500 rows"),
+        "{screen:?}"
+    );
+}
+
+#[test]
 fn run_exports_each_report_once_into_s3_and_full_refresh_replaces_it() {
     let bucket = Bucket::create("run");
     let sandbox = Sandbox::start(&["--page-size", "250"]);
@@ -788,7 +836,7 @@ fn a_manual_endpoint_exports_to_s3_and_reads_back_row_by_row() {
 #[test]
 fn a_submit_job_keeps_its_submission_on_s3_and_never_posts_twice() {
     let bucket = Bucket::create("submit");
-    let sandbox = Sandbox::start(&["--complete-after-ms", "1500"]);
+    let sandbox = Sandbox::start(&["--complete-after-ms", "2500"]);
     let dir = tempfile::tempdir().unwrap();
     let out = bucket.url("fresh");
     let jobs = |timeout: &str| {
