@@ -422,6 +422,8 @@ impl Context<'_> {
         let id = match target {
             Target::Await(id) if submit::may_complete(&self.client, id).await? => id.clone(),
             _ => {
+                // A destination that cannot take the record would make every run submit again.
+                job.destination.check().await?;
                 let id = submit::submit(&self.client, &spec.request).await?;
                 tracing::info!(job = %job.spec.name, report = %id, "submitted a report request");
                 let record = state::Submission {

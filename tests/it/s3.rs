@@ -1071,6 +1071,28 @@ fn run_checks_each_s3_destination_before_reading_its_state() {
     assert_no_secret(&output);
 }
 
+#[test]
+fn a_submit_job_into_a_missing_bucket_posts_nothing() {
+    // A POST whose record cannot be kept would be sent again on every run.
+    let sandbox = Sandbox::start(&["--complete-after-ms", "100"]);
+    let dir = tempfile::tempdir().unwrap();
+    let file = jobs_file(
+        dir.path(),
+        &sandbox,
+        "[[job]]\nname = \"fresh\"\nkind = \"submit\"\nrequest = { report_type = \"x\" }\nout = \"s3://kargo-no-such-bucket/fresh\"\n",
+    );
+    for flags in [&[][..], &["--full-refresh"][..]] {
+        let (output, summary) = run(&file, flags);
+        let error = failure(&output, 1);
+        assert!(
+            error.contains("bucket \"kargo-no-such-bucket\" does not exist"),
+            "{error}"
+        );
+        assert_eq!(job(&summary, "fresh")["status"], "failed");
+    }
+    assert_eq!(submitted(&sandbox), 0, "no POST");
+}
+
 /// A jobs file in `dir` that logs in to `sandbox` (the password from [`PASSWORD_VAR`]),
 /// followed by `jobs`.
 fn jobs_file(dir: &Path, sandbox: &Sandbox, jobs: &str) -> PathBuf {
