@@ -14,9 +14,12 @@ use std::fmt;
 use std::str::FromStr;
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, AsArray, StringArray, new_null_array};
-use arrow::compute::{CastOptions, cast_with_options};
-use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit, TimestampMicrosecondType};
+use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, StringArray, new_null_array};
+use arrow::compute::{CastOptions, cast_with_options, nullif};
+use arrow::datatypes::{
+    DataType, Field, Float64Type, Schema, SchemaRef, TimeUnit, TimestampMicrosecondType,
+};
+use arrow::error::ArrowError;
 use arrow::record_batch::{RecordBatch, RecordBatchOptions};
 
 use crate::error::{DecodeError, Error, Result};
@@ -292,11 +295,30 @@ impl Transforms {
             }
             _ => to.data_type(),
         };
-        let mut cast = cast_with_options(array, &target, &safe).map_err(|e| DecodeError {
+        let cast_error = |e: ArrowError| DecodeError {
             row: 0,
             column: name.to_owned(),
             reason: format!("cannot cast {} to {to}: {e}", array.data_type()),
-        })?;
+        };
+        let mut cast = match (array.data_type(), to) {
+            // Through the shortest text that reads back as the same float (12.345, not
+            // 12.3449999...), so rounding to the scale is decimal rounding of what was sent.
+            (DataType::Float64, CastType::Decimal(..)) => {
+                let text = cast_with_options(array, &DataType::Utf8, &safe).map_err(cast_error)?;
+                cast_with_options(&text, &target, &safe).map_err(cast_error)?
+            }
+            // Arrow truncates 1.5 to 1: a float that is not a whole int64 does not cast.
+            (DataType::Float64, CastType::Int64) => {
+                let cast = cast_with_options(array, &target, &safe).map_err(cast_error)?;
+                let floats = array.as_primitive::<Float64Type>();
+                let lossy: BooleanArray = floats
+                    .iter()
+                    .map(|v| v.map(|v| v.fract() != 0.0 || !(-I64_BOUND..I64_BOUND).contains(&v)))
+                    .collect();
+                nullif(&cast, &lossy).map_err(cast_error)?
+            }
+            _ => cast_with_options(array, &target, &safe).map_err(cast_error)?,
+        };
         if to == CastType::Timestamp {
             let utc = cast
                 .as_primitive::<TimestampMicrosecondType>()
@@ -324,6 +346,9 @@ impl Transforms {
     }
 }
 
+/// 2^63: floats in `-I64_BOUND..I64_BOUND` are the ones that fit an int64.
+const I64_BOUND: f64 = 9_223_372_036_854_775_808.0;
+
 fn schema_error(column: &str, reason: String) -> Error {
     Error::Schema {
         column: column.to_owned(),
@@ -334,7 +359,7 @@ fn schema_error(column: &str, reason: String) -> Error {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use arrow::array::{BooleanArray, Int64Array};
+    use arrow::array::{Float64Array, Int64Array};
     use arrow::datatypes::{Date32Type, Decimal128Type, Int64Type};
 
     fn batch() -> RecordBatch {
@@ -498,6 +523,43 @@ mod tests {
             &BooleanArray::from(vec![true, false, true])
         );
         assert_eq!(out.column(0).as_string::<i32>().value(1), "2");
+    }
+
+    #[test]
+    fn floats_cast_to_decimals_from_their_text_and_to_int64_only_when_whole() {
+        let schema = Arc::new(Schema::new(vec![Field::new("f", DataType::Float64, true)]));
+        let floats =
+            Float64Array::from(vec![Some(12.345), Some(-0.125), Some(3.0), None, Some(1.5)]);
+        let batch = RecordBatch::try_new(schema, vec![Arc::new(floats)]).unwrap();
+        let cast = |to: CastType, on_cast_error: OnCastError| {
+            let t = Transforms {
+                cast: vec![("f".into(), to)],
+                on_cast_error,
+                ..Transforms::default()
+            };
+            t.apply(&batch, &t.schema(&batch.schema()).unwrap())
+        };
+        // 12.345 as a float is 12.3449999...: its text rounds half away from zero.
+        let out = cast(CastType::Decimal(10, 2), OnCastError::Fail).unwrap();
+        let d = out.column(0).as_primitive::<Decimal128Type>();
+        assert_eq!(
+            d.iter().collect::<Vec<_>>(),
+            [Some(1235), Some(-13), Some(300), None, Some(150)]
+        );
+
+        let err = cast(CastType::Int64, OnCastError::Fail)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("row 0") && err.contains("\"12.345\" is not a valid int64"),
+            "{err}"
+        );
+        let out = cast(CastType::Int64, OnCastError::Null).unwrap();
+        let i = out.column(0).as_primitive::<Int64Type>();
+        assert_eq!(
+            i.iter().collect::<Vec<_>>(),
+            [None, None, Some(3), None, None]
+        );
     }
 
     #[test]
