@@ -767,14 +767,14 @@ pub async fn start_sandbox(options: SandboxOptions) -> Result<(Connection, onesh
     let auth_url = api_base
         .join("/v1/auth/token")
         .map_err(|e| Error::Sandbox(e.to_string()))?;
-    let connection = Connection {
+    let connection = Connection::new(
         api_base,
-        credentials: Credentials::Login {
+        Credentials::Login {
             auth_url,
             username: SANDBOX_USERNAME.to_string(),
             password: crate::secret::Secret::new(SANDBOX_PASSWORD),
         },
-    };
+    );
     Ok((connection, stop))
 }
 

@@ -150,10 +150,11 @@ pub(crate) fn api(args: &ConnectionArgs) -> Result<Api> {
         return Ok(Api::Sandbox);
     }
     let api_base = http_url("--api-base", &args.api_base)?;
-    Ok(Api::Remote(Box::new(Connection {
-        credentials: credentials(args, &api_base)?,
+    let credentials = credentials(args, &api_base)?;
+    Ok(Api::Remote(Box::new(Connection::new(
         api_base,
-    })))
+        credentials,
+    ))))
 }
 
 fn credentials(args: &ConnectionArgs, api_base: &Url) -> Result<Credentials> {

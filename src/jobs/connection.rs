@@ -48,10 +48,10 @@ pub fn api(spec: &ConnectionSpec) -> Result<Api> {
             password,
         }
     };
-    Ok(Api::Remote(Box::new(Connection {
+    Ok(Api::Remote(Box::new(Connection::new(
         api_base,
         credentials,
-    })))
+    ))))
 }
 
 /// The secret in environment variable `var` or file `path` (without its line break).
@@ -113,7 +113,7 @@ mod tests {
             panic!("no remote API");
         };
         assert_eq!(connection.api_base.as_str(), "https://api.example/");
-        let Credentials::Token(secret) = &connection.credentials else {
+        let Credentials::Token(secret) = connection.credentials() else {
             panic!("not a token");
         };
         assert_eq!(secret.expose(), "tok-1");
@@ -132,7 +132,7 @@ mod tests {
             auth_url,
             username,
             password,
-        } = &connection.credentials
+        } = connection.credentials()
         else {
             panic!("not a login");
         };

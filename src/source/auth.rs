@@ -32,10 +32,21 @@ struct CachedToken {
     renew_at: Option<Instant>,
 }
 
-/// Hands out bearer tokens, logging in when needed.
+/// Hands out bearer tokens, logging in when needed. Shared (through [`Connection`]) by every
+/// client of one connection, so the reports of a run log in once, not once each.
+///
+/// [`Connection`]: crate::source::client::Connection
 pub struct Auth {
     credentials: Credentials,
     cached: Mutex<Option<CachedToken>>,
+}
+
+impl std::fmt::Debug for Auth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Auth")
+            .field("credentials", &self.credentials)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Auth {
@@ -45,6 +56,11 @@ impl Auth {
             credentials,
             cached: Mutex::new(None),
         }
+    }
+
+    /// How this authenticates.
+    pub fn credentials(&self) -> &Credentials {
+        &self.credentials
     }
 
     /// A token that is not known to be expired.

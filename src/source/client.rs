@@ -7,6 +7,7 @@
 //! retried with backoff as [`RetryPolicy`] says.
 //! Errors name the URL without its query string and never include a token.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -39,8 +40,24 @@ const ERROR_BODY_QUOTE: usize = 200;
 pub struct Connection {
     /// The API base, e.g. `https://datasharingapi.prod.kargo.com`.
     pub api_base: Url,
-    /// Token or login.
-    pub credentials: Credentials,
+    /// Token or login, and the token cache every client of this connection (and its clones)
+    /// shares.
+    pub auth: Arc<Auth>,
+}
+
+impl Connection {
+    /// A connection to `api_base` authenticating with `credentials`; nothing is sent yet.
+    pub fn new(api_base: Url, credentials: Credentials) -> Self {
+        Connection {
+            api_base,
+            auth: Arc::new(Auth::new(credentials)),
+        }
+    }
+
+    /// How this connection authenticates.
+    pub fn credentials(&self) -> &Credentials {
+        self.auth.credentials()
+    }
 }
 
 /// How each page of an endpoint is requested, besides its URL. Its `Debug` shows header
@@ -90,7 +107,7 @@ pub struct Fetched {
 pub struct ApiClient {
     http: reqwest::Client,
     api_base: Url,
-    auth: Auth,
+    auth: Arc<Auth>,
     retry: RetryPolicy,
 }
 
@@ -106,7 +123,7 @@ impl ApiClient {
         Ok(ApiClient {
             http,
             api_base: connection.api_base.clone(),
-            auth: Auth::new(connection.credentials.clone()),
+            auth: Arc::clone(&connection.auth),
             retry: RetryPolicy::default(),
         })
     }
@@ -458,10 +475,10 @@ mod tests {
 
     #[test]
     fn endpoints_keep_the_base_path_and_encode_ids() {
-        let connection = Connection {
-            api_base: Url::parse("https://h.example/api/").unwrap(),
-            credentials: Credentials::Token(Secret::new("t")),
-        };
+        let connection = Connection::new(
+            Url::parse("https://h.example/api/").unwrap(),
+            Credentials::Token(Secret::new("t")),
+        );
         let client = ApiClient::new(&connection).unwrap();
         assert_eq!(
             client

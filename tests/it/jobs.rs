@@ -315,6 +315,30 @@ fn one_failing_job_fails_the_run_while_the_others_complete() {
     assert_eq!(reports_of(&again, "good"), Vec::<String>::new());
 }
 
+#[test]
+fn the_reports_of_a_run_share_one_login() {
+    let sandbox = Sandbox::start(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let dest = dir.path().join("dest");
+    let file = jobs_file(
+        dir.path(),
+        &sandbox,
+        &format!(
+            "[[job]]\nname = \"given\"\nkind = \"reports\"\nids = [\"rpt_7f3a9c21\", \"rpt_2b8e4d10\"]\nout = \"{0}\"\n\n\
+             [[job]]\nname = \"list\"\nkind = \"report-list\"\nout = \"{0}/list\"\n",
+            dest.display()
+        ),
+    );
+    let (output, summary) = run(&file, &["-vv"]);
+    success(&output);
+    assert_eq!(
+        reports_of(&summary, "given"),
+        ["rpt_2b8e4d10", "rpt_7f3a9c21"]
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(stderr.matches("logged in").count(), 1, "{stderr}");
+}
+
 /// The rows of submitted report number `n` (1-based) of a sandbox, as the sandbox generates them.
 fn submitted_rows(n: u64) -> Vec<Row> {
     let report = SyntheticReport::new(240, 999 + n);
