@@ -379,6 +379,10 @@ fn job(at: &Locator, raw: RawJob, span: Range<usize>, env: Env) -> Result<JobSpe
                         )
                     })
             };
+            // Checked against any day: only the placeholders' names can be wrong.
+            if let Err(e) = super::dates::fill(request.get_ref(), chrono::NaiveDate::default()) {
+                return Err(fail(request.span(), format!("request: {e}")));
+            }
             JobKind::Submit(SubmitSpec {
                 request: request.into_inner(),
                 wait_timeout: seconds(
@@ -609,6 +613,11 @@ out = "out/fresh"
                 "ids is only for kind = \"reports\"",
             ),
             ("kind = \"submit\"\n", "line 4", "needs request"),
+            (
+                "kind = \"submit\"\nrequest = { start = \"${today-x}\" }\n",
+                "line 5, column 11",
+                "request: unknown date ${today-x}",
+            ),
             (
                 "kind = \"submit\"\nrequest = {}\nwait_timeout_secs = -1\n",
                 "line 6",

@@ -17,6 +17,7 @@
 //! report submitted by one job is the same report the export reads.
 
 mod connection;
+mod dates;
 pub mod file;
 pub mod shard;
 pub mod state;
@@ -86,8 +87,13 @@ impl RunSettings {
             .map(usize::from)
             .or(file.concurrency)
             .unwrap_or(DEFAULT_CONCURRENCY);
+        let today = chrono::Utc::now().date_naive();
         let mut jobs: Vec<Job> = Vec::new();
-        for spec in file.jobs {
+        for mut spec in file.jobs {
+            if let JobKind::Submit(submit) = &mut spec.kind {
+                submit.request = dates::fill(&submit.request, today)
+                    .map_err(|e| Error::Usage(format!("job {:?}: request: {e}", spec.name)))?;
+            }
             match Destination::open(&spec.out) {
                 Ok(destination) => jobs.push(Job { spec, destination }),
                 Err(e) => {

@@ -364,10 +364,11 @@ fn submit_and_wait_exports_the_new_report_once() {
         &sandbox,
         &format!(
             "[[job]]\nname = \"fresh\"\nkind = \"submit\"\npoll_interval_secs = 0.05\nout = \"{}\"\npartition_by = [\"date\"]\n\
-             request = {{ report_type = \"delivery_by_day\", date_range = {{ start = \"2025-03-01\", end = \"2025-03-30\" }} }}\n",
+             request = {{ report_type = \"delivery_by_day\", date_range = {{ start = \"${{today-7}}\", end = \"${{yesterday}}\" }} }}\n",
             dest.display()
         ),
     );
+    let today = chrono::Utc::now().date_naive();
     let started = std::time::Instant::now();
     let (output, summary) = run(&file, &[]);
     success(&output);
@@ -384,9 +385,11 @@ fn submit_and_wait_exports_the_new_report_once() {
     assert_eq!(submitted.len(), 1);
     assert_eq!(submitted[0]["status"], "completed");
     assert_eq!(submitted[0]["report_type"], "delivery_by_day");
+    // The run's day filled in the relative dates.
+    let day = |days: u64| (today - chrono::Days::new(days)).to_string();
     assert_eq!(
         submitted[0]["date_range"],
-        json!({"start": "2025-03-01", "end": "2025-03-30"})
+        json!({"start": day(7), "end": day(1)})
     );
     let keys = &[
         "date",
