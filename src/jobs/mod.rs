@@ -185,13 +185,14 @@ pub async fn run(
     } else {
         context.execute(&plans, started).await?
     };
+    // Info, not a warning: without -v a failed run prints its table and one `error:` line.
     for job in &outcomes {
         match &job.error {
             None => tracing::info!(
                 job = %job.name, status = ?job.status, reports = job.reports.len(),
                 rows = job.rows, files = job.files, bytes = job.bytes, "job done"
             ),
-            Some(error) => tracing::warn!(job = %job.name, %error, "job failed"),
+            Some(error) => tracing::info!(job = %job.name, %error, "job failed"),
         }
     }
     Ok(RunSummary {

@@ -307,6 +307,11 @@ fn one_failing_job_fails_the_run_while_the_others_complete() {
     );
     let table = String::from_utf8_lossy(&output.stdout);
     assert!(table.contains("2 jobs, 1 failed"), "{table}");
+    assert_eq!(
+        String::from_utf8_lossy(&output.stderr).lines().count(),
+        1,
+        "one error line"
+    );
 
     // The next run retries only what failed.
     let (output, again) = run(&file, &[]);
