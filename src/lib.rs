@@ -10,7 +10,8 @@
 //!   rename, cast, added columns) before partitioning;
 //! - [`sink`] splits batches by partition (Hive layout), writes Parquet files under a staging
 //!   prefix through `object_store`, then publishes them and retires a report's older files;
-//! - [`pipeline`] wires the stages for one export command; [`sandbox`] is a Kargo-compatible API
+//! - [`pipeline`] wires the stages for one export command (spooling pages in TMPDIR, see
+//!   `spool`); [`sandbox`] is a Kargo-compatible API
 //!   over `sample_data/` for trying the tool and for tests;
 //! - [`jobs`] runs the scheduled batch exports of a jobs file (`run`), each report through
 //!   [`pipeline`], with the incremental state kept at the destination;
@@ -30,6 +31,7 @@ pub mod secret;
 pub mod settings;
 pub mod sink;
 pub mod source;
+mod spool;
 pub mod transform;
 
 pub use error::{Error, Result};

@@ -156,10 +156,7 @@ pub async fn export_until(
     }
     let cancel = Cancel::default();
     let run_id = run_id();
-    let spool = match tempfile::Builder::new()
-        .prefix("kargo-export-spool-")
-        .tempdir()
-    {
+    let spool = match crate::spool::create() {
         Ok(spool) => spool,
         Err(e) => {
             settings.destination.cleanup_after_failure();

@@ -233,6 +233,11 @@ fn sigkill_at_any_moment_publishes_nothing_and_a_rerun_exports_every_row_once() 
         );
     }
     assert!(!dest.join("_staging").exists(), "{:?}", files(&dest));
+    assert_eq!(
+        files(&spool),
+        Vec::<String>::new(),
+        "the rerun removes the spools the killed exports left in TMPDIR"
+    );
 }
 
 /// A DEST holding a complete export of `big` from `sandbox`, inside `tmp`.
