@@ -132,8 +132,8 @@ if ! TMPDIR="$work/spool" /usr/bin/time -v -o "$work/kx.time" \
 fi
 sandbox_cpu=$(awk -v a="$sandbox_cpu_before" -v b="$(cpu_of "$sandbox_pid")" 'BEGIN { printf "%.2f", b - a }')
 cat "$work/kx.out"
-json_bytes=$(sed -n 's/.*(\([0-9]*\) bytes of JSON).*/\1/p' "$work/kx.out" | tail -n 1)
-[[ -n $json_bytes ]] || die "no '(N bytes of JSON)' in the export summary"
+json_bytes=$(sed -n 's/.*(\([0-9]*\) bytes fetched).*/\1/p' "$work/kx.out" | tail -n 1)
+[[ -n $json_bytes ]] || die "no '(N bytes fetched)' in the export summary"
 read -r kx_wall kx_cpu kx_user kx_sys kx_rss < <(time_figures "$work/kx.time")
 kx_files=$(find "$work/kx" -name '*.parquet' | wc -l)
 kx_size=$(find "$work/kx" -name '*.parquet' -printf '%s\n' | awk '{ s += $1 } END { print s + 0 }')

@@ -128,7 +128,7 @@ pub fn print_export_summary(summary: &ExportSummary, destination: &str) -> Resul
     let rows: u64 = summary.reports.iter().map(|r| r.rows).sum();
     let seconds = summary.elapsed.as_secs_f64();
     out.push_str(&format!(
-        "{} rows from {} pages ({} bytes of JSON) to {} in {:.2} s ({:.0} rows/s)\n",
+        "{} rows from {} pages ({} bytes fetched) to {} in {:.2} s ({:.0} rows/s)\n",
         rows,
         summary.pages,
         summary.json_bytes,
