@@ -2,76 +2,13 @@
 //! submit-and-wait, a failing job among good ones, N concurrent shards, dry runs and endpoint
 //! jobs (a manual endpoint with a secret header from the environment).
 
-use std::path::{Path, PathBuf};
-use std::process::Output;
+use std::path::Path;
 
 use kargo_export::sandbox::manual::SANDBOX_API_KEY;
-use kargo_export::sandbox::synthetic::SyntheticReport;
 use serde_json::{Value, json};
 
+use crate::runs::*;
 use crate::util::*;
-
-const SAMPLE_A: &str = include_str!("../../sample_data/completed-reports/rpt_7f3a9c21.json");
-const SAMPLE_B: &str = include_str!("../../sample_data/completed-reports/rpt_2b8e4d10.json");
-/// The environment variable the test jobs files name for the password.
-const PASSWORD_VAR: &str = "KARGO_IT_PASSWORD";
-
-/// A jobs file in `dir` that logs in to `sandbox`, followed by `jobs`.
-fn jobs_file(dir: &Path, sandbox: &Sandbox, jobs: &str) -> PathBuf {
-    let path = dir.join("jobs.toml");
-    let text = format!(
-        "[connection]\napi_base = \"{}\"\nusername = \"{USERNAME}\"\npassword_env = \"{PASSWORD_VAR}\"\n\n{jobs}",
-        sandbox.base
-    );
-    std::fs::write(&path, text).unwrap();
-    path
-}
-
-/// Runs `run FILE --summary-json SUMMARY extra...`; returns the output and the summary (Null
-/// when none was written).
-fn run(file: &Path, extra: &[&str]) -> (Output, Value) {
-    run_with_env(file, &[], extra)
-}
-
-/// [`run`] with more environment variables.
-fn run_with_env(file: &Path, env: &[(&str, &str)], extra: &[&str]) -> (Output, Value) {
-    let summary = file.with_file_name(format!("summary-{}.json", fastrand::u64(..)));
-    let output = binary()
-        .env(PASSWORD_VAR, PASSWORD)
-        .envs(env.iter().copied())
-        .arg("run")
-        .arg(file)
-        .arg("--summary-json")
-        .arg(&summary)
-        .args(extra)
-        .output()
-        .expect("run kargo-export");
-    let json = std::fs::read(&summary)
-        .map(|bytes| serde_json::from_slice(&bytes).expect("summary json"))
-        .unwrap_or(Value::Null);
-    (output, json)
-}
-
-/// The summary row of job `name`.
-fn job<'a>(summary: &'a Value, name: &str) -> &'a Value {
-    summary["jobs"]
-        .as_array()
-        .expect("jobs")
-        .iter()
-        .find(|j| j["name"] == name)
-        .unwrap_or_else(|| panic!("no job {name} in {summary}"))
-}
-
-fn reports_of(summary: &Value, name: &str) -> Vec<String> {
-    let mut ids: Vec<String> = job(summary, name)["reports"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_str().unwrap().to_string())
-        .collect();
-    ids.sort();
-    ids
-}
 
 /// Every file under `dir` with its modification time.
 fn mtimes(dir: &Path) -> Vec<(String, std::time::SystemTime)> {
@@ -83,26 +20,6 @@ fn mtimes(dir: &Path) -> Vec<(String, std::time::SystemTime)> {
         })
         .collect()
 }
-
-fn sorted_rows(dest: &Path, keys: &[&str]) -> Vec<Row> {
-    let mut rows = read_dataset(dest);
-    rows.sort_by_key(|r| keys.iter().map(|k| r[*k].to_string()).collect::<Vec<_>>());
-    rows
-}
-
-fn sorted_source(json: &str, keys: &[&str]) -> Vec<Row> {
-    let mut rows = source_rows(json);
-    rows.sort_by_key(|r| keys.iter().map(|k| r[*k].to_string()).collect::<Vec<_>>());
-    rows
-}
-
-const KEY_A: &[&str] = &[
-    "date",
-    "line_item_id",
-    "creative_id",
-    "site_domain",
-    "device_type",
-];
 
 #[test]
 fn jobs_file_errors_name_the_line_and_exit_2() {
@@ -177,35 +94,16 @@ fn two_runs_export_each_report_once_and_full_refresh_redoes_them() {
     let file = jobs_file(
         dir.path(),
         &sandbox,
-        &format!(
-            r#"
-[[job]]
-name = "given"
-kind = "reports"
-ids = ["rpt_7f3a9c21"]
-out = "{}"
-partition_by = ["date"]
-
-[[job]]
-name = "by-site"
-kind = "new-reports"
-where = {{ report_type = "delivery_by_site" }}
-out = "file://{}"
-compression = "snappy"
-"#,
-            given.display(),
-            new.display()
+        &given_and_by_site(
+            &given.display().to_string(),
+            &format!("file://{}", new.display()),
         ),
     );
 
     let (output, first) = run(&file, &[]);
     let stdout = success(&output);
     assert!(stdout.contains("given"), "{stdout}");
-    assert_eq!(reports_of(&first, "given"), ["rpt_7f3a9c21"]);
-    assert_eq!(
-        reports_of(&first, "by-site"),
-        ["rpt_2b8e4d10", "rpt_e5d90a47"]
-    );
+    assert_given_and_by_site_exported(&first);
     assert_eq!(job(&first, "given")["rows"], 1500);
     assert_eq!(job(&first, "by-site")["rows"], 600);
     assert_eq!(job(&first, "given")["status"], "ok");
@@ -213,9 +111,8 @@ compression = "snappy"
         job(&first, "given")["files"].as_u64().unwrap() as usize,
         parquet_files(&given).len()
     );
-    assert_same_rows(&sorted_rows(&given, KEY_A), &sorted_source(SAMPLE_A, KEY_A));
-    let key_b = &["date", "site_domain", "deal_id", "device_type"];
-    assert_same_rows(&sorted_rows(&new, key_b), &sorted_source(SAMPLE_B, key_b));
+    assert_rows_of(&given, SAMPLE_A, KEY_A);
+    assert_rows_of(&new, SAMPLE_B, KEY_B);
     assert!(given.join("_manifests/rpt_7f3a9c21.json").is_file());
     assert!(
         new.join("_manifests/rpt_e5d90a47.json").is_file(),
@@ -225,11 +122,7 @@ compression = "snappy"
     let before = (mtimes(&given), mtimes(&new));
     let (output, second) = run(&file, &[]);
     success(&output);
-    for name in ["given", "by-site"] {
-        assert_eq!(reports_of(&second, name), Vec::<String>::new(), "{second}");
-        assert_eq!(job(&second, name)["rows"], 0);
-        assert_eq!(job(&second, name)["status"], "ok");
-    }
+    assert_nothing_exported(&second, &["given", "by-site"]);
     assert_eq!(
         (mtimes(&given), mtimes(&new)),
         before,
@@ -238,11 +131,7 @@ compression = "snappy"
 
     let (output, third) = run(&file, &["--full-refresh"]);
     success(&output);
-    assert_eq!(reports_of(&third, "given"), ["rpt_7f3a9c21"]);
-    assert_eq!(
-        reports_of(&third, "by-site"),
-        ["rpt_2b8e4d10", "rpt_e5d90a47"]
-    );
+    assert_given_and_by_site_exported(&third);
     let names_before: Vec<&String> = before.0.iter().map(|(f, _)| f).collect();
     let after = files(&given);
     assert_eq!(after.len(), names_before.len());
@@ -253,7 +142,7 @@ compression = "snappy"
             .all(|f| !names_before.contains(&f)),
         "every data file was replaced by the new run's"
     );
-    assert_same_rows(&sorted_rows(&given, KEY_A), &sorted_source(SAMPLE_A, KEY_A));
+    assert_rows_of(&given, SAMPLE_A, KEY_A);
 
     // Deleting a manifest makes the next run export that report again.
     std::fs::remove_file(new.join("_manifests/rpt_2b8e4d10.json")).unwrap();
@@ -297,7 +186,7 @@ fn one_failing_job_fails_the_run_while_the_others_complete() {
     assert!(bad_error.starts_with("rpt_missing: "), "{bad_error}");
     assert_eq!(job(&summary, "good")["status"], "ok");
     assert_eq!(job(&summary, "good")["error"], Value::Null);
-    assert_same_rows(&sorted_rows(&good, KEY_A), &sorted_source(SAMPLE_A, KEY_A));
+    assert_rows_of(&good, SAMPLE_A, KEY_A);
     assert_eq!(
         files(&bad)
             .iter()
@@ -344,21 +233,6 @@ fn the_reports_of_a_run_share_one_login() {
     assert_eq!(stderr.matches("logged in").count(), 1, "{stderr}");
 }
 
-/// The rows of submitted report number `n` (1-based) of a sandbox, as the sandbox generates them.
-fn submitted_rows(n: u64) -> Vec<Row> {
-    let report = SyntheticReport::new(240, 999 + n);
-    let mut text = String::from("[");
-    report.write_rows(0..240, &mut text);
-    text.push(']');
-    source_rows(&text)
-}
-
-/// The report requests a sandbox lists.
-fn listed(sandbox: &Sandbox) -> Vec<Value> {
-    let stdout = success(&sandbox.run(&["reports", "--json"]));
-    serde_json::from_str(&stdout).unwrap()
-}
-
 #[test]
 fn submit_and_wait_exports_the_new_report_once() {
     let sandbox = Sandbox::start(&["--complete-after-ms", "400"]);
@@ -383,32 +257,20 @@ fn submit_and_wait_exports_the_new_report_once() {
     );
     assert_eq!(reports_of(&summary, "fresh"), ["rpt_sub0001"]);
     assert_eq!(job(&summary, "fresh")["rows"], 240);
-    let submitted: Vec<Value> = listed(&sandbox)
-        .into_iter()
-        .filter(|r| r["id"].as_str().unwrap().starts_with("rpt_sub"))
-        .collect();
-    assert_eq!(submitted.len(), 1);
-    assert_eq!(submitted[0]["status"], "completed");
-    assert_eq!(submitted[0]["report_type"], "delivery_by_day");
+    let requests = submissions(&sandbox);
+    assert_eq!(requests.len(), 1);
+    assert_eq!(requests[0]["status"], "completed");
+    assert_eq!(requests[0]["report_type"], "delivery_by_day");
     // The run's day filled in the relative dates.
     let day = |days: u64| (today - chrono::Days::new(days)).to_string();
     assert_eq!(
-        submitted[0]["date_range"],
+        requests[0]["date_range"],
         json!({"start": day(7), "end": day(1)})
     );
-    let keys = &[
-        "date",
-        "line_item_id",
-        "creative_id",
-        "site_domain",
-        "device_type",
-        "country",
-        "region",
-        "impressions",
-    ];
-    let mut want = submitted_rows(1);
-    want.sort_by_key(|r| keys.iter().map(|k| r[*k].to_string()).collect::<Vec<_>>());
-    assert_same_rows(&sorted_rows(&dest, keys), &want);
+    assert_same_rows(
+        &sorted(read_dataset(&dest), SUBMITTED_KEY),
+        &sorted(synthetic_rows(240, 1000), SUBMITTED_KEY),
+    );
     let record: Value =
         serde_json::from_slice(&std::fs::read(dest.join("_submissions/fresh.json")).unwrap())
             .unwrap();
@@ -418,11 +280,7 @@ fn submit_and_wait_exports_the_new_report_once() {
     let (output, second) = run(&file, &[]);
     success(&output);
     assert_eq!(reports_of(&second, "fresh"), Vec::<String>::new());
-    let count = listed(&sandbox)
-        .iter()
-        .filter(|r| r["id"].as_str().unwrap().starts_with("rpt_sub"))
-        .count();
-    assert_eq!(count, 1, "no second POST");
+    assert_eq!(submitted(&sandbox), 1, "no second POST");
 }
 
 #[test]
@@ -470,11 +328,7 @@ fn submit_and_wait_fails_clearly_on_failure_and_timeout() {
     success(&output);
     assert_eq!(reports_of(&summary, "fresh"), ["rpt_sub0001"]);
     assert_eq!(job(&summary, "fresh")["rows"], 240);
-    let submitted = listed(&slow)
-        .iter()
-        .filter(|r| r["id"].as_str().unwrap().starts_with("rpt_sub"))
-        .count();
-    assert_eq!(submitted, 1, "no second POST");
+    assert_eq!(submitted(&slow), 1, "no second POST");
 }
 
 /// A fixture with `count` completed reports `r00`.. of 5 numbered rows each (`i` unique overall).
@@ -514,9 +368,7 @@ fn shards_of_concurrent_workers_cover_every_report_exactly_once() {
     let workers: Vec<_> = (0..3)
         .map(|k| {
             let summary = dir.path().join(format!("worker{k}.json"));
-            let mut command = binary();
-            command.env(PASSWORD_VAR, PASSWORD).arg("run").arg(&file);
-            command.arg("--summary-json").arg(&summary);
+            let mut command = run_command(binary(), &file, &summary);
             command.stdout(std::process::Stdio::null());
             if k == 2 {
                 // Kubernetes Indexed Job style: the index from the environment.
@@ -532,7 +384,7 @@ fn shards_of_concurrent_workers_cover_every_report_exactly_once() {
     let mut seen: Vec<String> = Vec::new();
     for (mut child, summary) in workers {
         assert!(child.wait().unwrap().success());
-        let summary: Value = serde_json::from_slice(&std::fs::read(summary).unwrap()).unwrap();
+        let summary = read_summary(&summary);
         let mine = reports_of(&summary, "all");
         assert!(
             !mine.is_empty() && mine.len() < 24,
@@ -599,12 +451,7 @@ fn dry_run_lists_the_work_and_touches_nothing() {
         !fresh.exists(),
         "a destination the dry run opened is not left behind"
     );
-    assert!(
-        !listed(&sandbox)
-            .iter()
-            .any(|r| r["id"].as_str().unwrap().starts_with("rpt_sub")),
-        "no POST"
-    );
+    assert_eq!(submitted(&sandbox), 0, "no POST");
 
     let (output, _) = run(&file, &["--dry-run", "--full-refresh"]);
     let stdout = success(&output);
@@ -633,10 +480,7 @@ fn run_works_with_the_in_process_sandbox_and_keeps_secrets_out() {
     let (output, summary) = run(&file, &["-vv", "--log-format", "json"]);
     success(&output);
     let stderr = String::from_utf8_lossy(&output.stderr);
-    let events: Vec<Value> = stderr
-        .lines()
-        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}")))
-        .collect();
+    let events = json_events(&output);
     let done: Vec<&Value> = events
         .iter()
         .filter(|e| e["fields"]["message"] == "job done")
@@ -667,7 +511,7 @@ fn run_works_with_the_in_process_sandbox_and_keeps_secrets_out() {
     let (output, summary) = run(&file, &["--sandbox"]);
     success(&output);
     assert_eq!(job(&summary, "given")["rows"], 1500);
-    assert_same_rows(&sorted_rows(&given, KEY_A), &sorted_source(SAMPLE_A, KEY_A));
+    assert_rows_of(&given, SAMPLE_A, KEY_A);
 }
 
 #[test]
@@ -730,11 +574,8 @@ fn a_report_two_jobs_share_in_one_destination_is_exported_once() {
     success(&output);
     assert_eq!(reports_of(&summary, "first"), ["rpt_7f3a9c21"]);
     assert_eq!(reports_of(&summary, "second"), Vec::<String>::new());
-    assert_same_rows(&sorted_rows(&dest, KEY_A), &sorted_source(SAMPLE_A, KEY_A));
+    assert_rows_of(&dest, SAMPLE_A, KEY_A);
 }
-
-/// The environment variable the endpoint jobs name for the sandbox's `X-Api-Key`.
-const KEY_VAR: &str = "KARGO_IT_ENDPOINT_KEY";
 
 /// An endpoint job over the sandbox's `/v1/test/rows` (report B by page numbers, 100 rows a
 /// page, the key required) with a rename, a cast and an added column.
@@ -778,9 +619,8 @@ fn an_endpoint_job_exports_every_run_with_its_key_from_the_environment() {
     let dest = dir.path().join("rows");
     let file = dir.path().join("jobs.toml");
     std::fs::write(&file, endpoint_job(&dest)).unwrap();
-    let env = [(KEY_VAR, SANDBOX_API_KEY)];
 
-    let (output, summary) = run_with_env(&file, &env, &["--sandbox", "-vvv"]);
+    let (output, summary) = run_in(with_endpoint_key(binary()), &file, &["--sandbox", "-vvv"]);
     success(&output);
     let row = job(&summary, "rows");
     assert_eq!(row["kind"], "endpoint");
@@ -802,7 +642,7 @@ fn an_endpoint_job_exports_every_run_with_its_key_from_the_environment() {
 
     // No notion of "new": the next run exports it again and replaces the earlier files.
     let first = mtimes(&dest);
-    let (output, summary) = run_with_env(&file, &env, &["--sandbox"]);
+    let (output, summary) = run_in(with_endpoint_key(binary()), &file, &["--sandbox"]);
     success(&output);
     assert_eq!(reports_of(&summary, "rows"), ["rows"]);
     let second = mtimes(&dest);
@@ -812,7 +652,11 @@ fn an_endpoint_job_exports_every_run_with_its_key_from_the_environment() {
 
     // A dry run lists it and writes nothing.
     let before = snapshot(&dest);
-    let (output, summary) = run_with_env(&file, &env, &["--sandbox", "--dry-run"]);
+    let (output, summary) = run_in(
+        with_endpoint_key(binary()),
+        &file,
+        &["--sandbox", "--dry-run"],
+    );
     let stdout = success(&output);
     assert!(stdout.contains("would export rows (job rows)"), "{stdout}");
     assert_eq!(job(&summary, "rows")["status"], "planned");
@@ -822,8 +666,11 @@ fn an_endpoint_job_exports_every_run_with_its_key_from_the_environment() {
     let owners: Vec<usize> = (0..2)
         .filter(|i| {
             let shard = format!("{i}/2");
-            let (output, summary) =
-                run_with_env(&file, &env, &["--sandbox", "--dry-run", "--shard", &shard]);
+            let (output, summary) = run_in(
+                with_endpoint_key(binary()),
+                &file,
+                &["--sandbox", "--dry-run", "--shard", &shard],
+            );
             success(&output);
             !reports_of(&summary, "rows").is_empty()
         })
@@ -854,8 +701,7 @@ fn a_bad_endpoint_key_names_its_line_and_never_the_secret() {
         "data_path = \"result.items\"",
     );
     std::fs::write(&file, text).unwrap();
-    let (output, summary) =
-        run_with_env(&file, &[(KEY_VAR, SANDBOX_API_KEY)], &["--sandbox", "-vvv"]);
+    let (output, summary) = run_in(with_endpoint_key(binary()), &file, &["--sandbox", "-vvv"]);
     let error = failure(&output, 2);
     assert!(
         error.contains(&format!(

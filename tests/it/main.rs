@@ -18,6 +18,9 @@
 //! - `jobs`: `run JOBS.toml`: file errors, incremental state, submit-and-wait, shards, dry runs.
 //! - `crash`: SIGKILL at any moment publishes nothing and a rerun is exact; SIGINT/SIGTERM clean up.
 //! - `s3`: exports to a real S3-compatible server (moto), read back through the S3 API.
+//!
+//! Shared helpers: `util` (the binary, the sandbox, fixtures, reading Parquet back) and `runs`
+//! (`run JOBS.toml` with a summary, for `jobs` and `s3`).
 
 mod auth;
 mod crash;
@@ -31,6 +34,7 @@ mod partition;
 mod reexport;
 mod reports;
 mod retry;
+mod runs;
 mod s3;
 mod schema;
 mod secrets;

@@ -38,6 +38,13 @@ fn export(sandbox: &Sandbox, query: &str, dest: &Path, flags: &[&str]) -> Output
     sandbox.run(&args)
 }
 
+/// `--data-path ROWS_PATH --paginate KIND` followed by `more`.
+fn rows_paged<'a>(kind: &'a str, more: &[&'a str]) -> Vec<&'a str> {
+    let mut flags = vec!["--data-path", ROWS_PATH, "--paginate", kind];
+    flags.extend_from_slice(more);
+    flags
+}
+
 /// Exports with `flags`, checks the page count and that the dataset holds the source rows in
 /// order, value by value.
 fn exports_every_row(query: &str, flags: &[&str], pages: u64) {
@@ -66,16 +73,7 @@ fn page_numbers_start_where_told_and_use_the_named_parameter() {
     // The sandbox counts `page` from 1; starting at 2 skips the first 100 rows.
     let sandbox = Sandbox::start(&[]);
     let (_out, dest) = scratch();
-    let flags = [
-        "--data-path",
-        ROWS_PATH,
-        "--paginate",
-        "page",
-        "--page-param",
-        "page",
-        "--page-start",
-        "2",
-    ];
+    let flags = rows_paged("page", &["--page-param", "page", "--page-start", "2"]);
     success(&export(&sandbox, "paging=page&size=100", &dest, &flags));
     assert_same_rows(&read_dataset(&dest), &source_rows(SOURCE)[100..]);
 }
@@ -85,14 +83,7 @@ fn a_server_that_ignores_the_page_parameter_is_a_loop_not_an_endless_export() {
     // The sandbox reads `page`, so `p` changes the URL but not the page served.
     let sandbox = Sandbox::start(&[]);
     let (_out, dest) = scratch();
-    let flags = [
-        "--data-path",
-        ROWS_PATH,
-        "--paginate",
-        "page",
-        "--page-param",
-        "p",
-    ];
+    let flags = rows_paged("page", &["--page-param", "p"]);
     let error = failure(&export(&sandbox, "paging=page&size=100", &dest, &flags), 1);
     assert!(error.contains("page 2)"), "{error}");
     assert!(
@@ -104,30 +95,22 @@ fn a_server_that_ignores_the_page_parameter_is_a_loop_not_an_endless_export() {
 
 #[test]
 fn offsets_and_limits_run_until_an_empty_page() {
-    let flags = [
-        "--data-path",
-        ROWS_PATH,
-        "--paginate",
-        "offset",
-        "--limit",
-        "250",
-    ];
+    let flags = rows_paged("offset", &["--limit", "250"]);
     // 250 + 250 + 100, then an empty page.
     exports_every_row("paging=offset", &flags, 4);
 }
 
 #[test]
 fn cursors_go_from_the_body_into_the_query_until_one_is_missing() {
-    let flags = [
-        "--data-path",
-        ROWS_PATH,
-        "--paginate",
+    let flags = rows_paged(
         "cursor",
-        "--cursor-path",
-        "$.paging['next cursor']",
-        "--cursor-param",
-        "cursor",
-    ];
+        &[
+            "--cursor-path",
+            "$.paging['next cursor']",
+            "--cursor-param",
+            "cursor",
+        ],
+    );
     exports_every_row("paging=cursor&size=200", &flags, 3);
 }
 
@@ -145,14 +128,7 @@ fn none_reads_one_page_and_a_wildcard_spans_row_sets() {
 #[test]
 fn a_stated_total_ends_a_listing_that_never_runs_dry() {
     // With endless=1 a page past the end serves the first rows again: only the total stops it.
-    let flags = [
-        "--data-path",
-        ROWS_PATH,
-        "--paginate",
-        "page",
-        "--total-path",
-        "$.meta.total",
-    ];
+    let flags = rows_paged("page", &["--total-path", "$.meta.total"]);
     exports_every_row("paging=page&size=100&endless=1", &flags, 6);
 }
 
@@ -215,24 +191,23 @@ fn csv_cells_are_strings_until_cast() {
 fn select_rename_cast_and_add_column_shape_the_dataset_before_partitioning() {
     let sandbox = Sandbox::start(&[]);
     let (_out, dest) = scratch();
-    let flags = [
-        "--data-path",
-        ROWS_PATH,
-        "--paginate",
+    let flags = rows_paged(
         "none",
-        "--select",
-        "date,site_domain,spend,clicks",
-        "--rename",
-        "site_domain=site",
-        "--cast",
-        "spend=decimal(12,3)",
-        "--cast",
-        "clicks=string",
-        "--add-column",
-        "report_id=rpt_2b8e4d10",
-        "--partition-by",
-        "report_id",
-    ];
+        &[
+            "--select",
+            "date,site_domain,spend,clicks",
+            "--rename",
+            "site_domain=site",
+            "--cast",
+            "spend=decimal(12,3)",
+            "--cast",
+            "clicks=string",
+            "--add-column",
+            "report_id=rpt_2b8e4d10",
+            "--partition-by",
+            "report_id",
+        ],
+    );
     success(&export(&sandbox, "paging=none", &dest, &flags));
     let files = parquet_files(&dest);
     assert_eq!(files.len(), 1);
@@ -285,14 +260,7 @@ fn a_value_that_does_not_cast_names_page_row_and_column_and_writes_nothing() {
     assert!(error.contains("/v1/test/rows, page 1)"), "{error}");
     assert!(!dest.exists(), "no partial output");
 
-    let flags = [
-        "--paginate",
-        "page",
-        "--cast",
-        "site_domain=int64",
-        "--on-cast-error",
-        "null",
-    ];
+    let flags = [&flags[..], &["--on-cast-error", "null"]].concat();
     success(&export(&sandbox, query, &dest, &flags));
     let read = read_dataset(&dest);
     assert_eq!(read.len(), 600);

@@ -21,12 +21,12 @@ use bytes::Bytes;
 use futures::TryStreamExt;
 use http_body_util::{BodyExt, Full};
 use kargo_export::sandbox::manual::SANDBOX_API_KEY;
-use kargo_export::sandbox::synthetic::SyntheticReport;
 use object_store::aws::{AmazonS3, AmazonS3Builder};
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt};
 use serde_json::Value;
 
+use crate::runs::*;
 use crate::util::*;
 
 /// What `.ci/run` installs; named in the failure when moto is missing.
@@ -37,22 +37,6 @@ const ENDPOINT_ENV: &str = "KARGO_TEST_S3_ENDPOINT";
 const KEY_ID: &str = "kargo-test-key";
 const SECRET_KEY: &str = "s3-secret-value-never-shown";
 const SESSION_TOKEN: &str = "s3-session-token-never-shown";
-
-const SAMPLE_A: &str = include_str!("../../sample_data/completed-reports/rpt_7f3a9c21.json");
-const SAMPLE_B: &str = include_str!("../../sample_data/completed-reports/rpt_2b8e4d10.json");
-/// Columns that tell the rows of sample report A apart, and of B.
-const KEY_A: &[&str] = &[
-    "date",
-    "line_item_id",
-    "creative_id",
-    "site_domain",
-    "device_type",
-];
-const KEY_B: &[&str] = &["date", "site_domain", "deal_id", "device_type"];
-/// The environment variable the test jobs files name for the sandbox password.
-const PASSWORD_VAR: &str = "KARGO_IT_PASSWORD";
-/// The environment variable the endpoint job names for the sandbox's `X-Api-Key`.
-const KEY_VAR: &str = "KARGO_IT_ENDPOINT_KEY";
 
 #[test]
 fn sample_report_round_trips_through_s3_under_a_prefix() {
@@ -86,21 +70,7 @@ fn sample_report_round_trips_through_s3_under_a_prefix() {
     assert!(files.contains(&"_manifests/rpt_7f3a9c21.json".to_owned()));
     one_schema(local.path());
 
-    let key = |row: &Row| {
-        [
-            "date",
-            "line_item_id",
-            "creative_id",
-            "site_domain",
-            "device_type",
-        ]
-        .map(|c| row[c].to_string())
-    };
-    let mut read = read_dataset(local.path());
-    let mut source = source_rows(SAMPLE_A);
-    read.sort_by_key(key);
-    source.sort_by_key(key);
-    assert_same_rows(&read, &source);
+    assert_rows_of(local.path(), SAMPLE_A, KEY_A);
     let manifest = read_manifest(local.path(), "rpt_7f3a9c21");
     assert_eq!(manifest["rows"], 1500);
     assert_eq!(bucket.uploads(), Vec::<String>::new());
@@ -203,17 +173,7 @@ fn a_rerun_replaces_exactly_that_reports_files() {
 fn a_server_error_mid_upload_aborts_it_and_leaves_earlier_data_intact() {
     let bucket = Bucket::create("fault");
     let out = bucket.url("p");
-    let fixture = Fixture::new();
-    fixture.report_rows("big", &numbered_rows(50));
-    {
-        let sandbox = Sandbox::with_data(fixture.path(), &[]);
-        success(
-            &with_s3(sandbox.command())
-                .args(["export", "report", "big", "--out", &out])
-                .output()
-                .unwrap(),
-        );
-    }
+    export_numbered(&out, 50);
     let earlier = bucket.download("p");
     let earlier_snapshot = snapshot(earlier.path());
 
@@ -243,13 +203,7 @@ fn a_server_error_mid_upload_aborts_it_and_leaves_earlier_data_intact() {
     assert!(proxy.hits() >= 1, "the proxy refused no part");
     assert_no_secret(&output);
 
-    assert_eq!(
-        bucket.uploads(),
-        Vec::<String>::new(),
-        "orphan multipart uploads"
-    );
-    let keys = bucket.keys();
-    assert!(!keys.iter().any(|k| k.contains("_staging")), "{keys:?}");
+    bucket.assert_no_leftovers();
     let now = bucket.download("p");
     assert_unchanged(now.path(), &earlier_snapshot);
     assert_same_rows(&rows_by(now.path(), "i"), &as_rows(&numbered_rows(50)));
@@ -259,16 +213,7 @@ fn a_server_error_mid_upload_aborts_it_and_leaves_earlier_data_intact() {
 fn sigterm_during_an_upload_leaves_no_parts_and_earlier_data_intact() {
     let bucket = Bucket::create("sigterm");
     let out = bucket.url("p");
-    let small = Fixture::new();
-    small.report_rows("big", &numbered_rows(20));
-    {
-        let sandbox = Sandbox::with_data(small.path(), &[]);
-        let output = with_s3(sandbox.command())
-            .args(["export", "report", "big", "--out", &out])
-            .output()
-            .unwrap();
-        success(&output);
-    }
+    export_numbered(&out, 20);
     let earlier = snapshot(bucket.download("p").path());
 
     // Part 2 of the upload is held back by the proxy: the export is caught mid-upload.
@@ -276,43 +221,17 @@ fn sigterm_during_an_upload_leaves_no_parts_and_earlier_data_intact() {
     large.report_rows("big", &incompressible_rows(14_000));
     let sandbox = Sandbox::with_data(large.path(), &["--page-size", "2000"]);
     let proxy = FaultProxy::start(endpoint(), 2, Fault::Delay(Duration::from_secs(3)));
-    let child = with_s3(sandbox.command())
-        .env("AWS_ENDPOINT_URL", &proxy.endpoint)
-        .args([
-            "export",
-            "report",
-            "big",
-            "--out",
-            &out,
-            "--compression",
-            "none",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let started = Instant::now();
-    while proxy.hits() == 0 {
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "part 2 never sent"
-        );
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    assert_eq!(bucket.uploads().len(), 1, "an upload is in progress");
-    let pid = libc::pid_t::try_from(child.id()).unwrap();
-    // SAFETY: kill only sends a signal to our own child process, which has not been reaped yet.
-    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
-    let output = child.wait_with_output().unwrap();
-    assert_eq!(failure(&output, 143), "error: interrupted (SIGTERM)");
-
-    assert_eq!(
-        bucket.uploads(),
-        Vec::<String>::new(),
-        "orphan multipart uploads"
-    );
-    let keys = bucket.keys();
-    assert!(!keys.iter().any(|k| k.contains("_staging")), "{keys:?}");
+    let mut export = with_s3(sandbox.command());
+    export.env("AWS_ENDPOINT_URL", &proxy.endpoint).args([
+        "export",
+        "report",
+        "big",
+        "--out",
+        &out,
+        "--compression",
+        "none",
+    ]);
+    sigterm_mid_upload(export, &proxy, &bucket);
     assert_unchanged(bucket.download("p").path(), &earlier);
 }
 
@@ -350,14 +269,7 @@ fn a_rerun_aborts_the_uploads_a_killed_run_left() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let started = Instant::now();
-    while proxy.hits() == 0 {
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "part 2 never sent"
-        );
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    proxy.wait_for_hit();
     child.kill().unwrap();
     child.wait().unwrap();
     let orphans = bucket.uploads();
@@ -546,34 +458,12 @@ fn run_exports_each_report_once_into_s3_and_full_refresh_replaces_it() {
     let file = jobs_file(
         dir.path(),
         &sandbox,
-        &format!(
-            r#"
-[[job]]
-name = "given"
-kind = "reports"
-ids = ["rpt_7f3a9c21"]
-out = "{}"
-partition_by = ["date"]
-
-[[job]]
-name = "by-site"
-kind = "new-reports"
-where = {{ report_type = "delivery_by_site" }}
-out = "{}"
-compression = "snappy"
-"#,
-            bucket.url("runs/given"),
-            bucket.url("runs/site")
-        ),
+        &given_and_by_site(&bucket.url("runs/given"), &bucket.url("runs/site")),
     );
 
-    let (output, first) = run(&file, &[]);
+    let (output, first) = run_s3(&file, &[]);
     success(&output);
-    assert_eq!(reports_of(&first, "given"), ["rpt_7f3a9c21"]);
-    assert_eq!(
-        reports_of(&first, "by-site"),
-        ["rpt_2b8e4d10", "rpt_e5d90a47"]
-    );
+    assert_given_and_by_site_exported(&first);
     assert_eq!(job(&first, "given")["rows"], 1500);
     assert_eq!(job(&first, "by-site")["rows"], 600);
     let given = bucket.download("runs/given");
@@ -581,15 +471,9 @@ compression = "snappy"
         job(&first, "given")["files"].as_u64().unwrap() as usize,
         parquet_files(given.path()).len()
     );
-    assert_same_rows(
-        &sorted(read_dataset(given.path()), KEY_A),
-        &sorted(source_rows(SAMPLE_A), KEY_A),
-    );
+    assert_rows_of(given.path(), SAMPLE_A, KEY_A);
     let site = bucket.download("runs/site");
-    assert_same_rows(
-        &sorted(read_dataset(site.path()), KEY_B),
-        &sorted(source_rows(SAMPLE_B), KEY_B),
-    );
+    assert_rows_of(site.path(), SAMPLE_B, KEY_B);
     let keys = bucket.keys();
     let manifests: Vec<&String> = keys.iter().filter(|k| k.contains("/_manifests/")).collect();
     assert_eq!(
@@ -606,22 +490,14 @@ compression = "snappy"
 
     // The state is read back from S3: nothing to do, not one object written again.
     let before = bucket.objects();
-    let (output, second) = run(&file, &[]);
+    let (output, second) = run_s3(&file, &[]);
     success(&output);
-    for name in ["given", "by-site"] {
-        assert_eq!(reports_of(&second, name), Vec::<String>::new(), "{second}");
-        assert_eq!(job(&second, name)["rows"], 0);
-        assert_eq!(job(&second, name)["status"], "ok");
-    }
+    assert_nothing_exported(&second, &["given", "by-site"]);
     assert_eq!(bucket.objects(), before, "keys, etags and dates unchanged");
 
-    let (output, third) = run(&file, &["--full-refresh"]);
+    let (output, third) = run_s3(&file, &["--full-refresh"]);
     success(&output);
-    assert_eq!(reports_of(&third, "given"), ["rpt_7f3a9c21"]);
-    assert_eq!(
-        reports_of(&third, "by-site"),
-        ["rpt_2b8e4d10", "rpt_e5d90a47"]
-    );
+    assert_given_and_by_site_exported(&third);
     let old: Vec<&String> = before
         .iter()
         .map(|(key, ..)| key)
@@ -637,10 +513,7 @@ compression = "snappy"
         "every data file was replaced by the new run's: {after:?}"
     );
     let given = bucket.download("runs/given");
-    assert_same_rows(
-        &sorted(read_dataset(given.path()), KEY_A),
-        &sorted(source_rows(SAMPLE_A), KEY_A),
-    );
+    assert_rows_of(given.path(), SAMPLE_A, KEY_A);
 }
 
 #[test]
@@ -671,12 +544,7 @@ fn shards_of_concurrent_workers_cover_every_report_once_in_one_s3_prefix() {
     let workers: Vec<_> = (0..3)
         .map(|k| {
             let summary = dir.path().join(format!("worker{k}.json"));
-            let child = with_s3(binary())
-                .env(PASSWORD_VAR, PASSWORD)
-                .arg("run")
-                .arg(&file)
-                .arg("--summary-json")
-                .arg(&summary)
+            let child = run_command(with_s3(binary()), &file, &summary)
                 .args(["--shard", &format!("{k}/3")])
                 .stdout(Stdio::piped())
                 .stderr(Stdio::piped())
@@ -688,7 +556,7 @@ fn shards_of_concurrent_workers_cover_every_report_once_in_one_s3_prefix() {
     let mut seen: Vec<String> = Vec::new();
     for (child, summary) in workers {
         success(&child.wait_with_output().unwrap());
-        let summary: Value = serde_json::from_slice(&std::fs::read(summary).unwrap()).unwrap();
+        let summary = read_summary(&summary);
         let mine = reports_of(&summary, "all");
         assert!(
             !mine.is_empty() && mine.len() < reports.len(),
@@ -723,7 +591,7 @@ fn shards_of_concurrent_workers_cover_every_report_once_in_one_s3_prefix() {
     // Every worker runs again: the state on S3 leaves nothing for any of them.
     let before = bucket.objects();
     for k in 0..3 {
-        let (output, summary) = run(&file, &["--shard", &format!("{k}/3")]);
+        let (output, summary) = run_s3(&file, &["--shard", &format!("{k}/3")]);
         success(&output);
         assert_eq!(reports_of(&summary, "all"), Vec::<String>::new());
     }
@@ -754,7 +622,7 @@ fn a_dry_run_into_s3_writes_no_object_and_posts_nothing() {
     let before = bucket.objects();
     assert!(!before.is_empty());
 
-    let (output, summary) = run(&file, &["--dry-run"]);
+    let (output, summary) = run_s3(&file, &["--dry-run"]);
     let stdout = success(&output);
     assert!(
         stdout.contains(&format!("would export rpt_7f3a9c21 (job given) to {dest}")),
@@ -771,7 +639,7 @@ fn a_dry_run_into_s3_writes_no_object_and_posts_nothing() {
     assert_eq!(reports_of(&summary, "given"), ["rpt_7f3a9c21"]);
     assert_eq!(bucket.objects(), before, "no object written");
 
-    let (output, summary) = run(&file, &["--dry-run", "--full-refresh"]);
+    let (output, summary) = run_s3(&file, &["--dry-run", "--full-refresh"]);
     success(&output);
     assert_eq!(
         reports_of(&summary, "given"),
@@ -824,10 +692,7 @@ fn a_manual_endpoint_exports_to_s3_and_reads_back_row_by_row() {
     export(&bucket.url("manual/by-date"), &["--partition-by", "date"]);
     let local = bucket.download("manual/by-date");
     one_schema(local.path());
-    assert_same_rows(
-        &sorted(read_dataset(local.path()), KEY_B),
-        &sorted(source_rows(SAMPLE_B), KEY_B),
-    );
+    assert_rows_of(local.path(), SAMPLE_B, KEY_B);
     let keys = bucket.keys();
     assert!(!keys.iter().any(|k| k.contains("_staging")), "{keys:?}");
     assert_eq!(bucket.uploads(), Vec::<String>::new());
@@ -851,7 +716,7 @@ fn a_submit_job_keeps_its_submission_on_s3_and_never_posts_twice() {
     };
 
     // The first run gives up before the report is ready; its submission is recorded on S3.
-    let (output, _) = run(&jobs("wait_timeout_secs = 0.3\n"), &[]);
+    let (output, _) = run_s3(&jobs("wait_timeout_secs = 0.3\n"), &[]);
     let error = failure(&output, 1);
     assert!(
         error.contains("report request rpt_sub0001: still \"pending\""),
@@ -864,7 +729,7 @@ fn a_submit_job_keeps_its_submission_on_s3_and_never_posts_twice() {
 
     // The next run reads that record back from S3 and waits for the same report.
     let file = jobs("wait_timeout_secs = 30\n");
-    let (output, summary) = run(&file, &["-vvv", "--log-format", "json"]);
+    let (output, summary) = run_s3(&file, &["-vvv", "--log-format", "json"]);
     success(&output);
     assert_eq!(submitted(&sandbox), 1, "no second POST");
     assert_eq!(reports_of(&summary, "fresh"), ["rpt_sub0001"]);
@@ -876,25 +741,15 @@ fn a_submit_job_keeps_its_submission_on_s3_and_never_posts_twice() {
         "the run logs as JSON"
     );
     assert_no_secret(&output);
-    let keys = &[
-        "date",
-        "line_item_id",
-        "creative_id",
-        "site_domain",
-        "device_type",
-        "country",
-        "region",
-        "impressions",
-    ];
     let local = bucket.download("fresh");
     assert_same_rows(
-        &sorted(read_dataset(local.path()), keys),
-        &sorted(synthetic_rows(240, 1000), keys),
+        &sorted(read_dataset(local.path()), SUBMITTED_KEY),
+        &sorted(synthetic_rows(240, 1000), SUBMITTED_KEY),
     );
 
     // Exported: the next run has nothing to do and leaves S3 as it is.
     let before = bucket.objects();
-    let (output, third) = run(&file, &[]);
+    let (output, third) = run_s3(&file, &[]);
     success(&output);
     assert_eq!(reports_of(&third, "fresh"), Vec::<String>::new());
     assert_eq!(submitted(&sandbox), 1, "no second POST");
@@ -924,7 +779,7 @@ out = "{}"
         ),
     );
 
-    let (output, summary) = run(&file, &["-vvv", "--log-format", "json"]);
+    let (output, summary) = run_s3(&file, &["-vvv", "--log-format", "json"]);
     success(&output);
     assert_eq!(reports_of(&summary, "rows"), ["rows"]);
     assert_eq!(job(&summary, "rows")["rows"], 600);
@@ -938,13 +793,10 @@ out = "{}"
         "{first:?}"
     );
     let local = bucket.download("endpoint");
-    assert_same_rows(
-        &sorted(read_dataset(local.path()), KEY_B),
-        &sorted(source_rows(SAMPLE_B), KEY_B),
-    );
+    assert_rows_of(local.path(), SAMPLE_B, KEY_B);
 
     // An endpoint has no notion of "new": the next run exports it again, replacing its files.
-    let (output, summary) = run(&file, &[]);
+    let (output, summary) = run_s3(&file, &[]);
     success(&output);
     assert_eq!(reports_of(&summary, "rows"), ["rows"]);
     let second = bucket.keys();
@@ -959,10 +811,7 @@ out = "{}"
     assert!(!second.iter().any(|k| k.contains("_staging")), "{second:?}");
     assert_eq!(bucket.uploads(), Vec::<String>::new());
     let local = bucket.download("endpoint");
-    assert_same_rows(
-        &sorted(read_dataset(local.path()), KEY_B),
-        &sorted(source_rows(SAMPLE_B), KEY_B),
-    );
+    assert_rows_of(local.path(), SAMPLE_B, KEY_B);
 }
 
 #[test]
@@ -983,7 +832,7 @@ fn sigterm_during_a_runs_upload_leaves_no_parts_and_the_earlier_export_intact() 
     small.report_rows("big", &numbered_rows(20));
     {
         let sandbox = Sandbox::with_data(small.path(), &[]);
-        success(&run(&jobs(&sandbox), &[]).0);
+        success(&run_s3(&jobs(&sandbox), &[]).0);
     }
     let earlier = snapshot(bucket.download("p").path());
 
@@ -992,38 +841,13 @@ fn sigterm_during_a_runs_upload_leaves_no_parts_and_the_earlier_export_intact() 
     large.report_rows("big", &incompressible_rows(14_000));
     let sandbox = Sandbox::with_data(large.path(), &["--page-size", "2000"]);
     let proxy = FaultProxy::start(endpoint(), 2, Fault::Delay(Duration::from_secs(3)));
-    let child = with_s3(binary())
-        .env(PASSWORD_VAR, PASSWORD)
+    let mut run = with_s3(binary());
+    run.env(PASSWORD_VAR, PASSWORD)
         .env("AWS_ENDPOINT_URL", &proxy.endpoint)
         .arg("run")
         .arg(jobs(&sandbox))
-        .arg("--full-refresh")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let started = Instant::now();
-    while proxy.hits() == 0 {
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "part 2 never sent"
-        );
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    assert_eq!(bucket.uploads().len(), 1, "an upload is in progress");
-    let pid = libc::pid_t::try_from(child.id()).unwrap();
-    // SAFETY: kill only sends a signal to our own child process, which has not been reaped yet.
-    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
-    let output = child.wait_with_output().unwrap();
-    assert_eq!(failure(&output, 143), "error: interrupted (SIGTERM)");
-
-    assert_eq!(
-        bucket.uploads(),
-        Vec::<String>::new(),
-        "orphan multipart uploads"
-    );
-    let keys = bucket.keys();
-    assert!(!keys.iter().any(|k| k.contains("_staging")), "{keys:?}");
+        .arg("--full-refresh");
+    sigterm_mid_upload(run, &proxy, &bucket);
     assert_unchanged(bucket.download("p").path(), &earlier);
 }
 
@@ -1041,7 +865,7 @@ fn run_checks_each_s3_destination_before_reading_its_state() {
             bucket.url("good")
         ),
     );
-    let (output, summary) = run(&file, &["--concurrency", "1"]);
+    let (output, summary) = run_s3(&file, &["--concurrency", "1"]);
     let error = failure(&output, 1);
     assert!(
         error.contains("1 of 2 jobs failed (job \"lost\")"),
@@ -1082,7 +906,7 @@ fn a_submit_job_into_a_missing_bucket_posts_nothing() {
         "[[job]]\nname = \"fresh\"\nkind = \"submit\"\nrequest = { report_type = \"x\" }\nout = \"s3://kargo-no-such-bucket/fresh\"\n",
     );
     for flags in [&[][..], &["--full-refresh"][..]] {
-        let (output, summary) = run(&file, flags);
+        let (output, summary) = run_s3(&file, flags);
         let error = failure(&output, 1);
         assert!(
             error.contains("bucket \"kargo-no-such-bucket\" does not exist"),
@@ -1093,89 +917,9 @@ fn a_submit_job_into_a_missing_bucket_posts_nothing() {
     assert_eq!(submitted(&sandbox), 0, "no POST");
 }
 
-/// A jobs file in `dir` that logs in to `sandbox` (the password from [`PASSWORD_VAR`]),
-/// followed by `jobs`.
-fn jobs_file(dir: &Path, sandbox: &Sandbox, jobs: &str) -> PathBuf {
-    let path = dir.join("jobs.toml");
-    let text = format!(
-        "[connection]\napi_base = \"{}\"\nusername = \"{USERNAME}\"\npassword_env = \"{PASSWORD_VAR}\"\n\n{jobs}",
-        sandbox.base
-    );
-    std::fs::write(&path, text).unwrap();
-    path
-}
-
-/// `run FILE --summary-json SUMMARY extra...` with the S3 environment; the output and the
-/// summary (Null when none was written).
-fn run(file: &Path, extra: &[&str]) -> (Output, Value) {
-    let summary = file.with_file_name(format!("summary-{}.json", fastrand::u64(..)));
-    let output = with_s3(binary())
-        .env(PASSWORD_VAR, PASSWORD)
-        .env(KEY_VAR, SANDBOX_API_KEY)
-        .arg("run")
-        .arg(file)
-        .arg("--summary-json")
-        .arg(&summary)
-        .args(extra)
-        .output()
-        .unwrap();
-    let json = std::fs::read(&summary)
-        .map(|bytes| serde_json::from_slice(&bytes).unwrap())
-        .unwrap_or(Value::Null);
-    (output, json)
-}
-
-/// The summary row of job `name`.
-fn job<'a>(summary: &'a Value, name: &str) -> &'a Value {
-    summary["jobs"]
-        .as_array()
-        .and_then(|jobs| jobs.iter().find(|j| j["name"] == name))
-        .unwrap_or_else(|| panic!("no job {name} in {summary}"))
-}
-
-/// The reports job `name` exported, sorted.
-fn reports_of(summary: &Value, name: &str) -> Vec<String> {
-    let mut ids: Vec<String> = job(summary, name)["reports"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_str().unwrap().to_owned())
-        .collect();
-    ids.sort();
-    ids
-}
-
-/// `rows` sorted by the values of `keys`.
-fn sorted(mut rows: Vec<Row>, keys: &[&str]) -> Vec<Row> {
-    rows.sort_by_key(|r| keys.iter().map(|k| r[*k].to_string()).collect::<Vec<_>>());
-    rows
-}
-
-/// The rows of a synthetic report of `rows` rows and seed `seed`, as the sandbox serves them
-/// (submitted report number `n` has seed `999 + n`).
-fn synthetic_rows(rows: u64, seed: u64) -> Vec<Row> {
-    let mut text = String::from("[");
-    SyntheticReport::new(rows, seed).write_rows(0..rows, &mut text);
-    text.push(']');
-    source_rows(&text)
-}
-
-/// How many report requests were submitted to `sandbox`.
-fn submitted(sandbox: &Sandbox) -> usize {
-    let listed: Vec<Value> =
-        serde_json::from_str(&success(&sandbox.run(&["reports", "--json"]))).unwrap();
-    listed
-        .iter()
-        .filter(|r| r["id"].as_str().is_some_and(|id| id.starts_with("rpt_sub")))
-        .count()
-}
-
-/// Every stderr line of `output` as a JSON log event (fails on any other line).
-fn json_events(output: &Output) -> Vec<Value> {
-    String::from_utf8_lossy(&output.stderr)
-        .lines()
-        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}")))
-        .collect()
+/// [`run`] with the S3 environment and the endpoint key.
+fn run_s3(file: &Path, extra: &[&str]) -> (Output, Value) {
+    run_in(with_endpoint_key(with_s3(binary())), file, extra)
 }
 
 /// `command` with the S3 environment of the test server and nothing inherited from `AWS_*`.
@@ -1217,6 +961,39 @@ fn assert_no_secret(output: &Output) {
     for secret in [SECRET_KEY, SESSION_TOKEN, "kargo-token-never-shown"] {
         assert!(!text.contains(secret), "{secret} is in the output");
     }
+}
+
+/// Exports report `big` of `count` numbered rows to `out`: the earlier export a later,
+/// interrupted one must leave intact.
+fn export_numbered(out: &str, count: i64) {
+    let fixture = Fixture::new();
+    fixture.report_rows("big", &numbered_rows(count));
+    let sandbox = Sandbox::with_data(fixture.path(), &[]);
+    success(
+        &with_s3(sandbox.command())
+            .args(["export", "report", "big", "--out", out])
+            .output()
+            .unwrap(),
+    );
+}
+
+/// Starts `command`, which uploads to `bucket` through `proxy`, and sends it SIGTERM once the
+/// proxy holds back the targeted part; asserts that it exits 143 with the one `interrupted`
+/// line and leaves no multipart upload or staging object behind.
+fn sigterm_mid_upload(mut command: Command, proxy: &FaultProxy, bucket: &Bucket) {
+    let child = command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    proxy.wait_for_hit();
+    assert_eq!(bucket.uploads().len(), 1, "an upload is in progress");
+    let pid = libc::pid_t::try_from(child.id()).unwrap();
+    // SAFETY: kill only sends a signal to our own child process, which has not been reaped yet.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(failure(&output, 143), "error: interrupted (SIGTERM)");
+    bucket.assert_no_leftovers();
 }
 
 /// `http://127.0.0.1:PORT` where nothing listens.
@@ -1334,6 +1111,17 @@ impl Bucket {
     /// Every object's key, sorted.
     fn keys(&self) -> Vec<String> {
         self.sizes().into_iter().map(|(k, _)| k).collect()
+    }
+
+    /// Asserts that no multipart upload is left in progress and no `_staging` object is left.
+    fn assert_no_leftovers(&self) {
+        assert_eq!(
+            self.uploads(),
+            Vec::<String>::new(),
+            "orphan multipart uploads"
+        );
+        let keys = self.keys();
+        assert!(!keys.iter().any(|k| k.contains("_staging")), "{keys:?}");
     }
 
     /// Downloads every object under `prefix` into a temp dir, keeping relative keys as paths,
@@ -1526,6 +1314,18 @@ impl FaultProxy {
     /// Requests for the targeted part so far.
     fn hits(&self) -> u32 {
         self.state.hits.load(Ordering::SeqCst)
+    }
+
+    /// Waits (at most a minute) until the targeted part has been sent.
+    fn wait_for_hit(&self) {
+        let started = Instant::now();
+        while self.hits() == 0 {
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "the targeted part was never sent"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
     }
 }
 
