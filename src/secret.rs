@@ -4,6 +4,7 @@
 //! on the wire (the login body and the `Authorization` header).
 
 use std::fmt;
+use std::path::Path;
 
 /// A password or bearer token.
 #[derive(Clone, PartialEq, Eq)]
@@ -13,6 +14,19 @@ impl Secret {
     /// Wraps a secret value.
     pub fn new(value: impl Into<String>) -> Self {
         Secret(value.into())
+    }
+
+    /// The content of a secret file (`--password-file`, a jobs file's `password_file`)
+    /// without its trailing line break; an unreadable or empty file is an error naming the
+    /// path, never the content.
+    pub fn from_file(path: &Path) -> Result<Self, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let value = text.trim_end_matches(['\r', '\n']);
+        if value.is_empty() {
+            return Err(format!("{} is empty", path.display()));
+        }
+        Ok(Secret::new(value))
     }
 
     /// The raw value, for the wire only.

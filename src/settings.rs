@@ -4,7 +4,6 @@
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
-use std::path::Path;
 use std::sync::Arc;
 
 use parquet::basic::{Compression, GzipLevel, ZstdLevel};
@@ -169,7 +168,9 @@ fn credentials(args: &ConnectionArgs, api_base: &Url) -> Result<Credentials> {
         ));
     };
     let password = match &args.password_file {
-        Some(path) => read_password_file(path)?,
+        Some(path) => {
+            Secret::from_file(path).map_err(|e| Error::Usage(format!("--password-file: {e}")))?
+        }
         None => std::env::var(PASSWORD_ENV)
             .ok()
             .filter(|p| !p.is_empty())
@@ -198,24 +199,6 @@ pub(crate) fn default_auth_url(api_base: &Url) -> Url {
         path.pop_if_empty().extend(["v1", "auth", "token"]);
     }
     url
-}
-
-/// The password file's content without its trailing line break.
-fn read_password_file(path: &Path) -> Result<Secret> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        Error::Usage(format!(
-            "cannot read --password-file {}: {e}",
-            path.display()
-        ))
-    })?;
-    let password = text.trim_end_matches(['\r', '\n']);
-    if password.is_empty() {
-        return Err(Error::Usage(format!(
-            "--password-file {} is empty",
-            path.display()
-        )));
-    }
-    Ok(Secret::new(password))
 }
 
 pub(crate) fn http_url(flag: &str, text: &str) -> Result<Url> {
@@ -392,8 +375,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("pw");
         std::fs::write(&path, " s3cret \n").unwrap();
-        assert_eq!(read_password_file(&path).unwrap().expose(), " s3cret ");
+        assert_eq!(Secret::from_file(&path).unwrap().expose(), " s3cret ");
         std::fs::write(&path, "\n").unwrap();
-        assert!(read_password_file(&path).is_err());
+        assert!(
+            Secret::from_file(&path)
+                .unwrap_err()
+                .ends_with("pw is empty")
+        );
     }
 }

@@ -60,20 +60,9 @@ fn secret(var: &Option<String>, path: &Option<PathBuf>, what: &str) -> Result<Op
         return env_value(var, &format!("{what}_env")).map(|v| Some(Secret::new(v)));
     }
     let Some(path) = path else { return Ok(None) };
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        Error::Usage(format!(
-            "jobs file [connection]: cannot read {what}_file {}: {e}",
-            path.display()
-        ))
-    })?;
-    let value = text.trim_end_matches(['\r', '\n']);
-    if value.is_empty() {
-        return Err(Error::Usage(format!(
-            "jobs file [connection]: {what}_file {} is empty",
-            path.display()
-        )));
-    }
-    Ok(Some(Secret::new(value)))
+    Secret::from_file(path)
+        .map(Some)
+        .map_err(|e| Error::Usage(format!("jobs file [connection]: {what}_file: {e}")))
 }
 
 fn env_value(var: &str, field: &str) -> Result<String> {

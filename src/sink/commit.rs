@@ -547,15 +547,8 @@ mod tests {
             path.ends_with("_staging/r2/day=c/rep.r2.00000.parquet.tmp"),
             "{path}"
         );
-        let mut paths: Vec<String> = store
-            .list(None)
-            .map_ok(|m| m.location.to_string())
-            .try_collect()
-            .await
-            .unwrap();
-        paths.sort();
         assert_eq!(
-            paths,
+            store_paths(&store).await,
             vec!["_manifests/rep.json", "day=a/rep.r1.00000.parquet"]
         );
     }
@@ -566,15 +559,8 @@ mod tests {
         export(&dest, "rep", "r1", &["a", "b"]).await;
         let summary = export(&dest, "rep", "r2", &["a"]).await;
         assert_eq!(summary.retired, 2);
-        let mut paths: Vec<String> = store
-            .list(None)
-            .map_ok(|m| m.location.to_string())
-            .try_collect()
-            .await
-            .unwrap();
-        paths.sort();
         assert_eq!(
-            paths,
+            store_paths(&store).await,
             vec!["_manifests/rep.json", "day=a/rep.r2.00000.parquet"]
         );
     }

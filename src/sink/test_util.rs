@@ -28,6 +28,19 @@ pub fn memory_dest() -> (Arc<dyn ObjectStore>, Destination) {
     )
 }
 
+/// Every path in `store`, sorted.
+pub async fn store_paths(store: &Arc<dyn ObjectStore>) -> Vec<String> {
+    use futures::TryStreamExt;
+    let mut paths: Vec<String> = store
+        .list(None)
+        .map_ok(|m| m.location.to_string())
+        .try_collect()
+        .await
+        .unwrap();
+    paths.sort();
+    paths
+}
+
 /// `day: Utf8, n: Int64, at: Timestamp(us, UTC), name: Utf8`.
 pub fn sample_schema() -> SchemaRef {
     Arc::new(Schema::new(vec![
