@@ -51,6 +51,9 @@ pub struct Destination {
     local: Option<LocalDir>,
     /// Set for `s3://` destinations.
     s3: Option<s3::S3Target>,
+    /// Set once [`Destination::check`] succeeded (shared by clones): a run of many reports
+    /// checks its bucket once.
+    checked: Arc<tokio::sync::OnceCell<()>>,
     part_bytes: usize,
 }
 
@@ -85,6 +88,7 @@ impl Destination {
                 display: out.trim_end_matches('/').to_owned(),
                 local: None,
                 s3: Some(target),
+                checked: Arc::default(),
                 part_bytes: REMOTE_PART_BYTES,
             });
         }
@@ -103,6 +107,7 @@ impl Destination {
             display: out.to_owned(),
             local: Some(LocalDir { path, created }),
             s3: None,
+            checked: Arc::default(),
             part_bytes: LOCAL_PART_BYTES,
         })
     }
@@ -115,6 +120,7 @@ impl Destination {
             display,
             local: None,
             s3: None,
+            checked: Arc::default(),
             part_bytes: REMOTE_PART_BYTES,
         }
     }
@@ -133,10 +139,13 @@ impl Destination {
     /// prefix (wrong endpoint, credentials or bucket fail here, before any page is fetched).
     /// A local directory was already checked by [`Destination::open`].
     pub async fn check(&self) -> Result<()> {
-        match &self.s3 {
-            Some(target) => target.check(&self.root, &self.display).await,
-            None => Ok(()),
-        }
+        let Some(target) = &self.s3 else {
+            return Ok(());
+        };
+        self.checked
+            .get_or_try_init(|| target.check(&self.root, &self.display))
+            .await
+            .map(drop)
     }
 
     /// After a failed export: removes empty staging folders, then the directory itself if
