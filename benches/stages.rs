@@ -73,7 +73,7 @@ fn decode(body: &[u8]) -> RawBatch {
 fn writer_properties() -> WriterProperties {
     let options = WriteOptions::default();
     WriterProperties::builder()
-        .set_compression(options.compression)
+        .set_compression(options.compression.compression())
         .set_max_row_group_row_count(Some(options.max_row_group_rows))
         .set_max_row_group_bytes(Some(options.max_row_group_bytes))
         .build()

@@ -4,8 +4,11 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::str::FromStr;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::sink::Codec;
 
 pub mod manual;
 
@@ -175,9 +178,14 @@ pub struct OutputArgs {
     #[arg(long, value_name = "COL[,COL...]", value_delimiter = ',')]
     pub partition_by: Vec<String>,
 
-    /// Parquet compression codec.
-    #[arg(long, value_enum, default_value_t = CompressionArg::Zstd)]
-    pub compression: CompressionArg,
+    /// Parquet codec: zstd[:LEVEL] (1-22, default 3), gzip[:LEVEL] (0-9, default 6), snappy, lz4 or none.
+    #[arg(long, value_name = "CODEC", default_value = "zstd", value_parser = Codec::from_str)]
+    pub compression: Codec,
+
+    /// Refuse an export whose partition columns take more distinct values than this (each is a
+    /// file, and an open encoder while its bucket of rows is written).
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_PARTITIONS)]
+    pub max_partitions: usize,
 
     /// How many reports to export at once.
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=64))]
@@ -191,15 +199,8 @@ pub enum LogFormat {
     Json,
 }
 
-/// Parquet codecs offered on the command line.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum CompressionArg {
-    Zstd,
-    Snappy,
-    Gzip,
-    Lz4,
-    None,
-}
+/// Default of `--max-partitions`.
+pub const DEFAULT_MAX_PARTITIONS: usize = 10_000;
 
 /// Flags of the `sandbox` command.
 #[derive(Debug, Args)]
@@ -419,6 +420,7 @@ mod tests {
         };
         assert_eq!(ids, ["a", "b"]);
         assert_eq!(output.partition_by, ["date", "country"]);
-        assert_eq!(output.compression, CompressionArg::Zstd);
+        assert_eq!(output.compression.to_string(), "zstd(3)");
+        assert_eq!(output.max_partitions, DEFAULT_MAX_PARTITIONS);
     }
 }

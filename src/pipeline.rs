@@ -18,17 +18,15 @@
 //! interrupted: a signal arriving then is ignored and the export completes.
 
 use std::cell::RefCell;
-use std::fs::File;
+use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::future::Future;
-use std::io::{BufReader, BufWriter};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
+use arrow::compute::concat_batches;
 use arrow::datatypes::SchemaRef;
-use arrow::ipc::reader::FileReader;
-use arrow::ipc::writer::FileWriter;
 use arrow::record_batch::RecordBatch;
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt, stream};
@@ -42,14 +40,16 @@ use crate::infer::{SchemaInference, conform};
 use crate::sandbox::{self, SANDBOX_PASSWORD, SANDBOX_USERNAME, SandboxOptions};
 use crate::settings::manual::ManualJob;
 use crate::settings::{Api, ExportJob, ExportSettings};
-use crate::sink::{CommitSummary, Destination, ManifestInfo, ReportWriter, StagedReport};
+use crate::sink::{
+    CommitSummary, Destination, FileNumbers, ManifestInfo, ReportWriter, StagedReport,
+};
 use crate::source::auth::Credentials;
 use crate::source::client::{ApiClient, Connection, Fetched};
 use crate::source::endpoint::{self, Endpoint};
 use crate::source::extract::extract_page;
 use crate::source::for_each_page;
-use crate::source::paginate::PageEnd;
 use crate::source::readahead::process_pages;
+use crate::spool::{self, Router, Segment};
 use crate::transform::Transforms;
 
 /// What an export did.
@@ -276,7 +276,7 @@ async fn run_export(
         }
     };
     let (spooled, staged, schema) = prepared;
-    let pages = spooled.iter().map(|r| r.pages.len() as u64).sum();
+    let pages = spooled.iter().map(|r| r.page_count).sum();
     let json_bytes = spooled.iter().map(|r| r.json_bytes).sum();
     let reports = commit_all(settings, staged, &spooled, &schema).await?;
     Ok(ExportSummary {
@@ -311,9 +311,15 @@ async fn prepare(
             job.transforms.clone(),
         ),
     };
+    let spool = SpoolTo {
+        dir: spool.to_path_buf(),
+        router: Router::new(raw_partition_columns(&settings.partition_by, &transforms)),
+        partition_by: settings.partition_by.clone(),
+        max_partitions: settings.max_partitions,
+    };
     let transforms = Arc::new(transforms);
     let spooled: Vec<SpooledReport> = stream::iter(sources)
-        .map(|source| spool_report(&session.client, source, &transforms, Some(spool), cancel))
+        .map(|source| spool_report(&session.client, source, &transforms, Some(&spool), cancel))
         .buffered(settings.concurrency)
         .try_collect()
         .await?;
@@ -368,19 +374,36 @@ struct Shape {
     schema: SchemaRef,
 }
 
+/// The inferred columns whose values route rows to partition buckets: the partition columns
+/// as they are named before the transforms (a column the transforms add holds one value, so it
+/// routes nothing).
+fn raw_partition_columns(partition_by: &[String], transforms: &Transforms) -> Vec<String> {
+    partition_by
+        .iter()
+        .filter_map(|name| transforms.source_of(name))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Where and how phase 1 spools pages.
+struct SpoolTo {
+    dir: PathBuf,
+    router: Router,
+    /// The partition columns (for the message when there are too many partitions).
+    partition_by: Vec<String>,
+    max_partitions: usize,
+}
+
 /// A report whose pages are decoded and spooled.
 struct SpooledReport {
     key: String,
     source_url: String,
-    pages: Vec<SpooledPage>,
+    /// Pages fetched, with or without rows.
+    page_count: u64,
+    /// The spooled pages that had rows, in page order.
+    pages: Vec<spool::SpooledPage>,
     inference: SchemaInference,
     json_bytes: u64,
-}
-
-/// One page's raw batch in the spool (no file when the page had no rows).
-struct SpooledPage {
-    file: Option<PathBuf>,
-    rows: usize,
 }
 
 /// Pages of one report being processed at once: bounds memory to a few pages while keeping
@@ -390,42 +413,48 @@ const PAGES_IN_FLIGHT: usize = 3;
 /// One page after decoding: its batch (for the kinds), its spool file, its size.
 struct DecodedPage {
     raw: RawBatch,
-    file: Option<PathBuf>,
+    spooled: Option<spool::SpooledPage>,
     json_bytes: u64,
 }
 
-/// Phase 1 for one report. With no spool folder, pages are decoded and dropped (schema only).
+/// Phase 1 for one report. With no spool, pages are decoded and dropped (schema only).
 async fn spool_report(
     client: &ApiClient,
     source: Source,
     transforms: &Arc<Transforms>,
-    spool: Option<&Path>,
+    spool: Option<&SpoolTo>,
     cancel: &Cancel,
 ) -> Result<SpooledReport> {
     let mut inference = SchemaInference::new();
     let mut pages = Vec::new();
+    let mut page_count = 0;
     let mut json_bytes = 0;
-    let spool = spool.map(Path::to_path_buf);
+    let mut partitions = HashSet::new();
     let slot = fastrand::u64(..);
     let cancel = cancel.clone();
     let endpoint = source.endpoint.clone();
     let transforms = transforms.clone();
+    let to = spool.map(|s| (s.dir.clone(), s.router.clone()));
     let process = move |page: Fetched, at: &PageLocation| {
         cancel.check()?;
-        let file = spool
-            .as_ref()
-            .map(|dir| dir.join(format!("{slot:016x}-{:06}.arrow", at.page)));
-        let (raw, end) = decode_page(&endpoint, &page, at, file.as_deref())?;
+        let (raw, end) = DECODER
+            .with_borrow_mut(|decoder| endpoint::decode_page(&endpoint, &page, at, decoder))?;
         transforms.check(&raw.batch).map_err(|source| Error::Row {
             at: at.clone(),
             source,
         })?;
-        let file = file.filter(|_| raw.batch.num_rows() > 0);
+        let spooled = match &to {
+            Some((dir, router)) if raw.batch.num_rows() > 0 => {
+                let file = dir.join(format!("{slot:016x}-{:06}.arrow", at.page));
+                Some(spool::write_page(&file, &raw.batch, router)?)
+            }
+            _ => None,
+        };
         let json_bytes = page.body.len() as u64;
         Ok((
             DecodedPage {
                 raw,
-                file,
+                spooled,
                 json_bytes,
             },
             end,
@@ -434,16 +463,20 @@ async fn spool_report(
     let consume = |page: DecodedPage, at: &PageLocation| {
         inference.observe(&page.raw, at.page);
         json_bytes += page.json_bytes;
+        page_count += 1;
         crate::progress::page(page.raw.batch.num_rows() as u64, page.json_bytes);
-        pages.push(SpooledPage {
-            rows: page.raw.batch.num_rows(),
-            file: page.file,
-        });
+        if let (Some(spooled), Some(spool)) = (page.spooled, spool) {
+            if !spool.partition_by.is_empty() {
+                partitions.extend(spooled.keys.iter().copied());
+                check_partition_count(spool, partitions.len(), &source.key, at)?;
+            }
+            pages.push(spooled);
+        }
         Ok(())
     };
     let discard = |page: DecodedPage| {
-        if let Some(file) = page.file {
-            let _ = std::fs::remove_file(file);
+        if let Some(spooled) = page.spooled {
+            let _ = std::fs::remove_file(spooled.file);
         }
     };
     process_pages(
@@ -455,13 +488,36 @@ async fn spool_report(
         discard,
     )
     .await?;
-    tracing::info!(report = %source.key, pages = pages.len(), json_bytes, "fetched");
+    tracing::info!(report = %source.key, pages = page_count, json_bytes, partitions = partitions.len(), "fetched");
     Ok(SpooledReport {
         key: source.key,
         source_url: redact_url(&source.endpoint.url),
+        page_count,
         pages,
         inference,
         json_bytes,
+    })
+}
+
+/// More distinct partitions than `--max-partitions` is refused while the pages are read,
+/// before anything is encoded: each partition is a file (and an open encoder while its
+/// bucket is written).
+fn check_partition_count(
+    spool: &SpoolTo,
+    count: usize,
+    report: &str,
+    at: &PageLocation,
+) -> Result<()> {
+    if count <= spool.max_partitions {
+        return Ok(());
+    }
+    Err(Error::Partition {
+        column: spool.partition_by.join(","),
+        reason: format!(
+            "report {report:?} has more than {} distinct partitions by page {} ({count} so far); \
+             raise --max-partitions (jobs file: max_partitions) or partition by fewer columns",
+            spool.max_partitions, at.page
+        ),
     })
 }
 
@@ -470,43 +526,11 @@ thread_local! {
     static DECODER: RefCell<RowDecoder> = RefCell::new(RowDecoder::new());
 }
 
-/// Decodes one page and spools its rows; returns the batch and how the page ends.
-fn decode_page(
-    endpoint: &Endpoint,
-    page: &Fetched,
-    at: &PageLocation,
-    spool: Option<&Path>,
-) -> Result<(RawBatch, PageEnd)> {
-    let (raw, next) =
-        DECODER.with_borrow_mut(|decoder| endpoint::decode_page(endpoint, page, at, decoder))?;
-    if let Some(path) = spool
-        && raw.batch.num_rows() > 0
-    {
-        write_spool(path, &raw.batch)?;
-    }
-    Ok((raw, next))
-}
-
-fn write_spool(path: &Path, batch: &RecordBatch) -> Result<()> {
-    let file = File::create(path).map_err(|e| Error::io(path.display(), e))?;
-    let mut writer = FileWriter::try_new(BufWriter::new(file), &batch.schema())
-        .map_err(|e| Error::arrow("spool write", e))?;
-    writer
-        .write(batch)
-        .map_err(|e| Error::arrow("spool write", e))?;
-    writer.finish().map_err(|e| Error::arrow("spool write", e))
-}
-
-fn read_spool(path: &Path) -> Result<Vec<RecordBatch>> {
-    let file = File::open(path).map_err(|e| Error::io(path.display(), e))?;
-    let reader = FileReader::try_new(BufReader::new(file), None)
-        .map_err(|e| Error::arrow("spool read", e))?;
-    reader
-        .collect::<std::result::Result<Vec<_>, _>>()
-        .map_err(|e| Error::arrow("spool read", e))
-}
-
-/// Phase 2: stages every report; on any failure discards what was staged.
+/// Phase 2: stages every report on one writer thread per core, each taking the next bucket of
+/// rows (a few partitions, written whole) until none is left; on any failure discards what was
+/// staged. Memory is one budget for all of them: each worker gathers at most
+/// [`GATHER_BYTES`] of rows before a write and keeps `memory_budget_bytes / workers` of
+/// encoded row groups.
 async fn stage_all(
     settings: &ExportSettings,
     spooled: &[SpooledReport],
@@ -514,126 +538,206 @@ async fn stage_all(
     run_id: &str,
     cancel: &Cancel,
 ) -> Result<Vec<StagedReport>> {
-    // Reports staged at once share the encoder budget.
-    let at_once = settings.concurrency.min(spooled.len()).max(1);
-    let results: Vec<Result<StagedReport>> = stream::iter(spooled)
-        .map(|report| stage_report(settings, report, shape, run_id, at_once, cancel))
-        .buffered(at_once)
-        .collect()
-        .await;
-    let mut staged = Vec::new();
-    let mut failure = None;
-    for result in results {
-        match result {
-            Ok(report) => staged.push(report),
-            Err(e) => failure = failure.or(Some(e)),
-        }
-    }
-    if let Some(e) = failure {
-        for report in staged {
-            report.discard(&settings.destination).await;
-        }
-        return Err(e);
-    }
-    Ok(staged)
-}
-
-/// Reports smaller than this are encoded by one writer, so each partition gets one file.
-const PARALLEL_WRITE_MIN_ROWS: usize = 100_000;
-
-/// Stages one report. A large report is cut into contiguous runs of pages of about equal rows,
-/// one per core, each encoded by its own writer on its own blocking thread. Contiguous runs keep
-/// partitions apart when pages come sorted by the partition column (reports by day do): then a
-/// partition gets one file, or two where a run boundary falls inside it.
-async fn stage_report(
-    settings: &ExportSettings,
-    report: &SpooledReport,
-    shape: &Shape,
-    run_id: &str,
-    at_once: usize,
-    cancel: &Cancel,
-) -> Result<StagedReport> {
-    let schema = &shape.schema;
-    let runs = page_runs(&report.pages, write_shards());
-    let shards = runs.len();
+    let workers = write_workers();
     let mut options = settings.write.clone();
-    // The budget is for the whole export: the reports staged at once and their shards share it.
-    options.memory_budget_bytes = (options.memory_budget_bytes / (shards * at_once)).max(1);
-    let tasks: Vec<_> = runs
-        .into_iter()
-        .enumerate()
-        .map(|(shard, files)| {
-            let job = StageJob {
+    options.memory_budget_bytes = (options.memory_budget_bytes / workers).max(1);
+    let partition_by = if shape.schema.fields().is_empty() {
+        Vec::new()
+    } else {
+        settings.partition_by.clone()
+    };
+    let mut queue = VecDeque::new();
+    for (index, report) in spooled.iter().enumerate() {
+        let numbers = FileNumbers::default();
+        for segments in report_tasks(report, !settings.partition_by.is_empty(), workers) {
+            queue.push_back(StageJob {
+                report: index,
                 destination: settings.destination.clone(),
                 key: report.key.clone(),
                 run_id: run_id.to_string(),
                 inferred: shape.inferred.clone(),
                 transforms: shape.transforms.clone(),
-                schema: schema.clone(),
-                partition_by: if schema.fields().is_empty() {
-                    Vec::new()
-                } else {
-                    settings.partition_by.clone()
-                },
+                schema: shape.schema.clone(),
+                partition_by: partition_by.clone(),
                 options: options.clone(),
-                shard: (shard as u32, shards as u32),
-                files,
+                numbers: numbers.clone(),
+                segments,
                 cancel: cancel.clone(),
-            };
-            tokio::task::spawn_blocking(move || job.run())
+            });
+        }
+    }
+    let queue = Arc::new(Mutex::new(queue));
+    let failure: Arc<Mutex<Option<Error>>> = Arc::default();
+    let threads: Vec<_> = (0..workers.min(queue_len(&queue)).max(1))
+        .map(|_| {
+            let (queue, failure, cancel) = (queue.clone(), failure.clone(), cancel.clone());
+            tokio::task::spawn_blocking(move || work_queue(&queue, &failure, &cancel))
         })
         .collect();
-    let mut staged = Vec::new();
-    let mut failure = None;
-    for task in tasks {
-        match task.await {
-            Ok(Ok(part)) => staged.push(part),
-            Ok(Err(e)) => failure = failure.or(Some(e)),
+    let mut parts: Vec<Vec<StagedReport>> = spooled.iter().map(|_| Vec::new()).collect();
+    for thread in threads {
+        match thread.await {
+            Ok(done) => {
+                for (report, part) in done {
+                    parts[report].push(part);
+                }
+            }
             Err(e) => {
-                failure = failure.or(Some(Error::Internal(format!("writer task failed: {e}"))))
+                let mut failure = failure.lock().unwrap_or_else(|p| p.into_inner());
+                failure.get_or_insert(Error::Internal(format!("writer task failed: {e}")));
             }
         }
     }
+    let failure = failure.lock().unwrap_or_else(|p| p.into_inner()).take();
     if let Some(e) = failure {
-        for part in staged {
+        for part in parts.into_iter().flatten() {
             part.discard(&settings.destination).await;
         }
         return Err(e);
     }
-    StagedReport::merge(staged).ok_or_else(|| Error::Internal("no writer ran".into()))
+    parts
+        .into_iter()
+        .map(|parts| {
+            StagedReport::merge(parts).ok_or_else(|| Error::Internal("no writer ran".into()))
+        })
+        .collect()
 }
 
-/// Spool files cut into at most `shards` contiguous runs of about equal rows (one run for a
-/// small report, and always at least one run).
-fn page_runs(pages: &[SpooledPage], shards: usize) -> Vec<Vec<PathBuf>> {
-    let total: usize = pages.iter().map(|p| p.rows).sum();
-    let shards = if total < PARALLEL_WRITE_MIN_ROWS {
-        1
-    } else {
-        shards.max(1)
-    };
-    let mut runs = vec![Vec::new(); shards];
-    let mut seen = 0;
-    for page in pages {
-        if let Some(file) = &page.file {
-            runs[(seen * shards / total.max(1)).min(shards - 1)].push(file.clone());
+fn queue_len(queue: &Mutex<VecDeque<StageJob>>) -> usize {
+    queue.lock().map_or(0, |q| q.len())
+}
+
+/// One writer thread: runs jobs from `queue` until it is empty or a job failed (the first
+/// failure is kept in `failure`, and the export's `cancel` stops the other threads).
+fn work_queue(
+    queue: &Mutex<VecDeque<StageJob>>,
+    failure: &Mutex<Option<Error>>,
+    cancel: &Cancel,
+) -> Vec<(usize, StagedReport)> {
+    let mut done = Vec::new();
+    loop {
+        let job = queue.lock().ok().and_then(|mut q| q.pop_front());
+        let Some(job) = job else { break };
+        let _slot = WRITE_SLOTS.acquire();
+        if cancel.is_cancelled() {
+            break;
         }
-        seen += page.rows;
+        let report = job.report;
+        match job.run() {
+            Ok(part) => done.push((report, part)),
+            Err(e) => {
+                let mut failure = failure.lock().unwrap_or_else(|p| p.into_inner());
+                if failure.is_none() && !cancel.is_cancelled() {
+                    *failure = Some(e);
+                }
+                cancel.cancel();
+                break;
+            }
+        }
     }
-    runs.retain(|run| !run.is_empty());
-    if runs.is_empty() {
-        runs.push(Vec::new());
-    }
-    runs
+    done
 }
 
-/// Parallel Parquet writers per report: one per core.
-fn write_shards() -> usize {
+/// Writer threads at work at once in the whole process, however many exports run (`run`
+/// with a concurrency above 1): one per core, so the encoding memory is one budget.
+static WRITE_SLOTS: Slots = Slots::new();
+
+/// A counting semaphore for blocking threads.
+struct Slots {
+    used: Mutex<usize>,
+    freed: Condvar,
+}
+
+impl Slots {
+    const fn new() -> Self {
+        Self {
+            used: Mutex::new(0),
+            freed: Condvar::new(),
+        }
+    }
+
+    /// Waits until fewer than [`write_workers`] slots are taken, then takes one until the
+    /// guard is dropped.
+    fn acquire(&self) -> SlotGuard<'_> {
+        let mut used = self.used.lock().unwrap_or_else(|p| p.into_inner());
+        while *used >= write_workers() {
+            used = self.freed.wait(used).unwrap_or_else(|p| p.into_inner());
+        }
+        *used += 1;
+        SlotGuard(self)
+    }
+}
+
+struct SlotGuard<'a>(&'a Slots);
+
+impl Drop for SlotGuard<'_> {
+    fn drop(&mut self) {
+        *self.0.used.lock().unwrap_or_else(|p| p.into_inner()) -= 1;
+        self.0.freed.notify_one();
+    }
+}
+
+/// Reports smaller than this are encoded by one writer when unpartitioned, so they get one file.
+const PARALLEL_WRITE_MIN_ROWS: usize = 100_000;
+
+/// The jobs of one report, each a list of spooled segments: one per bucket when partitioned
+/// (a partition lives in one bucket, so it gets one file); when not, contiguous runs of pages
+/// of about equal rows, one per core for a large report. Always at least one job, so that a
+/// report without rows is staged (and committed) too.
+fn report_tasks(
+    report: &SpooledReport,
+    partitioned: bool,
+    workers: usize,
+) -> Vec<Vec<(PathBuf, Segment)>> {
+    let segments = report
+        .pages
+        .iter()
+        .flat_map(|page| page.segments.iter().map(|s| (page.file.clone(), s.clone())));
+    let mut tasks: Vec<Vec<(PathBuf, Segment)>> = if partitioned {
+        let mut buckets: BTreeMap<u32, Vec<_>> = BTreeMap::new();
+        for (file, segment) in segments {
+            buckets
+                .entry(segment.bucket)
+                .or_default()
+                .push((file, segment));
+        }
+        buckets.into_values().collect()
+    } else {
+        let total: usize = report.pages.iter().map(|p| p.rows).sum();
+        let runs = if total < PARALLEL_WRITE_MIN_ROWS {
+            1
+        } else {
+            workers.max(1)
+        };
+        let mut tasks = vec![Vec::new(); runs];
+        let mut seen = 0;
+        for (file, segment) in segments {
+            let rows = segment.rows;
+            tasks[(seen * runs / total.max(1)).min(runs - 1)].push((file, segment));
+            seen += rows;
+        }
+        tasks.retain(|task| !task.is_empty());
+        tasks
+    };
+    if tasks.is_empty() {
+        tasks.push(Vec::new());
+    }
+    tasks
+}
+
+/// Parquet writer threads: one per core.
+fn write_workers() -> usize {
     std::thread::available_parallelism().map_or(1, usize::from)
 }
 
-/// Everything a blocking thread needs to stage one run of pages of one report.
+/// Rows a writer thread gathers (in Arrow memory) before it conforms and writes them: large
+/// enough that a partition of a bucket is written in few, large slices.
+const GATHER_BYTES: usize = 16 * 1024 * 1024;
+
+/// Everything a writer thread needs to stage one bucket (or run of pages) of one report.
 struct StageJob {
+    /// Index of the report in the export.
+    report: usize,
     destination: Destination,
     key: String,
     run_id: String,
@@ -644,9 +748,9 @@ struct StageJob {
     schema: SchemaRef,
     partition_by: Vec<String>,
     options: crate::sink::WriteOptions,
-    shard: (u32, u32),
-    files: Vec<PathBuf>,
-    /// Checked before each spooled page; when raised, the writer is aborted.
+    numbers: FileNumbers,
+    segments: Vec<(PathBuf, Segment)>,
+    /// Checked before each spooled segment; when raised, the writer is aborted.
     cancel: Cancel,
 }
 
@@ -660,25 +764,56 @@ impl StageJob {
             &self.partition_by,
             self.options.clone(),
         )?
-        .with_shard(self.shard.0, self.shard.1);
-        for file in &self.files {
-            let written = self
-                .cancel
-                .check()
-                .and_then(|()| read_spool(file))
-                .and_then(|batches| {
-                    batches.iter().try_for_each(|batch| {
-                        let conformed = conform(batch, &self.inferred)?;
-                        writer.write(&self.transforms.apply(&conformed, &self.schema)?)
-                    })
-                });
-            let _ = std::fs::remove_file(file);
-            if let Err(e) = written {
+        .with_file_numbers(self.numbers.clone());
+        match self.write_segments(&mut writer) {
+            Ok(()) => writer.finish(),
+            Err(e) => {
                 writer.abort();
-                return Err(e);
+                Err(e)
             }
         }
-        writer.finish()
+    }
+
+    /// Reads the segments in order, gathering up to [`GATHER_BYTES`] before each write; the
+    /// last write closes the files of the partitions it holds.
+    fn write_segments(&self, writer: &mut ReportWriter) -> Result<()> {
+        let mut gathered = Vec::new();
+        let mut bytes = 0;
+        for (file, segment) in &self.segments {
+            self.cancel.check()?;
+            // The IPC bytes are about the rows' Arrow size (a batch read back shares one
+            // buffer among its columns, so its own memory size counts that buffer per column).
+            gathered.extend(spool::read_segment(file, segment)?);
+            bytes += segment.len() as usize;
+            if bytes >= GATHER_BYTES {
+                writer.write(&self.shape(std::mem::take(&mut gathered))?)?;
+                bytes = 0;
+            }
+        }
+        if !gathered.is_empty() {
+            writer.write_last(&self.shape(gathered)?)?;
+        }
+        Ok(())
+    }
+
+    /// Raw spooled batches as one batch of the written schema: each run of batches with one
+    /// raw schema (pages usually share it) is concatenated, conformed and transformed at once.
+    fn shape(&self, raw: Vec<RecordBatch>) -> Result<RecordBatch> {
+        let mut shaped = Vec::new();
+        for run in raw.chunk_by(|a, b| a.schema() == b.schema()) {
+            let batch = match run {
+                [one] => one.clone(),
+                _ => concat_batches(&run[0].schema(), run)
+                    .map_err(|e| Error::arrow("gathering spooled rows", e))?,
+            };
+            let conformed = conform(&batch, &self.inferred)?;
+            shaped.push(self.transforms.apply(&conformed, &self.schema)?);
+        }
+        match shaped.as_slice() {
+            [one] => Ok(one.clone()),
+            _ => concat_batches(&self.schema, &shaped)
+                .map_err(|e| Error::arrow("gathering spooled rows", e)),
+        }
     }
 }
 
@@ -698,7 +833,7 @@ async fn commit_all(
             source_url: report.source_url.clone(),
             schema: schema.clone(),
             partition_by: settings.partition_by.clone(),
-            compression: settings.compression.clone(),
+            compression: settings.write.compression.to_string(),
         };
         match staged.commit(&settings.destination, manifest).await {
             Ok(summary) => summaries.push(summary),
@@ -779,19 +914,41 @@ pub async fn start_sandbox(options: SandboxOptions) -> Result<(Connection, onesh
 mod tests {
     use super::*;
 
-    fn pages(rows: &[usize]) -> Vec<SpooledPage> {
-        rows.iter()
+    /// A report whose pages have `rows[i]` rows, spread over the given buckets.
+    fn report(rows: &[usize], buckets: &[&[u32]]) -> SpooledReport {
+        let pages = rows
+            .iter()
+            .zip(buckets)
             .enumerate()
-            .map(|(i, &rows)| SpooledPage {
-                file: (rows > 0).then(|| PathBuf::from(format!("p{i}"))),
+            .filter(|(_, (rows, _))| **rows > 0)
+            .map(|(i, (&rows, buckets))| spool::SpooledPage {
+                file: PathBuf::from(format!("p{i}")),
                 rows,
+                segments: buckets
+                    .iter()
+                    .map(|&bucket| Segment::for_test(bucket, rows / buckets.len()))
+                    .collect(),
+                keys: Vec::new(),
             })
-            .collect()
+            .collect();
+        SpooledReport {
+            key: "r".into(),
+            source_url: String::new(),
+            page_count: rows.len() as u64,
+            pages,
+            inference: SchemaInference::new(),
+            json_bytes: 0,
+        }
     }
 
-    fn names(runs: &[Vec<PathBuf>]) -> Vec<Vec<String>> {
-        runs.iter()
-            .map(|run| run.iter().map(|p| p.display().to_string()).collect())
+    fn names(tasks: &[Vec<(PathBuf, Segment)>]) -> Vec<Vec<String>> {
+        tasks
+            .iter()
+            .map(|task| {
+                task.iter()
+                    .map(|(file, s)| format!("{}:{}", file.display(), s.bucket))
+                    .collect()
+            })
             .collect()
     }
 
@@ -817,16 +974,34 @@ mod tests {
     }
 
     #[test]
-    fn a_small_report_is_one_run() {
-        assert_eq!(names(&page_runs(&pages(&[10, 0, 20]), 2)), [["p0", "p2"]]);
-        assert_eq!(names(&page_runs(&pages(&[]), 2)), [Vec::<String>::new()]);
+    fn a_small_unpartitioned_report_is_one_job() {
+        let tasks = report_tasks(&report(&[10, 0, 20], &[&[0], &[], &[0]]), false, 2);
+        assert_eq!(names(&tasks), [["p0:0", "p2:0"]]);
+        let tasks = report_tasks(&report(&[], &[]), false, 2);
+        assert_eq!(names(&tasks), [Vec::<String>::new()]);
     }
 
     #[test]
-    fn a_large_report_is_cut_into_contiguous_runs_of_equal_rows() {
-        let runs = page_runs(&pages(&[50_000, 50_000, 50_000, 50_000]), 2);
-        assert_eq!(names(&runs), [["p0", "p1"], ["p2", "p3"]]);
-        let runs = page_runs(&pages(&[150_000, 10, 10]), 2);
-        assert_eq!(names(&runs), [vec!["p0"], vec!["p1", "p2"]]);
+    fn a_large_unpartitioned_report_is_cut_into_contiguous_runs_of_equal_rows() {
+        let one = &[0u32][..];
+        let tasks = report_tasks(&report(&[50_000; 4], &[one; 4]), false, 2);
+        assert_eq!(names(&tasks), [["p0:0", "p1:0"], ["p2:0", "p3:0"]]);
+        let tasks = report_tasks(&report(&[150_000, 10, 10], &[one; 3]), false, 2);
+        assert_eq!(names(&tasks), [vec!["p0:0"], vec!["p1:0", "p2:0"]]);
+    }
+
+    #[test]
+    fn a_partitioned_report_is_one_job_per_bucket_with_pages_in_order() {
+        let tasks = report_tasks(&report(&[4, 2, 6], &[&[3, 7], &[7], &[0, 3, 7]]), true, 2);
+        assert_eq!(
+            names(&tasks),
+            [
+                vec!["p2:0"],
+                vec!["p0:3", "p2:3"],
+                vec!["p0:7", "p1:7", "p2:7"]
+            ]
+        );
+        let tasks = report_tasks(&report(&[], &[]), true, 2);
+        assert_eq!(names(&tasks), [Vec::<String>::new()]);
     }
 }

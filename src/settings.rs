@@ -6,12 +6,11 @@ use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use parquet::basic::{Compression, GzipLevel, ZstdLevel};
 use reqwest::Url;
 
 use crate::cli::{
-    Cli, Command, CompressionArg, ConnectionArgs, ExportTarget, LastLinkArg, LinkStyleArg,
-    OutputArgs, SandboxArgs, SchemaTarget,
+    Cli, Command, ConnectionArgs, ExportTarget, LastLinkArg, LinkStyleArg, OutputArgs, SandboxArgs,
+    SchemaTarget,
 };
 use crate::error::{Error, Result};
 use crate::sandbox::{Faults, LastLink, LinkStyle, SandboxData, SandboxOptions};
@@ -73,8 +72,8 @@ pub struct ExportSettings {
     pub destination: Destination,
     pub partition_by: Vec<String>,
     pub write: WriteOptions,
-    /// Codec name for the manifest.
-    pub compression: String,
+    /// Most distinct partitions an export may have.
+    pub max_partitions: usize,
     /// Reports exported at once.
     pub concurrency: usize,
 }
@@ -127,7 +126,6 @@ impl Settings {
 
 fn export_settings(api: Api, job: ExportJob, output: OutputArgs) -> Result<ExportSettings> {
     let partition_by = partition_columns(&output.partition_by)?;
-    let (codec, compression) = compression(output.compression);
     let destination = Destination::open(&output.out)?;
     Ok(ExportSettings {
         api,
@@ -135,10 +133,10 @@ fn export_settings(api: Api, job: ExportJob, output: OutputArgs) -> Result<Expor
         destination,
         partition_by,
         write: WriteOptions {
-            compression: codec,
+            compression: output.compression,
             ..WriteOptions::default()
         },
-        compression: compression.to_string(),
+        max_partitions: output.max_partitions,
         concurrency: usize::from(output.concurrency),
     })
 }
@@ -250,16 +248,6 @@ pub(crate) fn partition_columns(columns: &[String]) -> Result<Vec<String>> {
         out.push(column.to_string());
     }
     Ok(out)
-}
-
-pub(crate) fn compression(arg: CompressionArg) -> (Compression, &'static str) {
-    match arg {
-        CompressionArg::Zstd => (Compression::ZSTD(ZstdLevel::default()), "zstd"),
-        CompressionArg::Snappy => (Compression::SNAPPY, "snappy"),
-        CompressionArg::Gzip => (Compression::GZIP(GzipLevel::default()), "gzip"),
-        CompressionArg::Lz4 => (Compression::LZ4_RAW, "lz4"),
-        CompressionArg::None => (Compression::UNCOMPRESSED, "none"),
-    }
 }
 
 fn sandbox_settings(args: SandboxArgs) -> Result<Settings> {

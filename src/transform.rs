@@ -214,6 +214,20 @@ impl Transforms {
             .collect()
     }
 
+    /// The inferred column that output column `name` comes from: `name` before `--rename`,
+    /// or `None` for a column `--add-column` adds.
+    pub fn source_of<'a>(&'a self, name: &'a str) -> Option<&'a str> {
+        if self.add.iter().any(|(added, _)| added == name) {
+            return None;
+        }
+        Some(
+            self.rename
+                .iter()
+                .find(|(_, new)| new == name)
+                .map_or(name, |(old, _)| old.as_str()),
+        )
+    }
+
     fn renamed<'a>(&'a self, name: &'a str) -> &'a str {
         self.rename
             .iter()

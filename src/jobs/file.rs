@@ -10,17 +10,18 @@ mod endpoint;
 
 use std::ops::Range;
 use std::path::{Path, PathBuf};
+use std::str::FromStr;
 use std::time::Duration;
 
-use clap::ValueEnum;
 use serde::Deserialize;
 use serde::de::IgnoredAny;
 use serde_json::{Map, Value};
 use toml::Spanned;
 
-use crate::cli::CompressionArg;
+use crate::cli::DEFAULT_MAX_PARTITIONS;
 use crate::error::{Error, Result};
 use crate::settings::manual::ManualJob;
+use crate::sink::Codec;
 
 /// How long a submitted report is waited for when the job does not say.
 const DEFAULT_WAIT_TIMEOUT: Duration = Duration::from_secs(3600);
@@ -66,7 +67,8 @@ pub struct JobSpec {
     /// Destination as `--out` takes it.
     pub out: String,
     pub partition_by: Vec<String>,
-    pub compression: CompressionArg,
+    pub compression: Codec,
+    pub max_partitions: usize,
 }
 
 /// What a job exports.
@@ -152,6 +154,7 @@ struct RawJob {
     out: Option<Spanned<String>>,
     partition_by: Option<Spanned<Vec<String>>>,
     compression: Option<Spanned<String>>,
+    max_partitions: Option<Spanned<i64>>,
     // kind = "endpoint": the flags of `export url`, in snake_case (see `endpoint`).
     url: Option<Spanned<String>>,
     method: Option<Spanned<String>>,
@@ -426,16 +429,15 @@ fn job(at: &Locator, raw: RawJob, span: Range<usize>, env: Env) -> Result<JobSpe
         None => Vec::new(),
     };
     let compression = match raw.compression {
-        Some(codec) => CompressionArg::from_str(codec.get_ref(), true).map_err(|_| {
-            fail(
-                codec.span(),
-                format!(
-                    "unknown compression {:?}: expected zstd, snappy, gzip, lz4 or none",
-                    codec.get_ref()
-                ),
-            )
-        })?,
-        None => CompressionArg::Zstd,
+        Some(codec) => Codec::from_str(codec.get_ref()).map_err(|e| fail(codec.span(), e))?,
+        None => Codec::default(),
+    };
+    let max_partitions = match raw.max_partitions {
+        Some(n) => usize::try_from(*n.get_ref())
+            .ok()
+            .filter(|n| *n > 0)
+            .ok_or_else(|| fail(n.span(), "max_partitions must be a positive number".into()))?,
+        None => DEFAULT_MAX_PARTITIONS,
     };
     Ok(JobSpec {
         name: name_text,
@@ -443,6 +445,7 @@ fn job(at: &Locator, raw: RawJob, span: Range<usize>, env: Env) -> Result<JobSpe
         out: out.into_inner(),
         partition_by,
         compression,
+        max_partitions,
     })
 }
 
@@ -518,8 +521,8 @@ out = "out/fresh"
             JobKind::Reports(vec!["a".into(), "b".into()])
         );
         assert_eq!(file.jobs[0].partition_by, ["date"]);
-        assert_eq!(file.jobs[0].compression, CompressionArg::Snappy);
-        assert_eq!(file.jobs[1].compression, CompressionArg::Zstd);
+        assert_eq!(file.jobs[0].compression.to_string(), "snappy");
+        assert_eq!(file.jobs[1].compression.to_string(), "zstd(3)");
         let JobKind::NewReports(filter) = &file.jobs[1].kind else {
             panic!("not new-reports")
         };

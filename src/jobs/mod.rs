@@ -397,17 +397,16 @@ impl Context<'_> {
                 ExportJob::CompletedReports(vec![id])
             }
         };
-        let (codec, compression) = crate::settings::compression(job.spec.compression);
         let settings = ExportSettings {
             api: self.api.clone(),
             job: export_job,
             destination: job.destination.clone(),
             partition_by: job.spec.partition_by.clone(),
             write: WriteOptions {
-                compression: codec,
+                compression: job.spec.compression,
                 ..WriteOptions::default()
             },
-            compression: compression.to_string(),
+            max_partitions: job.spec.max_partitions,
             concurrency: 1,
         };
         let _slot = slots

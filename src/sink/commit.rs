@@ -89,7 +89,7 @@ impl StagedReport {
     }
 
     /// Combines the staged files of parallel shards of one report and run (see
-    /// [`super::ReportWriter::with_shard`]) into one report to commit.
+    /// [`super::ReportWriter::with_file_numbers`]) into one report to commit.
     pub fn merge(parts: Vec<StagedReport>) -> Option<StagedReport> {
         let mut parts = parts.into_iter();
         let first = parts.next()?;

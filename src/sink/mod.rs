@@ -12,6 +12,7 @@
 //! not depend on the store. This module does not fetch, decode or infer anything, and it does
 //! not decide the schema: it writes the schema it is given.
 
+mod codec;
 mod commit;
 mod layout;
 pub mod partition;
@@ -32,9 +33,10 @@ use object_store::{ObjectStore, ObjectStoreExt};
 
 use crate::error::{Error, Result};
 
+pub use codec::Codec;
 pub use commit::{CommitSummary, ManifestInfo, StagedFile, StagedReport};
 pub use layout::MANIFEST_DIR;
-pub use writer::{ReportWriter, WriteOptions};
+pub use writer::{FileNumbers, ReportWriter, WriteOptions};
 
 /// Multipart part size for remote stores: S3 refuses smaller parts (except the last).
 const REMOTE_PART_BYTES: usize = 5 * 1024 * 1024;

@@ -13,23 +13,23 @@
 //! at most one unfinished upload part and [`MAX_PARTS_IN_FLIGHT`] parts being uploaded (1 MiB
 //! parts locally, 5 MiB on other stores). No file is ever built whole in memory.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::{self, Write};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
-use arrow::array::RecordBatch;
-use arrow::datatypes::{FieldRef, SchemaRef};
+use arrow::array::{Array, AsArray, RecordBatch};
+use arrow::datatypes::{DataType, FieldRef, SchemaRef};
 use object_store::path::Path;
 use object_store::{ObjectStoreExt, WriteMultipart};
 use parquet::arrow::{ArrowSchemaConverter, ArrowWriter};
-use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
+use parquet::schema::types::ColumnPath;
 use tokio::runtime::Handle;
 
-use super::Destination;
 use super::commit::{StagedFile, StagedReport};
 use super::layout::ReportNames;
 use super::partition::Partitioner;
+use super::{Codec, Destination};
 use crate::error::{Error, Result};
 
 /// Upload parts of one file that may be in flight before a write waits.
@@ -39,7 +39,7 @@ pub const MAX_PARTS_IN_FLIGHT: usize = 2;
 #[derive(Debug, Clone)]
 pub struct WriteOptions {
     /// Compression codec of every column.
-    pub compression: Compression,
+    pub compression: Codec,
     /// Most rows in one row group.
     pub max_row_group_rows: usize,
     /// Estimated encoded bytes at which a row group is flushed.
@@ -56,7 +56,7 @@ impl Default for WriteOptions {
     /// memory flat however large the report; many open partitions mean smaller row groups).
     fn default() -> Self {
         Self {
-            compression: Compression::ZSTD(ZstdLevel::try_new(3).expect("3 is a valid zstd level")),
+            compression: Codec::default(),
             max_row_group_rows: 1_048_576,
             max_row_group_bytes: 64 * 1024 * 1024,
             max_file_bytes: 256 * 1024 * 1024,
@@ -83,7 +83,7 @@ impl WriteOptions {
 
     fn writer_properties(&self) -> WriterProperties {
         WriterProperties::builder()
-            .set_compression(self.compression)
+            .set_compression(self.compression.compression())
             .set_created_by(format!("kargo-export {}", env!("CARGO_PKG_VERSION")))
             .set_max_row_group_row_count(Some(self.max_row_group_rows))
             .set_max_row_group_bytes(Some(self.max_row_group_bytes))
@@ -105,10 +105,8 @@ pub struct ReportWriter {
     options: WriteOptions,
     /// Open files by partition folder.
     open: BTreeMap<Vec<String>, OpenFile>,
-    /// Next file number per partition folder (counted within this shard).
-    next_seq: HashMap<Vec<String>, u32>,
-    /// This writer's shard and the number of shards writing the same report in parallel.
-    shard: (u32, u32),
+    /// Next file number per partition folder, shared by the writers of one report and run.
+    numbers: FileNumbers,
     /// Files closed so far.
     closed: Vec<StagedFile>,
 }
@@ -147,17 +145,16 @@ impl ReportWriter {
             props: options.writer_properties(),
             options,
             open: BTreeMap::new(),
-            next_seq: HashMap::new(),
-            shard: (0, 1),
+            numbers: FileNumbers::default(),
             closed: Vec::new(),
         })
     }
 
-    /// Makes this writer shard `index` of `count` writers of the same report and run, so that
-    /// they can encode in parallel: their file numbers interleave (`seq * count + index`) and
-    /// never collide. Combine their results with [`StagedReport::merge`].
-    pub fn with_shard(mut self, index: u32, count: u32) -> Self {
-        self.shard = (index, count.max(1));
+    /// Makes this writer one of several writing the same report and run in parallel: they
+    /// draw file numbers from `numbers`, so two files of one partition never share a name.
+    /// Combine their results with [`StagedReport::merge`].
+    pub fn with_file_numbers(mut self, numbers: FileNumbers) -> Self {
+        self.numbers = numbers;
         self
     }
 
@@ -174,6 +171,19 @@ impl ReportWriter {
             self.write_chunk(chunk.dirs, &chunk.batch)?;
         }
         self.keep_memory_budget()
+    }
+
+    /// Like [`ReportWriter::write`] for the last rows of the partitions in `batch`: each
+    /// partition's file is closed once its rows are written, so a writer fed whole partitions
+    /// keeps one file open at a time, and each partition's rows form as few row groups as the
+    /// caps allow.
+    pub fn write_last(&mut self, batch: &RecordBatch) -> Result<()> {
+        self.check_schema(batch)?;
+        for chunk in self.partitioner.split(batch)? {
+            self.write_chunk(chunk.dirs.clone(), &chunk.batch)?;
+            self.close(&chunk.dirs)?;
+        }
+        Ok(())
     }
 
     /// Closes every open file and returns what was staged. Blocking. On error, everything this
@@ -232,7 +242,8 @@ impl ReportWriter {
         let mut offset = 0;
         while offset < batch.num_rows() {
             if !self.open.contains_key(&dirs) {
-                let file = self.open_file(&dirs)?;
+                let file =
+                    self.open_file(&dirs, &batch.slice(offset, batch.num_rows() - offset))?;
                 self.open.insert(dirs.clone(), file);
             }
             let file = self.open.get_mut(&dirs).expect("opened above");
@@ -245,12 +256,10 @@ impl ReportWriter {
         Ok(())
     }
 
-    /// Starts the next file of partition `dirs` with a multipart upload to its staged name.
-    fn open_file(&mut self, dirs: &[String]) -> Result<OpenFile> {
-        let seq = self.next_seq.entry(dirs.to_vec()).or_default();
-        let (index, count) = self.shard;
-        let path = self.names.data_file(dirs, *seq * count + index)?;
-        *seq += 1;
+    /// Starts the next file of partition `dirs`, whose first rows are `first`, with a multipart
+    /// upload to its staged name.
+    fn open_file(&mut self, dirs: &[String], first: &RecordBatch) -> Result<OpenFile> {
+        let path = self.names.data_file(dirs, self.numbers.next(dirs))?;
         let staged = self.names.staged(&path)?;
         let full = self.dest.full(&staged);
         let upload = self
@@ -270,7 +279,7 @@ impl ReportWriter {
         let writer = ArrowWriter::try_new(
             sink,
             Arc::clone(self.file_schema()),
-            Some(self.props.clone()),
+            Some(dictionary_where_values_repeat(self.props.clone(), first)),
         )
         .map_err(|e| parquet_error(&self.dest, &staged, e))?;
         tracing::debug!(file = %staged, "opened a staged file");
@@ -328,6 +337,23 @@ impl ReportWriter {
     }
 }
 
+/// File numbers by partition folder, shared by the writers of one report and run: each call
+/// of [`FileNumbers::next`] for a folder gives the next number, from 0.
+#[derive(Debug, Clone, Default)]
+pub struct FileNumbers(Arc<Mutex<HashMap<Vec<String>, u32>>>);
+
+impl FileNumbers {
+    fn next(&self, dirs: &[String]) -> u32 {
+        let mut numbers = self
+            .0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let next = numbers.entry(dirs.to_vec()).or_default();
+        *next += 1;
+        *next - 1
+    }
+}
+
 /// One file being written.
 #[derive(Debug)]
 struct OpenFile {
@@ -357,6 +383,101 @@ impl OpenFile {
         self.file.bytes = sink.written;
         Ok(self.file)
     }
+}
+
+/// Rows of a file's first batch that decide which columns are dictionary-encoded.
+const DICTIONARY_SAMPLE_ROWS: usize = 4096;
+
+/// `props` with dictionary encoding turned off for the columns whose values in `first` (the
+/// file's first rows, usually the whole partition) are estimated to be mostly distinct: a
+/// dictionary then holds nearly every value once more, plus an index per row, and its hash table
+/// costs CPU, while plain values compress as well (DuckDB decides the same way). Columns whose
+/// values repeat (dates, names, countries, small counts) keep it.
+fn dictionary_where_values_repeat(
+    props: WriterProperties,
+    first: &RecordBatch,
+) -> WriterProperties {
+    let plain: Vec<&str> = first
+        .schema_ref()
+        .fields()
+        .iter()
+        .zip(first.columns())
+        .filter(|(_, column)| mostly_distinct(column.as_ref()))
+        .map(|(field, _)| field.name().as_str())
+        .collect();
+    if plain.is_empty() {
+        return props;
+    }
+    let mut builder = props.into_builder();
+    for name in plain {
+        builder = builder.set_column_dictionary_enabled(ColumnPath::from(name), false);
+    }
+    builder.build()
+}
+
+/// Whether a scalar column's distinct values are estimated to be more than
+/// [`PLAIN_DISTINCT_SHARE`] of its values, from [`DICTIONARY_SAMPLE_ROWS`] rows spread over it
+/// (never for nested columns, booleans or fewer than 64 rows).
+fn mostly_distinct(column: &dyn Array) -> bool {
+    let rows = column.len();
+    if rows < 64 {
+        return false;
+    }
+    let data = column.to_data();
+    let width = match column.data_type() {
+        DataType::Utf8 => 0,
+        DataType::Boolean => return false,
+        other => match other.primitive_width() {
+            Some(width) => width,
+            None => return false,
+        },
+    };
+    let strings = column.as_string_opt::<i32>();
+    let value = |row: usize| match strings {
+        Some(strings) => strings.value(row).as_bytes(),
+        None => {
+            let at = (data.offset() + row) * width;
+            &data.buffers()[0].as_slice()[at..at + width]
+        }
+    };
+    let sample = rows.min(DICTIONARY_SAMPLE_ROWS);
+    let mut seen: HashSet<&[u8]> = HashSet::with_capacity(sample);
+    let mut sampled = 0;
+    for row in (0..sample)
+        .map(|i| i * rows / sample)
+        .filter(|&r| column.is_valid(r))
+    {
+        sampled += 1;
+        seen.insert(value(row));
+    }
+    let values = rows - column.null_count();
+    sampled > 0
+        && estimate_distinct(values, sampled, seen.len()) > PLAIN_DISTINCT_SHARE * values as f64
+}
+
+/// Distinct values a column has beyond which it is written plain.
+const PLAIN_DISTINCT_SHARE: f64 = 0.5;
+
+/// The number of distinct values `d` among `n` values that makes `seen` distinct values the
+/// expected count in a sample of `k` of them, each value repeating equally: a value of
+/// multiplicity `n/d` is missed by the sample with probability `(1 - k/n)^(n/d)`. Solved by
+/// bisection (the expectation grows with `d`); `n` when even `d = n` expects fewer.
+fn estimate_distinct(n: usize, k: usize, seen: usize) -> f64 {
+    let (n, p, seen) = (n as f64, (k as f64 / n as f64).min(1.0), seen as f64);
+    let expected = |d: f64| d * (1.0 - (1.0 - p).powf(n / d));
+    if p >= 1.0 || expected(n) <= seen {
+        return if p >= 1.0 { seen } else { n };
+    }
+    let (mut low, mut high) = (seen, n);
+    for _ in 0..40 {
+        let mid = (low + high) / 2.0;
+        if expected(mid) < seen {
+            low = mid
+        } else {
+            high = mid
+        }
+    }
+    (low + high) / 2.0
 }
 
 fn show_field(field: Option<&FieldRef>) -> String {
@@ -456,10 +577,10 @@ impl Drop for UploadSink {
 mod tests {
     use super::*;
     use crate::sink::test_util::*;
-    use arrow::array::{AsArray, RecordBatchReader, StringArray};
+    use arrow::array::{ArrayRef, AsArray, Int64Array, RecordBatchReader, StringArray};
     use arrow::datatypes::{Int64Type, TimestampMicrosecondType};
     use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-    use parquet::basic::{LogicalType, TimeUnit, Type as PhysicalType};
+    use parquet::basic::{Compression, LogicalType, TimeUnit, Type as PhysicalType};
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn written_files_read_back_with_int64_micros_timestamps() {
@@ -533,6 +654,102 @@ mod tests {
         assert_eq!(at.timezone(), Some("UTC"));
         assert_eq!(at.values().to_vec(), vec![micros(0), micros(2)]);
         assert_eq!(read.column(2).as_string::<i32>().value(1), "name 2");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn write_last_closes_each_partition_and_writers_share_file_numbers() {
+        let (tmp, dest) = local_dest();
+        let numbers = FileNumbers::default();
+        let parts = tokio::task::spawn_blocking(move || {
+            let writer = || {
+                ReportWriter::new(
+                    &dest,
+                    "rep",
+                    "r1",
+                    sample_schema(),
+                    &["day".into()],
+                    WriteOptions::default(),
+                )
+                .unwrap()
+                .with_file_numbers(numbers.clone())
+            };
+            let mut first = writer();
+            first.write(&sample_batch(&["a", "b"], 0)).unwrap();
+            first.write_last(&sample_batch(&["a"], 2)).unwrap();
+            assert_eq!(
+                first.open.keys().collect::<Vec<_>>(),
+                [&vec!["day=b".to_string()]]
+            );
+            let mut second = writer();
+            second.write_last(&sample_batch(&["a", "c"], 3)).unwrap();
+            assert!(second.open.is_empty());
+            vec![first.finish().unwrap(), second.finish().unwrap()]
+        })
+        .await
+        .unwrap();
+        let staged = StagedReport::merge(parts).unwrap();
+        let files: Vec<(&str, u64)> = staged
+            .files()
+            .iter()
+            .map(|f| (f.path.as_ref(), f.rows))
+            .collect();
+        assert_eq!(
+            files,
+            [
+                ("day=a/rep.r1.00000.parquet", 2),
+                ("day=a/rep.r1.00001.parquet", 1),
+                ("day=b/rep.r1.00000.parquet", 1),
+                ("day=c/rep.r1.00000.parquet", 1),
+            ]
+        );
+        let first = tmp.path().join(staged.files()[0].staged.as_ref());
+        let builder =
+            ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(first).unwrap()).unwrap();
+        assert_eq!(
+            builder.metadata().num_row_groups(),
+            1,
+            "rows of both writes in one row group"
+        );
+    }
+
+    #[test]
+    fn columns_of_mostly_distinct_values_are_written_without_a_dictionary() {
+        let rows = 20_000;
+        let unique = Int64Array::from_iter_values(0..rows);
+        let repeating = Int64Array::from_iter_values((0..rows).map(|i| i * 7919 % 5_000));
+        let few = StringArray::from_iter_values((0..rows).map(|i| format!("site{}", i % 300)));
+        let names = StringArray::from_iter_values((0..rows).map(|i| format!("name {i}")));
+        assert!(mostly_distinct(&unique));
+        assert!(mostly_distinct(&names));
+        assert!(!mostly_distinct(&repeating), "4 rows a value");
+        assert!(!mostly_distinct(&few));
+        assert!(
+            !mostly_distinct(&Int64Array::from_iter_values(0..63)),
+            "too few rows to judge"
+        );
+        let batch = RecordBatch::try_from_iter([
+            ("unique", Arc::new(unique) as ArrayRef),
+            ("few", Arc::new(few) as ArrayRef),
+        ])
+        .unwrap();
+        let props =
+            dictionary_where_values_repeat(WriteOptions::default().writer_properties(), &batch);
+        assert!(!props.dictionary_enabled(&ColumnPath::from("unique")));
+        assert!(props.dictionary_enabled(&ColumnPath::from("few")));
+    }
+
+    #[test]
+    fn the_distinct_estimate_recovers_the_count_of_evenly_repeating_values() {
+        // 100,000 values, 4,096 sampled.
+        assert!(estimate_distinct(100_000, 4_096, 4_096) > 99_000.0, "all distinct");
+        // 20,000 values repeating 5 times each leave about 3,774 distinct in the sample.
+        let d = estimate_distinct(100_000, 4_096, 3_774);
+        assert!((19_500.0..20_500.0).contains(&d), "{d}");
+        assert_eq!(
+            estimate_distinct(5_000, 5_000, 1_234),
+            1_234.0,
+            "a full sample is exact"
+        );
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -618,7 +835,7 @@ mod tests {
         columns[3] = names;
         batch = RecordBatch::try_new(batch.schema(), columns).unwrap();
         let options = WriteOptions {
-            compression: Compression::UNCOMPRESSED,
+            compression: "none".parse().unwrap(),
             max_row_group_rows: 500,
             ..WriteOptions::default()
         };
