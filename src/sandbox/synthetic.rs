@@ -1,17 +1,25 @@
 //! Synthetic ad-delivery reports of any size, for benchmarks and load tests.
 //!
-//! A [`SyntheticReport`] is a pure function of `(rows, seed)`: row `i` is generated from its own
-//! small PRNG seeded with `(seed, i)`, so any page can be rendered on its own, in any order, on
-//! any thread, and the same seed always gives the same bytes. Rows look like the bundled
-//! `delivery_by_day` sample with one more column (22 keys): dates spread evenly over 30 days
-//! (rows grouped by day, in order), ~50 advertisers, ~400 campaigns (some names with accents,
-//! CJK, emoji or an escaped quote), ~4,000 line items, ~2,000 site domains, 4 device types,
-//! countries with ~3% null, conversions null for the advertisers without conversion tracking
-//! (~30% of rows), floats with 2 to 6 decimals and RFC 3339 UTC timestamps. A row is about
-//! 490 bytes of compact JSON (2,000,000 rows: ~0.98 GB).
+//! A [`SyntheticReport`] is a pure function of `(rows, seed, order)`: row `i` is generated from
+//! its own small PRNG seeded with `(seed, i)`, so any page can be rendered on its own, in any
+//! order, on any thread, and the same seed and order always give the same bytes. Rows look like
+//! the bundled `delivery_by_day` sample with one more column (22 keys), with the cardinalities of
+//! a real delivery report: dates over 30 days, 100 advertisers, 3,000 campaigns (some names with
+//! accents, CJK, emoji or an escaped quote), 30,000 line items (uniform: a 2,000,000-row report
+//! holds all of them, a 200,000-row one nearly all), 5,000 site domains (popular ones first; a
+//! 2,000,000-row report holds ~4,990 of them), 4 device types, 40 countries (weighted, from ~27%
+//! for US to ~0.4%) with 1 to 6 regions each and ~3% null, conversions null for the advertisers
+//! without conversion tracking (~30% of rows), floats with 2 to 6 decimals and RFC 3339 UTC
+//! timestamps. A row is about 490 bytes of compact JSON (2,000,000 rows: ~0.98 GB).
 //!
-//! This module only makes row text. Serving it (pages, links, pre-rendering) is the job of
-//! [`super`]; the `--synthetic ID=ROWS` flag is read in [`crate::settings`].
+//! The [`Order`] decides only the dates: [`Order::Sorted`] spreads them evenly and in order (rows
+//! grouped by day, as a report sorted by date), [`Order::Random`] draws each row's day from its
+//! own PRNG (every page holds rows of almost every day, as a report sorted by campaign). Every
+//! other value of row `i` is the same in both orders.
+//!
+//! This module only makes row text. Serving it (pages, links, pre-rendering, gzip) is the job
+//! of [`super`]; the `--synthetic ID=ROWS` and `--synthetic-order` flags are read in
+//! [`crate::settings`].
 
 use std::fmt::Write as _;
 use std::ops::Range;
@@ -27,10 +35,12 @@ pub const FIRST_DAY: (i32, u32, u32) = (2025, 3, 1);
 /// Most rows one synthetic report may have (pre-rendered pages stay in memory: ~490 B a row).
 pub const MAX_ROWS: u64 = 20_000_000;
 
-const ADVERTISERS: usize = 50;
-const CAMPAIGNS_PER_ADVERTISER: usize = 8;
+const ADVERTISERS: usize = 100;
+const CAMPAIGNS_PER_ADVERTISER: usize = 30;
 const LINE_ITEMS_PER_CAMPAIGN: usize = 10;
-const SITES: usize = 2_000;
+/// Distinct site domains: [`SITE_FIRST`] x [`SITE_SECOND`] names (2,000), each under up to
+/// three top-level domains.
+const SITES: usize = 5_000;
 
 const ADVERTISER_FIRST: [&str; 10] = [
     "Acme", "Maison", "Sakura", "Bright", "Bäcker", "Blue", "Copper", "Fjord", "Gold", "Nova",
@@ -87,45 +97,96 @@ const SIZES: [&str; 8] = [
 ];
 const DEVICES: [&str; 4] = ["desktop", "mobile", "tablet", "ctv"];
 const CURRENCIES: [&str; 4] = ["USD", "USD", "EUR", "GBP"];
-/// Country, weight and regions.
-const COUNTRIES: [(&str, u32, &[&str]); 14] = [
+/// Country, weight (per 1,027 non-null rows) and regions.
+const COUNTRIES: [(&str, u32, &[&str]); 40] = [
     (
         "US",
-        30,
+        280,
         &["Texas", "Ohio", "Iowa", "Utah", "New York", "Florida"],
     ),
-    ("GB", 8, &["England", "Wales", "Scotland"]),
-    ("DE", 7, &["Bayern", "Berlin", "Hessen"]),
-    ("FR", 6, &["Île-de-France", "Bretagne", "Corse"]),
-    ("JP", 6, &["東京都", "大阪府"]),
-    ("BR", 5, &["São Paulo", "Bahia"]),
-    ("CA", 5, &["Ontario", "Québec"]),
-    ("AU", 4, &["Victoria", "Tasmania"]),
-    ("ES", 4, &["Madrid", "Aragón"]),
-    ("IT", 3, &["Lazio", "Puglia"]),
-    ("MX", 3, &["Jalisco", "Sonora"]),
-    ("IN", 3, &["Goa", "Kerala"]),
-    ("KR", 2, &["서울"]),
-    ("NL", 2, &["Utrecht", "Zeeland"]),
+    ("GB", 80, &["England", "Wales", "Scotland"]),
+    ("DE", 70, &["Bayern", "Berlin", "Hessen"]),
+    ("FR", 60, &["Île-de-France", "Bretagne", "Corse"]),
+    ("JP", 55, &["東京都", "大阪府"]),
+    ("BR", 45, &["São Paulo", "Bahia"]),
+    ("CA", 45, &["Ontario", "Québec"]),
+    ("AU", 35, &["Victoria", "Tasmania"]),
+    ("ES", 35, &["Madrid", "Aragón"]),
+    ("IT", 30, &["Lazio", "Puglia"]),
+    ("MX", 30, &["Jalisco", "Sonora"]),
+    ("IN", 30, &["Goa", "Kerala"]),
+    ("KR", 20, &["서울"]),
+    ("NL", 20, &["Utrecht", "Zeeland"]),
+    ("SE", 15, &["Skåne", "Uppsala"]),
+    ("PL", 15, &["Mazowieckie", "Śląskie"]),
+    ("BE", 12, &["Vlaanderen", "Wallonie"]),
+    ("CH", 12, &["Zürich", "Genève"]),
+    ("AT", 10, &["Wien", "Tirol"]),
+    ("NO", 10, &["Oslo", "Vestland"]),
+    ("DK", 10, &["Hovedstaden"]),
+    ("FI", 8, &["Uusimaa"]),
+    ("IE", 8, &["Leinster", "Munster"]),
+    ("PT", 8, &["Lisboa", "Porto"]),
+    ("AR", 8, &["Córdoba", "Mendoza"]),
+    ("CL", 6, &["Santiago", "Biobío"]),
+    ("CO", 6, &["Antioquia", "Bogotá"]),
+    ("ZA", 6, &["Gauteng", "Limpopo"]),
+    ("NZ", 6, &["Auckland", "Otago"]),
+    ("SG", 6, &["Singapore"]),
+    ("HK", 5, &["Kowloon"]),
+    ("TW", 5, &["臺北市"]),
+    ("TH", 5, &["Bangkok", "Phuket"]),
+    ("ID", 5, &["Jawa Barat", "Bali"]),
+    ("PH", 5, &["Cebu", "Davao"]),
+    ("TR", 5, &["İstanbul", "Ankara"]),
+    ("AE", 4, &["Dubai", "Abu Dhabi"]),
+    ("IL", 4, &["Tel Aviv", "Haifa"]),
+    ("CZ", 4, &["Praha", "Brno"]),
+    ("GR", 4, &["Attikí", "Kríti"]),
 ];
 /// Share of rows whose country (and region) is null.
 const NULL_COUNTRY: f64 = 0.03;
 /// Share of advertisers without conversion tracking (their rows have null conversions).
 const NO_CONVERSIONS: f64 = 0.3;
 
-/// A synthetic completed report: `rows` deterministic rows from `seed`.
+/// How the rows of a synthetic report are ordered, which decides their dates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Order {
+    /// Rows grouped by day, in order: the days spread evenly over the rows, so a page holds one
+    /// day or two.
+    #[default]
+    Sorted,
+    /// Each row's day drawn from its own PRNG (uniform over the 30 days): every page holds rows
+    /// of almost every day, as in a report sorted by campaign rather than by date.
+    Random,
+}
+
+impl Order {
+    /// `sorted` or `random`, as the `--synthetic-order` flag spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Sorted => "sorted",
+            Self::Random => "random",
+        }
+    }
+}
+
+/// A synthetic completed report: `rows` deterministic rows from `seed`, in an [`Order`].
 ///
 /// ```
-/// # use kargo_export::sandbox::synthetic::SyntheticReport;
+/// # use kargo_export::sandbox::synthetic::{Order, SyntheticReport};
 /// let report = SyntheticReport::new(10, 7);
 /// let mut page = String::new();
 /// report.write_rows(0..10, &mut page);
 /// assert_eq!(page.matches("\"advertiser_id\":").count(), 10);
+/// let shuffled = SyntheticReport::new(10, 7).with_order(Order::Random);
+/// assert_eq!(shuffled.order(), Order::Random);
 /// ```
 #[derive(Debug, Clone)]
 pub struct SyntheticReport {
     rows: u64,
     seed: u64,
+    order: Order,
     tables: std::sync::Arc<Tables>,
 }
 
@@ -152,13 +213,25 @@ struct Advertiser {
 }
 
 impl SyntheticReport {
-    /// A report of `rows` rows generated from `seed`.
+    /// A report of `rows` rows generated from `seed`, in [`Order::Sorted`].
     pub fn new(rows: u64, seed: u64) -> Self {
         Self {
             rows,
             seed,
+            order: Order::Sorted,
             tables: std::sync::Arc::new(Tables::new(seed)),
         }
+    }
+
+    /// The same report with its rows in `order` (only the dates change).
+    pub fn with_order(mut self, order: Order) -> Self {
+        self.order = order;
+        self
+    }
+
+    /// The order of the rows.
+    pub fn order(&self) -> Order {
+        self.order
     }
 
     /// Number of rows.
@@ -171,15 +244,33 @@ impl SyntheticReport {
         self.seed
     }
 
-    /// The ISO date of row `index` (rows are grouped by day, in order).
+    /// The ISO date of row `index`.
     pub fn date_of(&self, index: u64) -> &str {
-        &self.tables.dates[self.day_of(index)]
+        let mut rng = fastrand::Rng::with_seed(mix(self.seed, index));
+        &self.tables.dates[self.day_of(index, &mut rng)]
     }
 
-    fn day_of(&self, index: u64) -> usize {
-        // `index < rows <= MAX_ROWS`, so the product fits easily; clamped for indexes past the end.
-        ((u128::from(index) * u128::from(DAYS) / u128::from(self.rows.max(1))) as u64).min(DAYS - 1)
-            as usize
+    /// The first and the last day of the report, as its listing states them: the days of the
+    /// first and the last row in [`Order::Sorted`], all 30 days in [`Order::Random`].
+    pub fn date_range(&self) -> (&str, &str) {
+        let last = self.rows.saturating_sub(1);
+        match self.order {
+            Order::Sorted => (self.date_of(0), self.date_of(last)),
+            Order::Random => (&self.tables.dates[0], &self.tables.dates[DAYS as usize - 1]),
+        }
+    }
+
+    /// The day (0-based) of row `index`; `rng` is the row's fresh PRNG, whose first draw is the
+    /// day in [`Order::Random`] and is made (and dropped) in [`Order::Sorted`] too, so every
+    /// other value of the row is the same in both orders.
+    fn day_of(&self, index: u64, rng: &mut fastrand::Rng) -> usize {
+        let drawn = rng.usize(..DAYS as usize);
+        // `index < rows <= MAX_ROWS`, so the product fits easily; clamped past the end.
+        let spread = u128::from(index) * u128::from(DAYS) / u128::from(self.rows.max(1));
+        match self.order {
+            Order::Random => drawn,
+            Order::Sorted => (spread as u64).min(DAYS - 1) as usize,
+        }
     }
 
     /// Appends rows `range` as JSON objects separated by commas (no brackets).
@@ -196,7 +287,7 @@ impl SyntheticReport {
     pub fn write_row(&self, index: u64, out: &mut String) {
         let tables = &*self.tables;
         let mut rng = fastrand::Rng::with_seed(mix(self.seed, index));
-        let day = self.day_of(index);
+        let day = self.day_of(index, &mut rng);
 
         let line_item =
             rng.usize(..ADVERTISERS * CAMPAIGNS_PER_ADVERTISER * LINE_ITEMS_PER_CAMPAIGN);
@@ -321,11 +412,16 @@ impl Tables {
                 (40_000 + k as u64 * 13, literal(&name))
             })
             .collect();
+        // Site `k` is name `k % NAMES` under the name's own first top-level domain moved on by
+        // `k / NAMES`: fewer than `SITE_TLDS.len()` moves, so every site is a distinct domain.
+        const NAMES: usize = SITE_FIRST.len() * SITE_SECOND.len();
+        let first_tlds: Vec<usize> = (0..NAMES).map(|_| rng.usize(..SITE_TLDS.len())).collect();
         let sites = (0..SITES)
             .map(|k| {
-                let first = SITE_FIRST[k % SITE_FIRST.len()];
-                let second = SITE_SECOND[k / SITE_FIRST.len() % SITE_SECOND.len()];
-                let tld = SITE_TLDS[rng.usize(..SITE_TLDS.len())];
+                let name = k % NAMES;
+                let first = SITE_FIRST[name % SITE_FIRST.len()];
+                let second = SITE_SECOND[name / SITE_FIRST.len()];
+                let tld = SITE_TLDS[(first_tlds[name] + k / NAMES) % SITE_TLDS.len()];
                 literal(&format!("{first}{second}.{tld}"))
             })
             .collect();
@@ -515,6 +611,7 @@ mod tests {
                 "line_item_id",
                 "site_domain",
                 "device_type",
+                "country",
             ] {
                 distinct
                     .entry(key)
@@ -531,11 +628,22 @@ mod tests {
             (0.1..0.5).contains(&share(null_conversions)),
             "{null_conversions}"
         );
-        assert_eq!(distinct["advertiser_id"].len(), 50);
-        assert_eq!(distinct["device_type"].len(), 4);
-        assert!((350..=400).contains(&distinct["campaign_id"].len()));
-        assert!((3_000..=4_000).contains(&distinct["line_item_id"].len()));
-        assert!(distinct["site_domain"].len() > 1_500);
+        let count = |key: &str| distinct[key].len();
+        assert_eq!(count("advertiser_id"), 100);
+        assert_eq!(count("device_type"), 4);
+        // 40 countries and null.
+        assert_eq!(count("country"), 41);
+        // 20,000 rows draw ~2,996 of the 3,000 campaigns, ~14,600 of the 30,000 line items and
+        // ~4,375 of the 5,000 sites.
+        assert!(
+            (2_900..=3_000).contains(&count("campaign_id")),
+            "{}",
+            count("campaign_id")
+        );
+        let line_items = count("line_item_id");
+        assert!((13_500..=15_500).contains(&line_items), "{line_items}");
+        let sites = count("site_domain");
+        assert!((4_000..=4_700).contains(&sites), "{sites}");
         let names: String = rows
             .iter()
             .map(|r| r["campaign_name"].to_string())
@@ -567,12 +675,87 @@ mod tests {
     }
 
     #[test]
+    fn every_site_is_a_distinct_domain() {
+        let tables = Tables::new(5);
+        let sites: HashSet<&String> = tables.sites.iter().collect();
+        assert_eq!(sites.len(), SITES);
+        assert!(sites.iter().all(|site| site.contains('.')));
+    }
+
+    #[test]
+    fn random_order_mixes_the_days_on_every_page_and_keeps_the_rest() {
+        let rows = 20_000;
+        let sorted = SyntheticReport::new(rows, 11);
+        let random = SyntheticReport::new(rows, 11).with_order(Order::Random);
+        let text = |report: &SyntheticReport, range: Range<u64>| {
+            let mut out = String::new();
+            report.write_rows(range, &mut out);
+            out
+        };
+        // Deterministic per seed and order, and any slice renders on its own.
+        let again = SyntheticReport::new(rows, 11).with_order(Order::Random);
+        assert_eq!(text(&random, 0..2_000), text(&again, 0..2_000));
+        assert_eq!(
+            text(&random, 0..2_000),
+            [text(&random, 0..700), text(&random, 700..2_000)].join(",")
+        );
+        let other_seed = SyntheticReport::new(rows, 12).with_order(Order::Random);
+        assert_ne!(text(&random, 0..2_000), text(&other_seed, 0..2_000));
+        assert_ne!(text(&random, 0..2_000), text(&sorted, 0..2_000));
+
+        // Every page of 1,000 rows holds all or nearly all of the 30 days, the report all of them
+        // about evenly; a sorted page holds one or two.
+        let mut per_day: BTreeMap<String, u64> = BTreeMap::new();
+        for page in 0..rows / 1_000 {
+            let range = page * 1_000..(page + 1) * 1_000;
+            let days: HashSet<String> = rows_of(&random, range.clone())
+                .iter()
+                .map(|row| row["date"].as_str().unwrap().to_owned())
+                .collect();
+            assert!(days.len() >= 28, "page {page}: {} days", days.len());
+            for day in days {
+                *per_day.entry(day).or_default() += 1;
+            }
+            let sorted_days: HashSet<String> = rows_of(&sorted, range)
+                .iter()
+                .map(|row| row["date"].as_str().unwrap().to_owned())
+                .collect();
+            assert!(sorted_days.len() <= 2, "{sorted_days:?}");
+        }
+        assert_eq!(per_day.len(), 30);
+        assert_eq!(random.date_range(), ("2025-03-01", "2025-03-30"));
+        assert_eq!(
+            SyntheticReport::new(7, 1).date_range(),
+            ("2025-03-01", "2025-03-26")
+        );
+
+        // date_of agrees with the rows, and only the dates differ between the orders.
+        let random_rows = rows_of(&random, 0..rows);
+        let sorted_rows = rows_of(&sorted, 0..rows);
+        for (i, (mut a, mut b)) in random_rows.into_iter().zip(sorted_rows).enumerate() {
+            assert_eq!(a["date"], random.date_of(i as u64));
+            assert_eq!(b["date"], sorted.date_of(i as u64));
+            let shift = |row: &mut serde_json::Value| {
+                let object = row.as_object_mut().unwrap();
+                for key in ["date", "first_seen_at", "last_updated_at"] {
+                    object.remove(key);
+                }
+            };
+            shift(&mut a);
+            shift(&mut b);
+            assert_eq!(a, b, "row {i}");
+        }
+    }
+
+    #[test]
     fn rows_are_about_490_bytes() {
-        let report = SyntheticReport::new(10_000, 42);
-        let mut text = String::new();
-        report.write_rows(0..10_000, &mut text);
-        let per_row = text.len() as f64 / 10_000.0;
-        assert!((460.0..520.0).contains(&per_row), "{per_row}");
+        for order in [Order::Sorted, Order::Random] {
+            let report = SyntheticReport::new(10_000, 42).with_order(order);
+            let mut text = String::new();
+            report.write_rows(0..10_000, &mut text);
+            let per_row = text.len() as f64 / 10_000.0;
+            assert!((470.0..510.0).contains(&per_row), "{order:?}: {per_row}");
+        }
     }
 
     #[test]
