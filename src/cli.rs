@@ -239,6 +239,21 @@ pub struct SandboxArgs {
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
 
+    /// Order of the synthetic reports' rows: sorted (grouped by day, in order) or random (each
+    /// row's day drawn at random, so every page holds rows of almost every day).
+    #[arg(
+        long,
+        value_enum,
+        value_name = "ORDER",
+        default_value_t = crate::sandbox::synthetic::Order::Sorted
+    )]
+    pub synthetic_order: crate::sandbox::synthetic::Order,
+
+    /// Answer synthetic report pages gzip-compressed to clients that accept gzip (their
+    /// pre-rendered pages are compressed at start-up, on all cores).
+    #[arg(long)]
+    pub gzip: bool,
+
     /// Fault injection: the first N requests to completed-report pages answer --fail-status
     /// with `Retry-After: 0`.
     #[arg(long, value_name = "N", default_value_t = 0)]

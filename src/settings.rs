@@ -270,9 +270,14 @@ fn sandbox_settings(args: SandboxArgs) -> Result<Settings> {
             "--synthetic names report {id:?} twice"
         )));
     }
+    let prerender = crate::sandbox::Prerender {
+        page_size: args.page_size,
+        gzip: args.gzip,
+    };
     for (id, rows) in specs {
-        let report = crate::sandbox::synthetic::SyntheticReport::new(rows, args.seed);
-        data.add_synthetic(&id, report, Some(args.page_size))?;
+        let report = crate::sandbox::synthetic::SyntheticReport::new(rows, args.seed)
+            .with_order(args.synthetic_order);
+        data.add_synthetic(&id, report, Some(prerender))?;
     }
     let link_style = match args.link_style {
         LinkStyleArg::Absolute => LinkStyle::Absolute,
@@ -331,6 +336,7 @@ fn sandbox_settings(args: SandboxArgs) -> Result<Settings> {
                 fail: args.fail_submissions,
                 ..Default::default()
             },
+            gzip: args.gzip,
             ..SandboxOptions::default()
         },
     })
