@@ -1,30 +1,46 @@
 #!/usr/bin/env bash
 # End-to-end benchmark: kargo-export against DuckDB on the same JSON pages, both writing the
-# same Hive-partitioned (by date), zstd-compressed Parquet dataset. See benches/README.md.
+# same Hive-partitioned, zstd-compressed Parquet dataset. See benches/README.md.
 #
 #   benches/e2e.sh [ROWS [PAGE [SEED]]]
 #
 # Environment (positional arguments win):
-#   ROWS=2000000   rows of the synthetic report (~490 bytes of JSON each)
-#   PAGE=5000      rows per page (the sandbox's --page-size)
-#   SEED=42        generator seed: the same seed serves the same bytes
-#   DUCKDB=0       only run kargo-export (e.g. for the memory check below)
-#   KEEP=1         keep the work folder (pages, both outputs, logs) instead of removing it
-#   TMPDIR         where the work folder is made (needs ~3x the JSON size free)
+#   ROWS=2000000     rows of the synthetic report (~490 bytes of JSON each); ROWS=200000 for the
+#                    flatness (memory) run
+#   PAGE=5000        rows per page (the sandbox's --page-size); PAGE=1000000 for huge pages
+#   SEED=42          generator seed: the same seed and ORDER serve the same bytes
+#   ORDER=random     row order of the report (the sandbox's --synthetic-order): random (each row's
+#                    day drawn at random, so every page holds rows of almost every day, as a report
+#                    sorted by campaign) or sorted (rows grouped by day, in order)
+#   GZIP=1           the sandbox answers gzip (--gzip) and kargo-export asks for it, as a real API
+#                    would; GZIP=0 serves identity JSON. Pages are pre-compressed at start-up.
+#   PARTITION=date   the Hive partition columns, COL[,COL...] (kargo-export --partition-by, DuckDB
+#                    PARTITION_BY): date (30 partitions), date,country (~1,230) or site_domain
+#                    (~5,000)
+#   DUCKDB=0         only run kargo-export (e.g. for the memory check below)
+#   KEEP=1           keep the work folder (pages, both outputs, logs) instead of removing it
+#   TMPDIR           where the work folder is made (needs ~3x the JSON size free)
 #
 # Memory check (peak RSS must not grow with the report): compare the kargo-export peak RSS of
 #   ROWS=200000 DUCKDB=0 benches/e2e.sh      and      DUCKDB=0 benches/e2e.sh
+# benches/e2e_matrix.sh runs the usual set of shapes one after another and tabulates them.
 #
 # Steps: build (cargo build --release); start `kargo-export sandbox --synthetic bench=ROWS` on
-# 127.0.0.1:0 (its pages are pre-rendered, so it costs next to no CPU while serving); time the
-# export under /usr/bin/time -v; download the same pages to files (not timed); time DuckDB
-# converting those files under /usr/bin/time -v (python duckdb, in-process); check that both
-# datasets hold the same rows; print the figures and the kargo-export/DuckDB ratios.
+# 127.0.0.1:0 (its pages are pre-rendered, and gzipped with GZIP=1, before it listens, so it
+# costs next to no CPU while serving; the start-up time is printed); time the export under
+# /usr/bin/time -v; download the same pages to files as identity JSON (not timed; with GZIP=1
+# each page is also fetched gzipped, checked to inflate to the same bytes and its size counted);
+# time DuckDB converting those files under /usr/bin/time -v (python duckdb, in-process); check
+# that both datasets hold the same rows in the same partitions; print the figures, the
+# kargo-export/DuckDB ratios and one RESULT line.
 set -euo pipefail
 
 ROWS=${1:-${ROWS:-2000000}}
 PAGE=${2:-${PAGE:-5000}}
 SEED=${3:-${SEED:-42}}
+ORDER=${ORDER:-random}
+GZIP=${GZIP:-1}
+PARTITION=${PARTITION:-date}
 DUCKDB=${DUCKDB:-1}
 DUCKDB_VERSION=2.0.1
 REPORT=bench
@@ -42,6 +58,21 @@ for value in "$ROWS" "$PAGE" "$SEED"; do
     [[ $value =~ ^[0-9]+$ ]] || die "ROWS, PAGE and SEED must be non-negative integers (got '$value')"
 done
 ((PAGE > 0)) || die "PAGE must be at least 1"
+[[ $ORDER == random || $ORDER == sorted ]] || die "ORDER must be random or sorted (got '$ORDER')"
+[[ $GZIP == 0 || $GZIP == 1 ]] || die "GZIP must be 0 or 1 (got '$GZIP')"
+[[ $PARTITION =~ ^[A-Za-z_][A-Za-z0-9_]*(,[A-Za-z_][A-Za-z0-9_]*)*$ ]] ||
+    die "PARTITION must be COL[,COL...], e.g. date,country (got '$PARTITION')"
+sandbox_flags=(--synthetic-order "$ORDER")
+fetch_flags=()
+if ((GZIP)); then
+    sandbox_flags+=(--gzip)
+    fetch_flags+=(--gzip)
+    served=gzip
+    prepared="rendered and gzipped"
+else
+    served=identity
+    prepared=rendered
+fi
 
 # --- tools -------------------------------------------------------------------------------------
 if [[ ! -x /usr/bin/time ]]; then
@@ -90,6 +121,10 @@ time_figures() {
         /Maximum resident set size/ { rss = $2 / 1024 }
         END { printf "%.2f %.2f %.2f %.2f %.1f\n", wall, user + sys, user, sys, rss }' "$1"
 }
+# Number of partitions (folders holding Parquet files) of a dataset.
+partitions_of() {
+    find "$1" -name '*.parquet' -printf '%h\n' | sort -u | wc -l
+}
 # One result line: name wall cpu user sys rss rows json_bytes.
 show() {
     awk -v name="$1" -v wall="$2" -v cpu="$3" -v user="$4" -v sys="$5" -v rss="$6" -v rows="$7" -v bytes="$8" 'BEGIN {
@@ -103,29 +138,31 @@ cpu_of() {
 }
 
 # --- the sandbox -------------------------------------------------------------------------------
-log "starting the sandbox: report '$REPORT' of $ROWS rows, pages of $PAGE, seed $SEED"
+log "starting the sandbox: report '$REPORT' of $ROWS rows ($ORDER), pages of $PAGE, seed $SEED, $served"
+sandbox_started=$(date +%s.%N)
 "$bin" sandbox --addr 127.0.0.1:0 --synthetic "$REPORT=$ROWS" --page-size "$PAGE" --seed "$SEED" \
-    >"$work/sandbox.out" 2>"$work/sandbox.err" &
+    "${sandbox_flags[@]}" >"$work/sandbox.out" 2>"$work/sandbox.err" &
 sandbox_pid=$!
 api=
-for _ in $(seq 1 1200); do
+for _ in $(seq 1 6000); do
     api=$(grep -o 'http://[^ ]*' "$work/sandbox.out" 2>/dev/null | head -n 1 || true)
     [[ -n $api ]] && break
     kill -0 "$sandbox_pid" 2>/dev/null || die "the sandbox exited: $(cat "$work/sandbox.err")"
-    sleep 0.1
+    sleep 0.05
 done
-[[ -n $api ]] || die "the sandbox printed no address within 120 s"
-log "sandbox at $api (pages rendered)"
+[[ -n $api ]] || die "the sandbox printed no address within 300 s"
+sandbox_startup=$(awk -v a="$sandbox_started" -v b="$(date +%s.%N)" 'BEGIN { printf "%.2f", b - a }')
+log "sandbox at $api (pages $prepared in $sandbox_startup s)"
 
 export KARGO_USERNAME=sandbox KARGO_PASSWORD=sandbox-password
 unset KARGO_TOKEN KARGO_AUTH_URL KARGO_API_BASE
 
 # --- kargo-export (timed) ----------------------------------------------------------------------
-log "kargo-export: export report $REPORT --partition-by date"
+log "kargo-export: export report $REPORT --partition-by $PARTITION"
 sandbox_cpu_before=$(cpu_of "$sandbox_pid")
 mkdir "$work/spool"
 if ! TMPDIR="$work/spool" /usr/bin/time -v -o "$work/kx.time" \
-    "$bin" --api-base "$api" export report "$REPORT" --out "$work/kx" --partition-by date \
+    "$bin" --api-base "$api" export report "$REPORT" --out "$work/kx" --partition-by "$PARTITION" \
     >"$work/kx.out" 2>"$work/kx.err"; then
     cat "$work/kx.err" >&2
     die "kargo-export failed"
@@ -137,43 +174,52 @@ json_bytes=$(sed -n 's/.*(\([0-9]*\) bytes fetched).*/\1/p' "$work/kx.out" | tai
 read -r kx_wall kx_cpu kx_user kx_sys kx_rss < <(time_figures "$work/kx.time")
 kx_files=$(find "$work/kx" -name '*.parquet' | wc -l)
 kx_size=$(find "$work/kx" -name '*.parquet' -printf '%s\n' | awk '{ s += $1 } END { print s + 0 }')
+kx_parts=$(partitions_of "$work/kx")
+wire_bytes=
 
 duck_line=
 ratios=
 if ((DUCKDB)); then
     # --- the same pages as files (not timed) ---------------------------------------------------
-    log "downloading the same pages to files (not timed)"
+    log "downloading the same pages to files as identity JSON (not timed${fetch_flags[*]:+; also gzipped, to check and measure})"
     mkdir "$work/pages"
-    fetched=$(python3 "$here/e2e_fetch.py" "$api" "$REPORT" "$work/pages") || die "downloading the pages failed"
-    read -r pages page_bytes <<<"$fetched"
+    fetched=$(python3 "$here/e2e_fetch.py" "${fetch_flags[@]}" "$api" "$REPORT" "$work/pages") ||
+        die "downloading the pages failed"
+    read -r pages page_bytes wire_bytes <<<"$fetched"
+    if ((!GZIP)); then
+        wire_bytes=$page_bytes
+    fi
     stop_sandbox
     [[ $page_bytes == "$json_bytes" ]] ||
         die "the downloaded pages hold $page_bytes bytes, kargo-export read $json_bytes"
 
     # --- DuckDB (timed) ------------------------------------------------------------------------
-    log "duckdb $DUCKDB_VERSION: COPY (read_json of $pages pages) TO parquet, PARTITION_BY (date), zstd"
+    log "duckdb $DUCKDB_VERSION: COPY (read_json of $pages pages) TO parquet, PARTITION_BY ($PARTITION), zstd"
     sync
     if ! /usr/bin/time -v -o "$work/duck.time" \
-        python3 "$here/e2e_duckdb.py" convert "$work/pages" "$work/duck" 2>"$work/duck.err"; then
+        python3 "$here/e2e_duckdb.py" convert "$work/pages" "$work/duck" "$PARTITION" 2>"$work/duck.err"; then
         cat "$work/duck.err" >&2
         die "duckdb failed"
     fi
     read -r dk_wall dk_cpu dk_user dk_sys dk_rss < <(time_figures "$work/duck.time")
     dk_files=$(find "$work/duck" -name '*.parquet' | wc -l)
     dk_size=$(find "$work/duck" -name '*.parquet' -printf '%s\n' | awk '{ s += $1 } END { print s + 0 }')
+    dk_parts=$(partitions_of "$work/duck")
 
     # --- same data? ----------------------------------------------------------------------------
     log "verifying both outputs"
-    python3 "$here/e2e_duckdb.py" verify "$work/kx" "$work/duck" "$ROWS" || die "the outputs differ"
+    python3 "$here/e2e_duckdb.py" verify "$work/kx" "$work/duck" "$ROWS" "$PARTITION" ||
+        die "the outputs differ"
     duck_line=$(show duckdb "$dk_wall" "$dk_cpu" "$dk_user" "$dk_sys" "$dk_rss" "$ROWS" "$json_bytes")
     ratios=$(awk -v kw="$kx_wall" -v dw="$dk_wall" -v kc="$kx_cpu" -v dc="$dk_cpu" -v kr="$kx_rss" -v dr="$dk_rss" \
-        -v ks="$kx_size" -v ds="$dk_size" 'function r(a, b) { return (b > 0) ? a / b : 0 }
+        -v ks="$kx_size" -v ds="$dk_size" -v kf="$kx_files" -v df="$dk_files" 'function r(a, b) { return (b > 0) ? a / b : 0 }
         BEGIN {
             printf "kargo-export / duckdb (below 1: kargo-export uses less)\n"
-            printf "  wall time   %6.2f\n", r(kw, dw)
-            printf "  CPU time    %6.2f\n", r(kc, dc)
-            printf "  peak RSS    %6.2f\n", r(kr, dr)
-            printf "  Parquet size %5.2f\n", r(ks, ds)
+            printf "  wall time     %6.2f\n", r(kw, dw)
+            printf "  CPU time      %6.2f\n", r(kc, dc)
+            printf "  peak RSS      %6.2f\n", r(kr, dr)
+            printf "  Parquet size  %6.2f\n", r(ks, ds)
+            printf "  Parquet files %6.2f\n", r(kf, df)
         }')
 else
     stop_sandbox
@@ -181,15 +227,18 @@ fi
 
 # --- results -----------------------------------------------------------------------------------
 echo
-echo "=== e2e: $ROWS rows in pages of $PAGE (seed $SEED), $json_bytes bytes of JSON, partitioned by date"
+echo "=== e2e: $ROWS rows in pages of $PAGE (seed $SEED, order $ORDER), $json_bytes bytes of JSON served $served, partitioned by $PARTITION"
 echo "machine: $(nproc) cores, $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo); $("$bin" --version); $(rustc --version)"
 show kargo-export "$kx_wall" "$kx_cpu" "$kx_user" "$kx_sys" "$kx_rss" "$ROWS" "$json_bytes"
 if [[ -n $duck_line ]]; then
     echo "$duck_line"
 fi
-echo "sandbox CPU while serving the export: ${sandbox_cpu} s"
-echo "Parquet: kargo-export $kx_files files, $kx_size bytes${duck_line:+; duckdb $dk_files files, $dk_size bytes}"
+echo "sandbox: pages $prepared at start-up in ${sandbox_startup} s; CPU while serving the export ${sandbox_cpu} s"
+if ((GZIP)) && [[ -n $wire_bytes ]]; then
+    awk -v w="$wire_bytes" -v j="$json_bytes" 'BEGIN { printf "gzip on the wire: %d bytes (%.2f of the JSON, %.1fx smaller)\n", w, (j > 0) ? w / j : 0, (w > 0) ? j / w : 0 }'
+fi
+echo "Parquet: kargo-export $kx_files files, $kx_size bytes, $kx_parts partitions${duck_line:+; duckdb $dk_files files, $dk_size bytes, $dk_parts partitions}"
 if [[ -n $ratios ]]; then
     echo "$ratios"
 fi
-echo "RESULT rows=$ROWS page=$PAGE json_bytes=$json_bytes kx_wall_s=$kx_wall kx_cpu_s=$kx_cpu kx_rss_mib=$kx_rss${duck_line:+ duckdb_wall_s=$dk_wall duckdb_cpu_s=$dk_cpu duckdb_rss_mib=$dk_rss}"
+echo "RESULT rows=$ROWS page=$PAGE seed=$SEED order=$ORDER gzip=$GZIP partition=$PARTITION json_bytes=$json_bytes${wire_bytes:+ wire_bytes=$wire_bytes} sandbox_startup_s=$sandbox_startup sandbox_cpu_s=$sandbox_cpu kx_wall_s=$kx_wall kx_cpu_s=$kx_cpu kx_rss_mib=$kx_rss kx_files=$kx_files kx_bytes=$kx_size kx_partitions=$kx_parts${duck_line:+ duckdb_wall_s=$dk_wall duckdb_cpu_s=$dk_cpu duckdb_rss_mib=$dk_rss duckdb_files=$dk_files duckdb_bytes=$dk_size duckdb_partitions=$dk_parts}"
