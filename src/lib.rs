@@ -21,6 +21,7 @@
 pub mod cli;
 pub mod decode;
 pub mod error;
+mod hash;
 pub mod infer;
 pub mod jobs;
 pub mod output;

@@ -26,6 +26,7 @@ use arrow::ipc::writer::StreamWriter;
 use tempfile::TempDir;
 
 use crate::error::{Error, Result};
+use crate::hash::{FNV_OFFSET, fnv1a as mix};
 
 /// Buckets of a partitioned export: enough that a bucket of a large report fits the encode
 /// budget, few enough that a page's segments stay large.
@@ -66,20 +67,9 @@ impl Router {
     }
 }
 
-const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
-const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
 const NULL_TAG: u8 = 0;
 const TEXT_TAG: u8 = 1;
 const NUMBER_TAG: u8 = 2;
-
-/// FNV-1a of a tag and bytes, continuing `hash`.
-fn mix(hash: u64, tag: u8, bytes: &[u8]) -> u64 {
-    let mut hash = (hash ^ u64::from(tag)).wrapping_mul(FNV_PRIME);
-    for &b in bytes {
-        hash = (hash ^ u64::from(b)).wrapping_mul(FNV_PRIME);
-    }
-    (hash ^ bytes.len() as u64).wrapping_mul(FNV_PRIME)
-}
 
 /// Folds one raw column (Null, Boolean, Int64, Float64 or Utf8) into the row hashes.
 fn hash_column(column: &dyn Array, hashes: &mut [u64]) {
