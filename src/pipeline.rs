@@ -331,6 +331,7 @@ async fn prepare(
         inferred: inference.schema(),
         schema: transforms.schema(&inference.schema())?,
         transforms,
+        router: spool.router,
     };
     let staged = stage_all(settings, &spooled, &shape, run_id, cancel).await?;
     Ok((spooled, staged, shape.schema))
@@ -372,6 +373,8 @@ struct Shape {
     inferred: SchemaRef,
     transforms: Arc<Transforms>,
     schema: SchemaRef,
+    /// How the spool routed rows to buckets.
+    router: Router,
 }
 
 /// The inferred columns whose values route rows to partition buckets: the partition columns
@@ -549,7 +552,7 @@ async fn stage_all(
     let mut queue = VecDeque::new();
     for (index, report) in spooled.iter().enumerate() {
         let numbers = FileNumbers::default();
-        for segments in report_tasks(report, !settings.partition_by.is_empty(), workers) {
+        for task in report_tasks(report, &shape.router, workers) {
             queue.push_back(StageJob {
                 report: index,
                 destination: settings.destination.clone(),
@@ -561,7 +564,8 @@ async fn stage_all(
                 partition_by: partition_by.clone(),
                 options: options.clone(),
                 numbers: numbers.clone(),
-                segments,
+                router: shape.router.clone(),
+                task,
                 cancel: cancel.clone(),
             });
         }
@@ -680,26 +684,41 @@ impl Drop for SlotGuard<'_> {
 /// Reports smaller than this are encoded by one writer when unpartitioned, so they get one file.
 const PARALLEL_WRITE_MIN_ROWS: usize = 100_000;
 
-/// The jobs of one report, each a list of spooled segments: one per bucket when partitioned
-/// (a partition lives in one bucket, so it gets one file); when not, contiguous runs of pages
-/// of about equal rows, one per core for a large report. Always at least one job, so that a
+/// The rows one writer thread stages at a time: spooled segments of one report, read in
+/// `passes` passes that each keep a disjoint share of its partitions.
+#[derive(Debug, Default)]
+struct Task {
+    segments: Vec<(PathBuf, Segment)>,
+    passes: u32,
+}
+
+/// The tasks of one report. Partitioned: one per bucket (a partition lives in one bucket, so it
+/// gets one file), read in as many passes as it takes for each pass to hold about
+/// [`GATHER_BYTES`] (never more passes than the bucket has partitions), so a pass's partitions
+/// are written whole and closed before the next pass. Not partitioned: contiguous runs of pages
+/// of about equal rows, one per core for a large report. Always at least one task, so that a
 /// report without rows is staged (and committed) too.
-fn report_tasks(
-    report: &SpooledReport,
-    partitioned: bool,
-    workers: usize,
-) -> Vec<Vec<(PathBuf, Segment)>> {
+fn report_tasks(report: &SpooledReport, router: &Router, workers: usize) -> Vec<Task> {
     let segments = report
         .pages
         .iter()
         .flat_map(|page| page.segments.iter().map(|s| (page.file.clone(), s.clone())));
-    let mut tasks: Vec<Vec<(PathBuf, Segment)>> = if partitioned {
-        let mut buckets: BTreeMap<u32, Vec<_>> = BTreeMap::new();
+    let mut tasks: Vec<Task> = if router.buckets() > 1 {
+        let mut buckets: BTreeMap<u32, Task> = BTreeMap::new();
         for (file, segment) in segments {
-            buckets
-                .entry(segment.bucket)
-                .or_default()
-                .push((file, segment));
+            buckets.entry(segment.bucket).or_default().segments.push((file, segment));
+        }
+        let mut keys: BTreeMap<u32, HashSet<u64>> = BTreeMap::new();
+        for page in &report.pages {
+            for &key in &page.keys {
+                keys.entry(router.bucket_of(key)).or_default().insert(key);
+            }
+        }
+        for (bucket, task) in &mut buckets {
+            let bytes: u64 = task.segments.iter().map(|(_, s)| s.len()).sum();
+            let partitions = keys.get(bucket).map_or(1, HashSet::len) as u64;
+            let passes = bytes.div_ceil(GATHER_BYTES as u64).clamp(1, partitions.max(1));
+            task.passes = u32::try_from(passes).unwrap_or(u32::MAX);
         }
         buckets.into_values().collect()
     } else {
@@ -709,18 +728,24 @@ fn report_tasks(
         } else {
             workers.max(1)
         };
-        let mut tasks = vec![Vec::new(); runs];
+        let mut tasks: Vec<Task> = (0..runs).map(|_| Task::default()).collect();
         let mut seen = 0;
         for (file, segment) in segments {
             let rows = segment.rows;
-            tasks[(seen * runs / total.max(1)).min(runs - 1)].push((file, segment));
+            tasks[(seen * runs / total.max(1)).min(runs - 1)]
+                .segments
+                .push((file, segment));
             seen += rows;
         }
-        tasks.retain(|task| !task.is_empty());
+        tasks.retain(|task| !task.segments.is_empty());
+        tasks.iter_mut().for_each(|task| task.passes = 1);
         tasks
     };
     if tasks.is_empty() {
-        tasks.push(Vec::new());
+        tasks.push(Task {
+            segments: Vec::new(),
+            passes: 1,
+        });
     }
     tasks
 }
@@ -749,7 +774,9 @@ struct StageJob {
     partition_by: Vec<String>,
     options: crate::sink::WriteOptions,
     numbers: FileNumbers,
-    segments: Vec<(PathBuf, Segment)>,
+    /// How the spool routed rows, to tell a row's pass.
+    router: Router,
+    task: Task,
     /// Checked before each spooled segment; when raised, the writer is aborted.
     cancel: Cancel,
 }
@@ -774,17 +801,33 @@ impl StageJob {
         }
     }
 
-    /// Reads the segments in order, gathering up to [`GATHER_BYTES`] before each write; the
-    /// last write closes the files of the partitions it holds.
+    /// Writes the task's rows pass by pass.
     fn write_segments(&self, writer: &mut ReportWriter) -> Result<()> {
+        (0..self.task.passes).try_for_each(|pass| self.write_pass(writer, pass))
+    }
+
+    /// Reads the segments in order, keeping the rows of pass `pass`, gathering up to
+    /// [`GATHER_BYTES`] before each write; the pass's last write closes the files of the
+    /// partitions it holds.
+    fn write_pass(&self, writer: &mut ReportWriter, pass: u32) -> Result<()> {
+        let passes = self.task.passes;
         let mut gathered = Vec::new();
         let mut bytes = 0;
-        for (file, segment) in &self.segments {
+        for (file, segment) in &self.task.segments {
             self.cancel.check()?;
-            // The IPC bytes are about the rows' Arrow size (a batch read back shares one
-            // buffer among its columns, so its own memory size counts that buffer per column).
-            gathered.extend(spool::read_segment(file, segment)?);
-            bytes += segment.len() as usize;
+            for batch in spool::read_segment(file, segment)? {
+                let batch = if passes > 1 {
+                    self.router.keep_pass(&batch, pass, passes)?
+                } else {
+                    batch
+                };
+                // The IPC bytes are about the rows' Arrow size (a batch read back shares one
+                // buffer among its columns, so its own memory size counts it per column).
+                bytes += segment.len() as usize * batch.num_rows() / segment.rows.max(1);
+                if batch.num_rows() > 0 {
+                    gathered.push(batch);
+                }
+            }
             if bytes >= GATHER_BYTES {
                 writer.write(&self.shape(std::mem::take(&mut gathered))?)?;
                 bytes = 0;
@@ -798,14 +841,22 @@ impl StageJob {
 
     /// Raw spooled batches as one batch of the written schema: each run of batches with one
     /// raw schema (pages usually share it) is concatenated, conformed and transformed at once.
+    /// Each run is freed once concatenated, so the rows are held about twice at most.
     fn shape(&self, raw: Vec<RecordBatch>) -> Result<RecordBatch> {
         let mut shaped = Vec::new();
-        for run in raw.chunk_by(|a, b| a.schema() == b.schema()) {
-            let batch = match run {
-                [one] => one.clone(),
-                _ => concat_batches(&run[0].schema(), run)
+        let mut raw = raw.into_iter().peekable();
+        while let Some(first) = raw.next() {
+            let schema = first.schema();
+            let mut run = vec![first];
+            while let Some(next) = raw.next_if(|b| b.schema() == schema) {
+                run.push(next);
+            }
+            let batch = match run.len() {
+                1 => run.swap_remove(0),
+                _ => concat_batches(&schema, &run)
                     .map_err(|e| Error::arrow("gathering spooled rows", e))?,
             };
+            drop(run);
             let conformed = conform(&batch, &self.inferred)?;
             shaped.push(self.transforms.apply(&conformed, &self.schema)?);
         }

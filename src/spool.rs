@@ -18,8 +18,8 @@ use std::fs::File;
 use std::io::{self, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
-use arrow::array::{Array, AsArray, RecordBatch, UInt32Array};
-use arrow::compute::take_record_batch;
+use arrow::array::{Array, AsArray, BooleanArray, RecordBatch, UInt32Array};
+use arrow::compute::{filter_record_batch, take_record_batch};
 use arrow::datatypes::{DataType, Float64Type, Int64Type};
 use arrow::ipc::reader::StreamReader;
 use arrow::ipc::writer::StreamWriter;
@@ -52,6 +52,23 @@ impl Router {
         } else {
             PARTITION_BUCKETS
         }
+    }
+
+    /// The bucket of a row whose partition key hashes to `key`.
+    pub fn bucket_of(&self, key: u64) -> u32 {
+        (key % u64::from(self.buckets())) as u32
+    }
+
+    /// The rows of `batch` (one bucket's, as spooled) that belong to pass `pass` of `passes`:
+    /// passes split a bucket by the rest of the key hash, so each partition is in one pass.
+    pub fn keep_pass(&self, batch: &RecordBatch, pass: u32, passes: u32) -> Result<RecordBatch> {
+        let buckets = u64::from(self.buckets());
+        let keep: BooleanArray = self
+            .key_hashes(batch)
+            .into_iter()
+            .map(|hash| Some((hash / buckets) % u64::from(passes) == u64::from(pass)))
+            .collect();
+        filter_record_batch(batch, &keep).map_err(|e| Error::arrow("spool pass", e))
     }
 
     /// The hash of each row's partition key (all equal without partition columns).
@@ -208,7 +225,7 @@ pub fn write_page(path: &Path, batch: &RecordBatch, router: &Router) -> Result<S
 /// Row indices grouped by bucket (rows keep their order inside a bucket: a counting sort), and
 /// the number of rows of each bucket.
 fn bucket_order(hashes: &[u64], buckets: u32) -> (UInt32Array, Vec<usize>) {
-    let bucket_of = |hash: u64| (hash % u64::from(buckets)) as usize;
+    let bucket_of = |hash: u64| (hash % u64::from(buckets)) as usize; // as Router::bucket_of
     let mut counts = vec![0usize; buckets as usize];
     for &hash in hashes {
         counts[bucket_of(hash)] += 1;
