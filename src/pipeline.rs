@@ -706,7 +706,11 @@ fn report_tasks(report: &SpooledReport, router: &Router, workers: usize) -> Vec<
     let mut tasks: Vec<Task> = if router.buckets() > 1 {
         let mut buckets: BTreeMap<u32, Task> = BTreeMap::new();
         for (file, segment) in segments {
-            buckets.entry(segment.bucket).or_default().segments.push((file, segment));
+            buckets
+                .entry(segment.bucket)
+                .or_default()
+                .segments
+                .push((file, segment));
         }
         let mut keys: BTreeMap<u32, HashSet<u64>> = BTreeMap::new();
         for page in &report.pages {
@@ -717,7 +721,9 @@ fn report_tasks(report: &SpooledReport, router: &Router, workers: usize) -> Vec<
         for (bucket, task) in &mut buckets {
             let bytes: u64 = task.segments.iter().map(|(_, s)| s.len()).sum();
             let partitions = keys.get(bucket).map_or(1, HashSet::len) as u64;
-            let passes = bytes.div_ceil(GATHER_BYTES as u64).clamp(1, partitions.max(1));
+            let passes = bytes
+                .div_ceil(GATHER_BYTES as u64)
+                .clamp(1, partitions.max(1));
             task.passes = u32::try_from(passes).unwrap_or(u32::MAX);
         }
         buckets.into_values().collect()
@@ -992,11 +998,12 @@ mod tests {
         }
     }
 
-    fn names(tasks: &[Vec<(PathBuf, Segment)>]) -> Vec<Vec<String>> {
+    fn names(tasks: &[Task]) -> Vec<Vec<String>> {
         tasks
             .iter()
             .map(|task| {
-                task.iter()
+                task.segments
+                    .iter()
                     .map(|(file, s)| format!("{}:{}", file.display(), s.bucket))
                     .collect()
             })
@@ -1026,24 +1033,34 @@ mod tests {
 
     #[test]
     fn a_small_unpartitioned_report_is_one_job() {
-        let tasks = report_tasks(&report(&[10, 0, 20], &[&[0], &[], &[0]]), false, 2);
+        let unpartitioned = Router::default();
+        let tasks = report_tasks(&report(&[10, 0, 20], &[&[0], &[], &[0]]), &unpartitioned, 2);
         assert_eq!(names(&tasks), [["p0:0", "p2:0"]]);
-        let tasks = report_tasks(&report(&[], &[]), false, 2);
+        let tasks = report_tasks(&report(&[], &[]), &unpartitioned, 2);
         assert_eq!(names(&tasks), [Vec::<String>::new()]);
     }
 
     #[test]
     fn a_large_unpartitioned_report_is_cut_into_contiguous_runs_of_equal_rows() {
         let one = &[0u32][..];
-        let tasks = report_tasks(&report(&[50_000; 4], &[one; 4]), false, 2);
+        let tasks = report_tasks(&report(&[50_000; 4], &[one; 4]), &Router::default(), 2);
         assert_eq!(names(&tasks), [["p0:0", "p1:0"], ["p2:0", "p3:0"]]);
-        let tasks = report_tasks(&report(&[150_000, 10, 10], &[one; 3]), false, 2);
+        let tasks = report_tasks(
+            &report(&[150_000, 10, 10], &[one; 3]),
+            &Router::default(),
+            2,
+        );
         assert_eq!(names(&tasks), [vec!["p0:0"], vec!["p1:0", "p2:0"]]);
     }
 
     #[test]
     fn a_partitioned_report_is_one_job_per_bucket_with_pages_in_order() {
-        let tasks = report_tasks(&report(&[4, 2, 6], &[&[3, 7], &[7], &[0, 3, 7]]), true, 2);
+        let by_day = Router::new(vec!["day".into()]);
+        let tasks = report_tasks(
+            &report(&[4, 2, 6], &[&[3, 7], &[7], &[0, 3, 7]]),
+            &by_day,
+            2,
+        );
         assert_eq!(
             names(&tasks),
             [
@@ -1052,7 +1069,151 @@ mod tests {
                 vec!["p0:7", "p1:7", "p2:7"]
             ]
         );
-        let tasks = report_tasks(&report(&[], &[]), true, 2);
+        let tasks = report_tasks(&report(&[], &[]), &by_day, 2);
         assert_eq!(names(&tasks), [Vec::<String>::new()]);
+    }
+
+    #[test]
+    fn a_bucket_larger_than_the_gather_budget_is_read_in_passes_but_never_more_than_its_partitions()
+    {
+        let router = Router::new(vec!["day".into()]);
+        let page = |file: &str, segments: Vec<Segment>, keys: Vec<u64>| spool::SpooledPage {
+            file: PathBuf::from(file),
+            rows: segments.iter().map(|s| s.rows).sum(),
+            segments,
+            keys,
+        };
+        let mib = 1024 * 1024;
+        // Bucket 5: 24 MiB, three partitions; bucket 6: 40 MiB, one partition.
+        let mut report = report(&[], &[]);
+        report.pages = vec![
+            page(
+                "p0",
+                vec![
+                    Segment::for_test_sized(5, 10, 12 * mib),
+                    Segment::for_test_sized(6, 10, 20 * mib),
+                ],
+                vec![5, 6, 69],
+            ),
+            page(
+                "p1",
+                vec![
+                    Segment::for_test_sized(5, 10, 12 * mib),
+                    Segment::for_test_sized(6, 10, 20 * mib),
+                ],
+                vec![6, 133],
+            ),
+        ];
+        let tasks = report_tasks(&report, &router, 2);
+        let passes: Vec<(Vec<String>, u32)> = names(&tasks)
+            .into_iter()
+            .zip(tasks.iter().map(|t| t.passes))
+            .collect();
+        assert_eq!(
+            passes,
+            [
+                (vec!["p0:5".to_string(), "p1:5".into()], 2),
+                (vec!["p0:6".into(), "p1:6".into()], 1)
+            ]
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn passes_write_every_partition_of_a_bucket_whole_and_every_row_once() {
+        let spool_dir = tempfile::tempdir().unwrap();
+        let out = tempfile::tempdir().unwrap();
+        let destination = Destination::open(out.path().to_str().unwrap()).unwrap();
+        let router = Router::new(vec!["day".into()]);
+        let pages: Vec<spool::SpooledPage> = (0..3i64)
+            .map(|p| {
+                let n: Vec<i64> = (p * 600..(p + 1) * 600).collect();
+                let days: Vec<String> = n.iter().map(|i| format!("d{:02}", i * 7 % 40)).collect();
+                let batch = RecordBatch::try_from_iter([
+                    (
+                        "n",
+                        Arc::new(arrow::array::Int64Array::from(n)) as arrow::array::ArrayRef,
+                    ),
+                    ("day", Arc::new(arrow::array::StringArray::from(days)) as _),
+                ])
+                .unwrap();
+                spool::write_page(
+                    &spool_dir.path().join(format!("{p}.arrow")),
+                    &batch,
+                    &router,
+                )
+                .unwrap()
+            })
+            .collect();
+        let schema = arrow::ipc::reader::StreamReader::try_new(
+            std::fs::File::open(&pages[0].file).unwrap(),
+            None,
+        )
+        .unwrap()
+        .schema();
+        let mut report = report(&[], &[]);
+        report.pages = pages;
+        let numbers = FileNumbers::default();
+        let mut parts = Vec::new();
+        for mut task in report_tasks(&report, &router, 2) {
+            task.passes = 3;
+            let job = StageJob {
+                report: 0,
+                destination: destination.clone(),
+                key: "r".into(),
+                run_id: "run".into(),
+                inferred: schema.clone(),
+                transforms: Arc::new(Transforms::default()),
+                schema: schema.clone(),
+                partition_by: vec!["day".into()],
+                options: crate::sink::WriteOptions::default(),
+                numbers: numbers.clone(),
+                router: router.clone(),
+                task,
+                cancel: Cancel::default(),
+            };
+            parts.push(
+                tokio::task::spawn_blocking(move || job.run())
+                    .await
+                    .unwrap()
+                    .unwrap(),
+            );
+        }
+        let staged = StagedReport::merge(parts).unwrap();
+        assert_eq!(staged.rows(), 1800);
+        assert_eq!(staged.files().len(), 40, "one file per day");
+        let mut seen = Vec::new();
+        for file in staged.files() {
+            assert!(
+                file.path.as_ref().ends_with("/r.run.00000.parquet"),
+                "{}",
+                file.path
+            );
+            let day = file
+                .path
+                .as_ref()
+                .split('/')
+                .next()
+                .unwrap()
+                .strip_prefix("day=")
+                .unwrap();
+            let f = std::fs::File::open(out.path().join(file.staged.as_ref())).unwrap();
+            let reader =
+                parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(f).unwrap();
+            assert_eq!(reader.metadata().num_row_groups(), 1);
+            for batch in reader.build().unwrap() {
+                let batch = batch.unwrap();
+                let n = batch
+                    .column(0)
+                    .as_any()
+                    .downcast_ref::<arrow::array::Int64Array>()
+                    .unwrap();
+                for value in n.values() {
+                    assert_eq!(format!("d{:02}", value * 7 % 40), day);
+                    seen.push(*value);
+                }
+            }
+        }
+        seen.sort_unstable();
+        assert_eq!(seen, (0..1800).collect::<Vec<i64>>());
     }
 }

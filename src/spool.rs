@@ -151,11 +151,16 @@ impl Segment {
 impl Segment {
     /// A segment that points nowhere, for tests of how segments are grouped.
     pub fn for_test(bucket: u32, rows: usize) -> Self {
+        Self::for_test_sized(bucket, rows, 0)
+    }
+
+    /// A segment of `len` bytes that points nowhere.
+    pub fn for_test_sized(bucket: u32, rows: usize, len: u64) -> Self {
         Self {
             bucket,
             rows,
             offset: 0,
-            len: 0,
+            len,
         }
     }
 }
