@@ -6,9 +6,9 @@
 #
 # The runs (ROWS=2000000, PAGE=5000, SEED=42 unless said):
 #   1-3. ORDER=random GZIP=1, PARTITION=date, date,country and site_domain
-#   4.   ORDER=sorted GZIP=0 PARTITION=date          (the shape of the earlier benchmark)
-#   5.   ORDER=random GZIP=1 PARTITION=date ROWS=200000 DUCKDB=0   (flatness: compare its peak
-#        RSS with run 1's; it should stay about the same for 10x fewer rows)
+#   4-5. ORDER=sorted GZIP=0, PARTITION=date and date,country   (the friendly shape)
+#   6-7. ORDER=random GZIP=1 ROWS=200000 DUCKDB=0, PARTITION=date and date,country (flatness:
+#        compare their peak RSS with runs 1 and 2)
 #
 # Environment: PAGE, SEED, KEEP and TMPDIR are passed on to every run. LOGS=DIR keeps each run's
 # whole output in DIR/NN-<shape>.log (default: a temporary folder, removed at the end unless a
@@ -32,7 +32,9 @@ runs=(
     "2000000 random 1 date,country 1"
     "2000000 random 1 site_domain 1"
     "2000000 sorted 0 date 1"
+    "2000000 sorted 0 date,country 1"
     "200000 random 1 date 0"
+    "200000 random 1 date,country 0"
 )
 
 results=()
