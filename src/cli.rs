@@ -37,7 +37,8 @@ pub struct Cli {
 }
 
 const AFTER_HELP: &str = "\
-The password is read from KARGO_PASSWORD or --password-file, never from a flag value.
+The password is read from KARGO_PASSWORD or --password-file, a ready bearer token from
+KARGO_TOKEN or --token-file: never from a flag value.
 Try it without credentials: kargo-export --sandbox export report rpt_7f3a9c21 --out ./out";
 
 /// Where the API is and how to log in.
@@ -60,9 +61,9 @@ pub struct ConnectionArgs {
     #[arg(long, value_name = "PATH", global = true)]
     pub password_file: Option<PathBuf>,
 
-    /// A ready bearer token: no login.
-    #[arg(long, env = "KARGO_TOKEN", hide_env_values = true, global = true)]
-    pub token: Option<String>,
+    /// File holding a ready bearer token, instead of a login (otherwise KARGO_TOKEN).
+    #[arg(long, value_name = "PATH", global = true)]
+    pub token_file: Option<PathBuf>,
 
     /// Run against an in-process sandbox API over the bundled sample data (no credentials, no network).
     #[arg(long, global = true)]

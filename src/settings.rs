@@ -25,6 +25,8 @@ use manual::ManualJob;
 
 /// Environment variable holding the password.
 pub const PASSWORD_ENV: &str = "KARGO_PASSWORD";
+/// Environment variable holding a ready bearer token.
+pub const TOKEN_ENV: &str = "KARGO_TOKEN";
 
 /// Which API to talk to.
 #[derive(Debug, Clone)]
@@ -155,13 +157,21 @@ pub(crate) fn api(args: &ConnectionArgs) -> Result<Api> {
 }
 
 fn credentials(args: &ConnectionArgs, api_base: &Url) -> Result<Credentials> {
-    if let Some(token) = args.token.as_deref().filter(|t| !t.trim().is_empty()) {
+    if let Some(path) = &args.token_file {
+        let token =
+            Secret::from_file(path).map_err(|e| Error::Usage(format!("--token-file: {e}")))?;
+        return Ok(Credentials::Token(token));
+    }
+    if let Some(token) = std::env::var(TOKEN_ENV)
+        .ok()
+        .filter(|t| !t.trim().is_empty())
+    {
         return Ok(Credentials::Token(Secret::new(token.trim())));
     }
     let Some(username) = args.username.clone().filter(|u| !u.is_empty()) else {
         return Err(Error::Usage(
-            "no credentials: set KARGO_TOKEN, or KARGO_USERNAME with KARGO_PASSWORD or --password-file \
-             (or try --sandbox)"
+            "no credentials: set KARGO_TOKEN or --token-file, or KARGO_USERNAME with \
+             KARGO_PASSWORD or --password-file (or try --sandbox)"
                 .into(),
         ));
     };

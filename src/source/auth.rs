@@ -16,7 +16,8 @@ use crate::secret::Secret;
 /// How the tool authenticates.
 #[derive(Debug, Clone)]
 pub enum Credentials {
-    /// A ready bearer token (`--token` / KARGO_TOKEN): no login.
+    /// A ready bearer token (KARGO_TOKEN, `--token-file` or a jobs file's `token_env` /
+    /// `token_file`): no login.
     Token(Secret),
     /// Username and password sent to the authentication endpoint.
     Login {

@@ -942,12 +942,9 @@ fn with_s3(mut command: Command) -> Command {
 /// The binary with an API that is never reached: the destination check must fail first.
 fn offline_api() -> Command {
     let mut command = binary();
-    command.args([
-        "--api-base",
-        &closed_port_url(),
-        "--token",
-        "kargo-token-never-shown",
-    ]);
+    command
+        .args(["--api-base", &closed_port_url()])
+        .env("KARGO_TOKEN", "kargo-token-never-shown");
     command
 }
 

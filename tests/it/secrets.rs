@@ -137,3 +137,107 @@ fn a_given_token_stays_out_of_trace_logs_of_a_failing_export() {
     failure(&output, 1);
     assert_no_secret(&output, out.path(), &[&token]);
 }
+
+/// The binary pointed at `sandbox` with only `--token-file PATH` (no username, password or
+/// `KARGO_TOKEN`).
+fn with_token_file(sandbox: &Sandbox, path: &Path) -> Command {
+    let mut command = binary();
+    command
+        .arg("--api-base")
+        .arg(&sandbox.base)
+        .arg("--token-file")
+        .arg(path);
+    command
+}
+
+#[test]
+fn a_token_file_replaces_the_login_and_stays_out_of_trace_logs_and_files() {
+    let fixture = fixture();
+    let sandbox = Sandbox::with_data(fixture.path(), &["--page-size", "1"]);
+    let token = fetch_token(&sandbox);
+    let secrets = tempfile::tempdir().unwrap();
+    let token_file = secrets.path().join("token");
+    std::fs::write(&token_file, format!("{token}\n")).unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let dest = out.path().join("dest");
+    let output = traced(
+        with_token_file(&sandbox, &token_file),
+        &["export", "report", "r"],
+        &dest,
+    );
+    success(&output);
+    assert_eq!(read_dataset(&dest).len(), 3);
+    assert_no_secret(&output, out.path(), &[&token]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!stderr.contains("logged in"), "no login with a token");
+
+    // The file wins over KARGO_TOKEN (here a token the sandbox never issued).
+    let mut command = with_token_file(&sandbox, &token_file);
+    command.env("KARGO_TOKEN", "sbx_NotIssuedByThisSandboxAtAll0123");
+    success(&command.args(["reports", "--json"]).output().unwrap());
+}
+
+#[test]
+fn a_token_is_never_a_flag_value_and_a_bad_token_file_is_named_not_shown() {
+    let token = "sbx_GivenOnTheCommandLine0123456789ab";
+    let output = binary()
+        .args([
+            "--api-base",
+            "http://127.0.0.1:9",
+            "--token",
+            token,
+            "reports",
+        ])
+        .output()
+        .unwrap();
+    let error = failure(&output, 2);
+    assert!(error.contains("--token"), "{error}");
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(!all.contains(token), "the value is echoed: {all}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("missing-token");
+    let error = failure(
+        &binary()
+            .args([
+                "--api-base",
+                "http://127.0.0.1:9",
+                "reports",
+                "--token-file",
+            ])
+            .arg(&missing)
+            .output()
+            .unwrap(),
+        2,
+    );
+    assert!(
+        error.starts_with(&format!(
+            "error: --token-file: cannot read {}: ",
+            missing.display()
+        )),
+        "{error}"
+    );
+    let empty = dir.path().join("empty-token");
+    std::fs::write(&empty, "\n").unwrap();
+    let error = failure(
+        &binary()
+            .args([
+                "--api-base",
+                "http://127.0.0.1:9",
+                "reports",
+                "--token-file",
+            ])
+            .arg(&empty)
+            .output()
+            .unwrap(),
+        2,
+    );
+    assert_eq!(
+        error,
+        format!("error: --token-file: {} is empty", empty.display())
+    );
+}
