@@ -78,6 +78,8 @@ pub enum Command {
         /// Print one JSON array of the report requests, exactly as the API sent them.
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        fields: ReportFieldArgs,
     },
     /// Export to Parquet.
     Export {
@@ -126,6 +128,25 @@ pub struct RunArgs {
     /// Reports exported at once over all jobs [default: the file's concurrency, else 2].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=64))]
     pub concurrency: Option<u16>,
+
+    #[command(flatten)]
+    pub fields: ReportFieldArgs,
+}
+
+/// How to read the report list's rows (`reports`, `run`); each overrides the jobs file's key.
+#[derive(Debug, Args)]
+pub struct ReportFieldArgs {
+    /// The key of a report request's id [default: the first of id, report_id, reportId].
+    #[arg(long, value_name = "KEY")]
+    pub id_field: Option<String>,
+
+    /// The key of a report request's status [default: status].
+    #[arg(long, value_name = "KEY")]
+    pub status_field: Option<String>,
+
+    /// A status that means completed; repeatable or comma-separated [default: completed].
+    #[arg(long, value_name = "STATUS", value_delimiter = ',')]
+    pub completed_status: Vec<String>,
 }
 
 /// What `export` exports.
@@ -296,6 +317,14 @@ pub struct SandboxArgs {
     #[arg(long)]
     pub fail_submissions: bool,
 
+    /// The key of submitted reports' ids in the POST answer and the report list.
+    #[arg(long, value_name = "KEY", default_value = "id")]
+    pub submit_id_key: String,
+
+    /// Submitted reports get integer ids (1, 2, ...) instead of rpt_sub0001, ...
+    #[arg(long)]
+    pub submit_numeric_ids: bool,
+
     /// Fault injection: write every next link absolute on this origin (scheme://host:port)
     /// instead of the sandbox's own.
     #[arg(long, value_name = "URL")]
@@ -335,8 +364,10 @@ pub async fn run(cli: Cli) -> crate::Result<()> {
         _ => None,
     };
     match Settings::from_cli(cli)? {
-        Settings::Reports { api, json } => {
-            let rows = with_progress(pipeline::list_reports(&api)).await?;
+        Settings::Reports { api, json, fields } => {
+            let rows = with_progress(pipeline::list_reports(&api, &fields))
+                .await?
+                .requests;
             if json {
                 output::print_reports_json(&rows)
             } else {

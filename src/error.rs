@@ -59,6 +59,10 @@ pub enum Error {
     #[error("invalid page ({at}): {reason}")]
     Page { at: PageLocation, reason: String },
 
+    /// The report list cannot be read as report requests (no recognisable id or status).
+    #[error("invalid report list ({url}): {reason}")]
+    ReportList { url: String, reason: String },
+
     /// A row in a page could not be decoded.
     #[error("cannot decode {source} ({at})")]
     Row {

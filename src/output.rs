@@ -6,36 +6,38 @@ use std::io::{self, Write};
 
 use arrow::datatypes::Schema;
 use serde_json::Value;
-use serde_json::value::RawValue;
 
 use crate::error::{Error, Result};
 use crate::pipeline::ExportSummary;
+use crate::source::reports::ReportRequest;
 
 /// Widest cell of the report table before it is cut.
 const MAX_CELL: usize = 40;
 
 /// Prints the report list as one JSON array, each element byte-exact as the API sent it.
-pub fn print_reports_json(rows: &[Box<RawValue>]) -> Result<()> {
+pub fn print_reports_json(requests: &[ReportRequest]) -> Result<()> {
     let mut out = String::from("[");
-    for (i, row) in rows.iter().enumerate() {
+    for (i, request) in requests.iter().enumerate() {
         if i > 0 {
             out.push(',');
         }
-        out.push_str(row.get());
+        out.push_str(request.raw.get());
     }
     out.push_str("]\n");
     write_stdout(&out)
 }
 
 /// Prints the report list as an aligned table: one column per key, in first-seen order.
-pub fn print_reports_table(rows: &[Box<RawValue>]) -> Result<()> {
-    write_stdout(&reports_table(rows))
+pub fn print_reports_table(requests: &[ReportRequest]) -> Result<()> {
+    write_stdout(&reports_table(requests))
 }
 
-fn reports_table(rows: &[Box<RawValue>]) -> String {
-    let objects: Vec<serde_json::Map<String, Value>> = rows
+fn reports_table(requests: &[ReportRequest]) -> String {
+    // Rows that are not JSON objects have no columns to show.
+    let objects: Vec<&serde_json::Map<String, Value>> = requests
         .iter()
-        .filter_map(|row| serde_json::from_str(row.get()).ok())
+        .filter(|request| request.raw.get().trim_start().starts_with('{'))
+        .map(|request| &request.fields)
         .collect();
     let mut columns: Vec<String> = Vec::new();
     for object in &objects {
@@ -152,16 +154,30 @@ pub fn write_stdout(text: &str) -> Result<()> {
 mod tests {
     use super::*;
 
-    fn raw(text: &str) -> Box<RawValue> {
-        RawValue::from_string(text.to_string()).unwrap()
+    use crate::source::reports::{ReportFields, ReportList};
+    use serde_json::value::RawValue;
+
+    fn requests(texts: &[&str]) -> Vec<ReportRequest> {
+        let rows = texts
+            .iter()
+            .map(|text| RawValue::from_string(text.to_string()).unwrap())
+            .collect();
+        ReportList::read(
+            "http://h.example/v1/reports".into(),
+            rows,
+            &ReportFields::default(),
+        )
+        .unwrap()
+        .requests
     }
 
     #[test]
     fn table_aligns_first_seen_columns() {
-        let rows = [
-            raw(r#"{"id":"a","status":"completed"}"#),
-            raw(r#"{"id":"bb","n":2}"#),
-        ];
+        let rows = requests(&[
+            r#"{"id":"a","status":"completed"}"#,
+            r#"{"id":"bb","n":2}"#,
+            "42",
+        ]);
         assert_eq!(
             reports_table(&rows),
             "id  status     n\na   completed\nbb             2\n(2 reports)\n"

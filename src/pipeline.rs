@@ -49,6 +49,7 @@ use crate::source::endpoint::{self, Endpoint};
 use crate::source::extract::extract_page;
 use crate::source::for_each_page;
 use crate::source::readahead::process_pages;
+use crate::source::reports::{ReportFields, ReportList};
 use crate::spool::{self, Router, Segment};
 use crate::transform::Transforms;
 
@@ -236,27 +237,33 @@ async fn source_schema(
     transforms.schema(&spooled.inference.schema())
 }
 
-/// Every report request, each as the raw JSON the API sent.
-pub async fn list_reports(api: &Api) -> Result<Vec<Box<RawValue>>> {
+/// Every report request, read with `fields` (see [`ReportFields`]).
+pub async fn list_reports(api: &Api, fields: &ReportFields) -> Result<ReportList> {
     let session = ApiSession::start(api).await?;
-    report_requests(&session.client).await
+    report_requests(&session.client, fields).await
 }
 
-/// Every report request (all pages of `GET /v1/reports`), each as the raw JSON the API sent.
-pub async fn report_requests(client: &ApiClient) -> Result<Vec<Box<RawValue>>> {
+/// Every report request (all pages of `GET /v1/reports`), read with `fields`; each keeps the
+/// raw JSON the API sent. A listing with rows but no recognisable id is an
+/// [`Error::ReportList`].
+pub async fn report_requests(client: &ApiClient, fields: &ReportFields) -> Result<ReportList> {
     let first = client.endpoint(&["v1", "reports"]);
-    let mut rows = Vec::new();
-    for_each_page(client, first, async |body: Bytes, at: &PageLocation| {
-        let before = rows.len();
-        let info = extract_page(&body, at, |row| {
-            rows.push(row.to_owned());
-            Ok(())
-        })?;
-        crate::progress::page((rows.len() - before) as u64, body.len() as u64);
-        Ok(info.next)
-    })
+    let mut rows: Vec<Box<RawValue>> = Vec::new();
+    for_each_page(
+        client,
+        first.clone(),
+        async |body: Bytes, at: &PageLocation| {
+            let before = rows.len();
+            let info = extract_page(&body, at, |row| {
+                rows.push(row.to_owned());
+                Ok(())
+            })?;
+            crate::progress::page((rows.len() - before) as u64, body.len() as u64);
+            Ok(info.next)
+        },
+    )
     .await?;
-    Ok(rows)
+    ReportList::read(redact_url(&first), rows, fields)
 }
 
 /// Both phases, raced against `interrupt`, then the commit, which is not.

@@ -9,8 +9,8 @@ use std::sync::Arc;
 use reqwest::Url;
 
 use crate::cli::{
-    Cli, Command, ConnectionArgs, ExportTarget, LastLinkArg, LinkStyleArg, OutputArgs, SandboxArgs,
-    SchemaTarget,
+    Cli, Command, ConnectionArgs, ExportTarget, LastLinkArg, LinkStyleArg, OutputArgs,
+    ReportFieldArgs, SandboxArgs, SchemaTarget,
 };
 use crate::error::{Error, Result};
 use crate::sandbox::{Faults, LastLink, LinkStyle, SandboxData, SandboxOptions};
@@ -18,6 +18,7 @@ use crate::secret::Secret;
 use crate::sink::{Destination, WriteOptions};
 use crate::source::auth::Credentials;
 use crate::source::client::Connection;
+use crate::source::reports::ReportFields;
 
 pub mod manual;
 
@@ -40,7 +41,11 @@ pub enum Api {
 /// One validated command.
 pub enum Settings {
     /// `reports`.
-    Reports { api: Api, json: bool },
+    Reports {
+        api: Api,
+        json: bool,
+        fields: ReportFields,
+    },
     /// `export ...`.
     Export(ExportSettings),
     /// `schema report ID`.
@@ -84,9 +89,10 @@ impl Settings {
     /// Validates the parsed command line.
     pub fn from_cli(cli: Cli) -> Result<Self> {
         match cli.command {
-            Command::Reports { json } => Ok(Settings::Reports {
+            Command::Reports { json, fields } => Ok(Settings::Reports {
                 api: api(&cli.connection)?,
                 json,
+                fields: report_fields(&fields, None)?,
             }),
             Command::Schema {
                 target: SchemaTarget::Report { id },
@@ -225,6 +231,42 @@ pub(crate) fn http_url(flag: &str, text: &str) -> Result<Url> {
     Ok(url)
 }
 
+/// How to read report requests: the flags, else the jobs file's `file` keys, else the defaults.
+pub(crate) fn report_fields(
+    args: &ReportFieldArgs,
+    file: Option<&ReportFields>,
+) -> Result<ReportFields> {
+    let key = |flag: &str, value: &Option<String>| -> Result<Option<String>> {
+        value
+            .as_deref()
+            .map(|key| match key.trim() {
+                "" => Err(Error::Usage(format!("{flag} is empty"))),
+                key => Ok(key.to_string()),
+            })
+            .transpose()
+    };
+    let statuses: Vec<String> = args
+        .completed_status
+        .iter()
+        .map(|s| s.trim().to_string())
+        .collect();
+    if statuses.iter().any(String::is_empty) {
+        return Err(Error::Usage(
+            "--completed-status has an empty status".into(),
+        ));
+    }
+    let file = file.cloned().unwrap_or_default();
+    Ok(ReportFields {
+        id_field: key("--id-field", &args.id_field)?.or(file.id_field),
+        status_field: key("--status-field", &args.status_field)?.or(file.status_field),
+        completed_statuses: if statuses.is_empty() {
+            file.completed_statuses
+        } else {
+            statuses
+        },
+    })
+}
+
 fn report_id(id: &str) -> Result<String> {
     let id = id.trim();
     if id.is_empty() || id.chars().any(char::is_control) {
@@ -344,6 +386,8 @@ fn sandbox_settings(args: SandboxArgs) -> Result<Settings> {
             submit: crate::sandbox::submit::SubmitOptions {
                 complete_after: std::time::Duration::from_millis(args.complete_after_ms),
                 fail: args.fail_submissions,
+                id_key: args.submit_id_key,
+                numeric_ids: args.submit_numeric_ids,
                 ..Default::default()
             },
             gzip: args.gzip,
@@ -372,6 +416,36 @@ mod tests {
         assert_eq!(cols(&["date", " country"]).unwrap(), ["date", "country"]);
         assert!(cols(&["date", "date"]).is_err());
         assert!(cols(&[""]).is_err());
+    }
+
+    #[test]
+    fn report_field_flags_override_the_jobs_file_key_by_key() {
+        let file = ReportFields {
+            id_field: Some("uuid".into()),
+            status_field: Some("state".into()),
+            completed_statuses: vec!["done".into()],
+        };
+        let flags = |id: Option<&str>, statuses: &[&str]| ReportFieldArgs {
+            id_field: id.map(str::to_string),
+            status_field: None,
+            completed_status: statuses.iter().map(|s| s.to_string()).collect(),
+        };
+        assert_eq!(report_fields(&flags(None, &[]), Some(&file)).unwrap(), file);
+        assert_eq!(
+            report_fields(&flags(Some(" key "), &["ok", "fine"]), Some(&file)).unwrap(),
+            ReportFields {
+                id_field: Some("key".into()),
+                status_field: Some("state".into()),
+                completed_statuses: vec!["ok".into(), "fine".into()],
+            }
+        );
+        assert_eq!(
+            report_fields(&flags(None, &[]), None).unwrap(),
+            ReportFields::default()
+        );
+        for bad in [flags(Some(""), &[]), flags(None, &["ok", " "])] {
+            assert!(matches!(report_fields(&bad, None), Err(Error::Usage(_))));
+        }
     }
 
     #[test]

@@ -22,6 +22,7 @@ use crate::cli::DEFAULT_MAX_PARTITIONS;
 use crate::error::{Error, Result};
 use crate::settings::manual::ManualJob;
 use crate::sink::Codec;
+use crate::source::reports::ReportFields;
 
 /// How long a submitted report is waited for when the job does not say.
 const DEFAULT_WAIT_TIMEOUT: Duration = Duration::from_secs(3600);
@@ -35,6 +36,8 @@ pub struct JobsFile {
     pub connection: Option<ConnectionSpec>,
     /// Reports exported at once over all jobs.
     pub concurrency: Option<usize>,
+    /// `id_field`, `status_field`, `completed_statuses`: how to read the report list.
+    pub report_fields: ReportFields,
     /// The jobs, in file order; names are unique.
     pub jobs: Vec<JobSpec>,
 }
@@ -115,6 +118,9 @@ pub struct SubmitSpec {
 #[serde(deny_unknown_fields)]
 struct RawFile {
     concurrency: Option<Spanned<i64>>,
+    id_field: Option<Spanned<String>>,
+    status_field: Option<Spanned<String>>,
+    completed_statuses: Option<Spanned<Vec<String>>>,
     connection: Option<Spanned<RawConnection>>,
     #[serde(default)]
     job: Vec<Spanned<RawJob>>,
@@ -218,6 +224,8 @@ impl JobsFile {
                 _ => Err(at.error(n.span(), "concurrency must be between 1 and 64")),
             })
             .transpose()?;
+        let report_fields =
+            report_fields(&at, raw.id_field, raw.status_field, raw.completed_statuses)?;
         let connection = raw.connection.map(|c| connection(&at, c)).transpose()?;
         if raw.job.is_empty() {
             return Err(at.error(0..0, "no jobs: add at least one [[job]] table"));
@@ -234,9 +242,47 @@ impl JobsFile {
         Ok(Self {
             connection,
             concurrency,
+            report_fields,
             jobs,
         })
     }
+}
+
+/// The top-level keys that say how to read the report list; empty text is an error.
+fn report_fields(
+    at: &Locator,
+    id_field: Option<Spanned<String>>,
+    status_field: Option<Spanned<String>>,
+    completed_statuses: Option<Spanned<Vec<String>>>,
+) -> Result<ReportFields> {
+    let key = |value: Option<Spanned<String>>, name: &str| {
+        value
+            .map(|v| match v.get_ref().trim() {
+                "" => Err(at.error(v.span(), &format!("{name} is empty"))),
+                key => Ok(key.to_string()),
+            })
+            .transpose()
+    };
+    let completed_statuses = match completed_statuses {
+        Some(statuses) => {
+            let span = statuses.span();
+            let statuses: Vec<String> = statuses
+                .into_inner()
+                .iter()
+                .map(|s| s.trim().to_string())
+                .collect();
+            if statuses.is_empty() || statuses.iter().any(String::is_empty) {
+                return Err(at.error(span, "completed_statuses needs non-empty statuses"));
+            }
+            statuses
+        }
+        None => Vec::new(),
+    };
+    Ok(ReportFields {
+        id_field: key(id_field, "id_field")?,
+        status_field: key(status_field, "status_field")?,
+        completed_statuses,
+    })
 }
 
 /// Turns byte offsets into `file, line L, column C` for messages.
@@ -642,6 +688,51 @@ out = "out/fresh"
             assert!(message.contains(line), "{extra}: {message}");
             assert!(message.contains("job \"a\""), "{extra}: {message}");
             assert!(message.contains(what), "{extra}: {message}");
+        }
+    }
+
+    #[test]
+    fn report_list_keys_are_read_and_checked() {
+        let job = "[[job]]\nname = \"a\"\nkind = \"new-reports\"\nout = \"o\"\n";
+        let file = parse(&format!(
+            "id_field = \"uuid\"\nstatus_field = \" state \"\ncompleted_statuses = [\"done\", \"ready\"]\n{job}"
+        ))
+        .unwrap();
+        assert_eq!(
+            file.report_fields,
+            ReportFields {
+                id_field: Some("uuid".into()),
+                status_field: Some("state".into()),
+                completed_statuses: vec!["done".into(), "ready".into()],
+            }
+        );
+        assert_eq!(parse(job).unwrap().report_fields, ReportFields::default());
+        let cases = [
+            (
+                "id_field = \" \"\n",
+                "line 1, column 12",
+                "id_field is empty",
+            ),
+            (
+                "status_field = \"\"\n",
+                "line 1, column 16",
+                "status_field is empty",
+            ),
+            (
+                "completed_statuses = []\n",
+                "line 1, column 22",
+                "completed_statuses needs non-empty statuses",
+            ),
+            (
+                "completed_statuses = [\"done\", \"\"]\n",
+                "line 1",
+                "completed_statuses needs non-empty statuses",
+            ),
+        ];
+        for (top, line, what) in cases {
+            let message = error(&format!("{top}{job}"));
+            assert!(message.contains(line), "{top}: {message}");
+            assert!(message.contains(what), "{top}: {message}");
         }
     }
 

@@ -41,6 +41,7 @@ use crate::sandbox::SandboxOptions;
 use crate::settings::{Api, ExportJob, ExportSettings};
 use crate::sink::{Destination, WriteOptions};
 use crate::source::client::ApiClient;
+use crate::source::reports::{ReportFields, ReportRequest};
 use file::{JobKind, JobSpec, JobsFile};
 use shard::Shard;
 use summary::{JobOutcome, RunSummary};
@@ -60,6 +61,8 @@ pub struct RunSettings {
     pub dry_run: bool,
     pub summary_json: Option<PathBuf>,
     pub shard: Shard,
+    /// How to read the report list and the answers to submissions.
+    pub report_fields: ReportFields,
 }
 
 /// One job with its destination opened.
@@ -87,6 +90,8 @@ impl RunSettings {
             .map(usize::from)
             .or(file.concurrency)
             .unwrap_or(DEFAULT_CONCURRENCY);
+        let report_fields =
+            crate::settings::report_fields(&args.fields, Some(&file.report_fields))?;
         let today = chrono::Utc::now().date_naive();
         let mut jobs: Vec<Job> = Vec::new();
         for mut spec in file.jobs {
@@ -112,6 +117,7 @@ impl RunSettings {
             dry_run: args.dry_run,
             summary_json: args.summary_json,
             shard,
+            report_fields,
         })
     }
 }
@@ -261,20 +267,21 @@ impl Context<'_> {
         plans
     }
 
-    /// The report requests whose status is `completed`, as JSON objects.
-    async fn completed_requests(&self) -> Result<Vec<Map<String, Value>>> {
-        let raw = pipeline::report_requests(&self.client).await?;
-        Ok(raw
-            .iter()
-            .filter_map(|r| serde_json::from_str::<Map<String, Value>>(r.get()).ok())
-            .filter(|r| r.get("status").and_then(Value::as_str) == Some("completed"))
+    /// The completed report requests.
+    async fn completed_requests(&self) -> Result<Vec<ReportRequest>> {
+        let fields = &self.settings.report_fields;
+        let listing = pipeline::report_requests(&self.client, fields).await?;
+        Ok(listing
+            .with_statuses(fields)?
+            .into_iter()
+            .filter(|request| request.is_completed(fields))
             .collect())
     }
 
     async fn plan_job(
         &self,
         job: &Job,
-        listing: Option<&std::result::Result<Vec<Map<String, Value>>, String>>,
+        listing: Option<&std::result::Result<Vec<ReportRequest>, String>>,
     ) -> Plan {
         let stateless = matches!(job.spec.kind, JobKind::ReportList | JobKind::Endpoint(_));
         let exported = if self.settings.full_refresh || stateless {
@@ -425,12 +432,15 @@ impl Context<'_> {
                 job.spec.name
             )));
         };
+        let fields = &self.settings.report_fields;
         let id = match target {
-            Target::Await(id) if submit::may_complete(&self.client, id).await? => id.clone(),
+            Target::Await(id) if submit::may_complete(&self.client, id, fields).await? => {
+                id.clone()
+            }
             _ => {
                 // A destination that cannot take the record would make every run submit again.
                 job.destination.check().await?;
-                let id = submit::submit(&self.client, &spec.request).await?;
+                let id = submit::submit(&self.client, &spec.request, fields).await?;
                 tracing::info!(job = %job.spec.name, report = %id, "submitted a report request");
                 let record = state::Submission {
                     request_hash: state::request_hash(&spec.request),
@@ -442,20 +452,17 @@ impl Context<'_> {
                 id
             }
         };
-        submit::wait_until_completed(&self.client, &id, spec).await?;
+        submit::wait_until_completed(&self.client, &id, spec, fields).await?;
         Ok(id)
     }
 }
 
-/// Ids of the completed requests in `listing` whose fields equal every entry of `filter`.
-fn matching_ids(listing: &[Map<String, Value>], filter: &Map<String, Value>) -> Vec<String> {
+/// Ids of the requests in `listing` whose fields equal every entry of `filter`.
+fn matching_ids(listing: &[ReportRequest], filter: &Map<String, Value>) -> Vec<String> {
     listing
         .iter()
-        .filter(|request| filter.iter().all(|(k, v)| request.get(k) == Some(v)))
-        .filter_map(|request| match request.get("id") {
-            Some(Value::String(id)) if !id.is_empty() => Some(id.clone()),
-            _ => None,
-        })
+        .filter(|request| request.matches(filter))
+        .filter_map(|request| request.id.clone())
         .collect()
 }
 
@@ -489,13 +496,22 @@ mod tests {
 
     #[test]
     fn filters_match_every_field_exactly() {
-        let listing: Vec<Map<String, Value>> = serde_json::from_value(serde_json::json!([
+        let rows = serde_json::json!([
             {"id": "a", "report_type": "by_day", "requested_by": "x"},
-            {"id": "b", "report_type": "by_site", "requested_by": "x"},
-            {"id": "c", "report_type": "by_day", "requested_by": "y"},
-            {"report_type": "by_day", "requested_by": "x"},
-        ]))
-        .unwrap();
+            {"report_id": "b", "report_type": "by_site", "requested_by": "x"},
+            {"reportId": "c", "report_type": "by_day", "requested_by": "y"},
+            {"report_type": "by_day", "requested_by": "x", "status": "completed"},
+        ]);
+        let rows = rows
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|row| serde_json::value::RawValue::from_string(row.to_string()).unwrap())
+            .collect();
+        let url = "http://h.example/v1/reports".to_string();
+        let listing = crate::source::reports::ReportList::read(url, rows, &ReportFields::default())
+            .unwrap()
+            .requests;
         let filter = |v: Value| v.as_object().unwrap().clone();
         assert_eq!(matching_ids(&listing, &Map::new()), ["a", "b", "c"]);
         assert_eq!(

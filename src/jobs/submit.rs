@@ -1,8 +1,10 @@
 //! Submit and wait: request a new report with `POST /v1/reports`, then look at the report list
-//! until that request is completed. The wait is bounded (the job's `wait_timeout_secs`) and
-//! backs off (the pause grows by half each time, up to [`MAX_POLL_INTERVAL`]). A request whose
-//! status becomes `failed`, `error` or `cancelled`, or that disappears from the list, ends the
-//! wait with an [`Error::Submit`] naming it. Exporting the completed report is the pipeline's job.
+//! until that request is completed. The id in the answer and the status in the list are read
+//! like every report request ([`crate::source::reports`], with the run's [`ReportFields`]). The
+//! wait is bounded (the job's `wait_timeout_secs`) and backs off (the pause grows by half each
+//! time, up to [`MAX_POLL_INTERVAL`]). A request whose status becomes `failed`, `error` or
+//! `cancelled`, or that disappears from the list, ends the wait with an [`Error::Submit`] naming
+//! it. Exporting the completed report is the pipeline's job.
 
 use std::time::Duration;
 
@@ -14,15 +16,17 @@ use super::file::SubmitSpec;
 use crate::error::{Error, PageLocation, Result};
 use crate::pipeline::report_requests;
 use crate::source::client::ApiClient;
+use crate::source::reports::{self, ReportFields};
 
 /// Longest pause between two looks at the report list.
 pub const MAX_POLL_INTERVAL: Duration = Duration::from_secs(60);
 
-/// Statuses that mean the report will never complete.
-const FAILED_STATUSES: &[&str] = &["failed", "error", "cancelled", "canceled"];
-
 /// Posts `request` and returns the id the API gave the new report request.
-pub async fn submit(client: &ApiClient, request: &Map<String, Value>) -> Result<String> {
+pub async fn submit(
+    client: &ApiClient,
+    request: &Map<String, Value>,
+    fields: &ReportFields,
+) -> Result<String> {
     let url = client.endpoint(&["v1", "reports"]);
     let at = PageLocation {
         url: crate::error::redact_url(&url),
@@ -34,27 +38,24 @@ pub async fn submit(client: &ApiClient, request: &Map<String, Value>) -> Result<
         at: at.clone(),
         reason: format!("the answer to the report request is not JSON: {e}"),
     })?;
-    let id = answer.get("id").or_else(|| answer.pointer("/data/id"));
-    match id {
-        Some(Value::String(id)) if !id.is_empty() => Ok(id.clone()),
-        Some(Value::Number(id)) => Ok(id.to_string()),
-        _ => Err(Error::Page {
-            at,
-            reason: "the answer to the report request has no \"id\"".into(),
-        }),
-    }
+    reports::submitted_id(&answer, fields).map_err(|reason| Error::Page { at, reason })
 }
 
 /// Polls the report list until request `id` is completed; fails when it fails, vanishes or
 /// is still not completed after `spec.wait_timeout`.
-pub async fn wait_until_completed(client: &ApiClient, id: &str, spec: &SubmitSpec) -> Result<()> {
+pub async fn wait_until_completed(
+    client: &ApiClient,
+    id: &str,
+    spec: &SubmitSpec,
+    fields: &ReportFields,
+) -> Result<()> {
     let started = Instant::now();
     let mut pause = spec.poll_interval;
     loop {
-        let status = status_of(client, id).await?;
+        let status = status_of(client, id, fields).await?;
         match status.as_deref() {
-            Some("completed") => return Ok(()),
-            Some(failed) if is_failed(failed) => {
+            Some(done) if fields.is_completed(done) => return Ok(()),
+            Some(failed) if fields.is_failed(failed) => {
                 return Err(Error::Submit {
                     id: id.to_string(),
                     reason: format!("the API reports status {failed:?}"),
@@ -88,33 +89,20 @@ pub async fn wait_until_completed(client: &ApiClient, id: &str, spec: &SubmitSpe
 }
 
 /// Whether report request `id` is listed and has not failed: worth waiting for.
-pub async fn may_complete(client: &ApiClient, id: &str) -> Result<bool> {
-    Ok(status_of(client, id)
+pub async fn may_complete(client: &ApiClient, id: &str, fields: &ReportFields) -> Result<bool> {
+    Ok(status_of(client, id, fields)
         .await?
-        .is_some_and(|status| !is_failed(&status)))
+        .is_some_and(|status| !fields.is_failed(&status)))
 }
 
-fn is_failed(status: &str) -> bool {
-    FAILED_STATUSES.contains(&status)
-}
-
-/// The `status` of report request `id` in the list (`""` when it has none), or `None` when the
+/// The status of report request `id` in the list (`""` when it has none), or `None` when the
 /// list does not hold it.
-async fn status_of(client: &ApiClient, id: &str) -> Result<Option<String>> {
-    let requests = report_requests(client).await?;
-    Ok(requests.iter().find_map(|raw| {
-        let request: Map<String, Value> = serde_json::from_str(raw.get()).ok()?;
-        let matches = match request.get("id") {
-            Some(Value::String(s)) => s == id,
-            Some(Value::Number(n)) => n.to_string() == id,
-            _ => false,
-        };
-        matches.then(|| {
-            request
-                .get("status")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_string()
-        })
-    }))
+async fn status_of(client: &ApiClient, id: &str, fields: &ReportFields) -> Result<Option<String>> {
+    let requests = report_requests(client, fields)
+        .await?
+        .with_statuses(fields)?;
+    Ok(requests
+        .into_iter()
+        .find(|request| request.id.as_deref() == Some(id))
+        .map(|request| request.status.unwrap_or_default()))
 }

@@ -502,7 +502,7 @@ pub async fn run(
         .map_err(|e| Error::Sandbox(format!("cannot read the listener's address: {e}")))?;
     let server = Arc::new(Server {
         fallback_origin: format!("http://{local}"),
-        submissions: submit::Submissions::new(options.submit),
+        submissions: submit::Submissions::new(options.submit.clone()),
         options,
         tokens: Mutex::new(HashMap::new()),
         completed_requests: AtomicU64::new(0),
@@ -1422,6 +1422,7 @@ mod tests {
                 complete_after: Duration::from_millis(300),
                 fail: false,
                 rows: 7,
+                ..submit::SubmitOptions::default()
             },
             ..SandboxOptions::default()
         })

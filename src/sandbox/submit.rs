@@ -6,6 +6,11 @@
 //! `GET /v1/completed-reports/{id}` serves [`SubmitOptions::rows`] synthetic rows generated from
 //! the seed (the same generator as `--synthetic`); before, it answers 409 like any report that
 //! is not completed. A body that is not a JSON object (or over 64 KiB) is a 400.
+//!
+//! For the client's id reading, the answer and the list can name the id of submitted requests
+//! differently ([`SubmitOptions::id_key`], e.g. `report_id`, `reportId` or a key no client
+//! guesses) and make it an integer ([`SubmitOptions::numeric_ids`]: 1, 2, ... instead of
+//! `rpt_sub0001`, ...).
 
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
@@ -26,7 +31,7 @@ const MAX_BODY: usize = 64 * 1024;
 const FIRST_SEED: u64 = 1000;
 
 /// How submitted reports behave.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SubmitOptions {
     /// How long a submitted report stays `pending`.
     pub complete_after: Duration,
@@ -34,6 +39,10 @@ pub struct SubmitOptions {
     pub fail: bool,
     /// Rows of each completed submitted report.
     pub rows: u64,
+    /// The key of a submitted request's id in the answer and the list (default `id`).
+    pub id_key: String,
+    /// Submitted requests' ids are integers (1, 2, ...) instead of `rpt_sub0001`, ...
+    pub numeric_ids: bool,
 }
 
 impl Default for SubmitOptions {
@@ -42,6 +51,8 @@ impl Default for SubmitOptions {
             complete_after: Duration::from_secs(2),
             fail: false,
             rows: 240,
+            id_key: "id".into(),
+            numeric_ids: false,
         }
     }
 }
@@ -88,8 +99,13 @@ impl Submissions {
         let listed = {
             let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
             let number = entries.len() as u64 + 1;
+            let id = if self.options.numeric_ids {
+                number.to_string()
+            } else {
+                format!("rpt_sub{number:04}")
+            };
             let entry = Submission {
-                id: format!("rpt_sub{number:04}"),
+                id,
                 request,
                 at: Instant::now(),
                 created_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
@@ -138,7 +154,11 @@ impl Submissions {
     fn listed_entry(&self, entry: &Submission) -> Value {
         let mut listed = entry.request.clone();
         let status = self.status(entry);
-        listed.insert("id".into(), json!(entry.id));
+        let id = match entry.id.parse::<u64>() {
+            Ok(number) if self.options.numeric_ids => json!(number),
+            _ => json!(entry.id),
+        };
+        listed.insert(self.options.id_key.clone(), id);
         listed.insert("status".into(), json!(status));
         listed.insert("created_at".into(), json!(entry.created_at));
         listed.insert("row_count".into(), json!(entry.report.rows()));

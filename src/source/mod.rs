@@ -3,7 +3,8 @@
 //! following pages ([`paginate`]), fetching pages ahead while earlier ones are processed
 //! ([`readahead`]), walking a page of the default shape in one pass to find its rows and next
 //! link ([`extract`], which feeds the rows to a [`crate::decode::RowDecoder`] or hands them out
-//! raw), and the general path for other shapes ([`jsonpath`], [`formats`]). Nothing outside
+//! raw), the general path for other shapes ([`jsonpath`], [`formats`]), and the typed reading of
+//! report requests ([`reports`]). Nothing outside
 //! this module knows about HTTP status codes or tokens.
 
 pub mod auth;
@@ -14,6 +15,7 @@ pub mod formats;
 pub mod jsonpath;
 pub mod paginate;
 pub mod readahead;
+pub mod reports;
 pub mod retry;
 
 use bytes::Bytes;

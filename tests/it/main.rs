@@ -10,8 +10,11 @@
 //! - `partition`: hostile partition values stay inside DEST and decode back exactly.
 //! - `reexport`: re-exports replace exactly one report's files; empty reports.
 //! - `reports`: the report list as JSON, as a table and as a dataset.
+//! - `report_ids`: report lists and submission answers whatever their id is called (`id`,
+//!   `report_id`, `reportId`, integers, `--id-field`), and the error when none is recognisable.
 //! - `schema`: `schema report` prints types and writes nothing.
-//! - `secrets`: no password or token in output, logs or files.
+//! - `secrets`: no password or token in output, logs or files; tokens only from KARGO_TOKEN or
+//!   `--token-file`.
 //! - `failures`: exit codes, the one `error:` line, and DEST left as it was.
 //! - `retry`: error bursts, rate limits and cut-off bodies retried; permanent failures bounded.
 //! - `hostile`: broken JSON refetched, stalled servers, pagination loops, cross-origin links.
@@ -32,6 +35,7 @@ mod manual;
 mod pagination;
 mod partition;
 mod reexport;
+mod report_ids;
 mod reports;
 mod retry;
 mod runs;
