@@ -2,8 +2,10 @@
 //! replaces a report's files instead of adding to them.
 //!
 //! This module owns what happens after a [`super::ReportWriter`] finished: publish (rename each
-//! staged file to its final name; a local rename is atomic), write the report's manifest (the
-//! commit point), retire the report's older files (data files of other runs anywhere outside
+//! staged file to its final name; a local rename is atomic), make the published files durable
+//! (in a local directory: each file synced, then each folder holding one), write the report's
+//! manifest (the commit point; locally a synced temporary file renamed over it, then its folder
+//! synced), retire the report's older files (data files of other runs anywhere outside
 //! `_`/`.` folders, and staged leftovers of killed runs), and remove this run's staging. A
 //! failure before the manifest is written removes what this run published, so earlier data stays
 //! untouched and nothing is duplicated. It never touches objects of another report: ownership is
@@ -12,8 +14,8 @@
 use arrow::datatypes::SchemaRef;
 use chrono::{SecondsFormat, Utc};
 use futures::{StreamExt, TryStreamExt, stream};
+use object_store::ObjectStoreExt;
 use object_store::path::Path;
-use object_store::{ObjectStoreExt, PutPayload};
 use serde::Serialize;
 
 use super::Destination;
@@ -126,17 +128,22 @@ impl StagedReport {
         &self.files
     }
 
-    /// Publishes the files (staged -> final names), writes the manifest, then retires this
-    /// report's older files and removes its staging. `dest` must be the writer's destination.
+    /// Publishes the files (staged -> final names), makes them durable, writes the manifest,
+    /// then retires this report's older files and removes its staging. `dest` must be the
+    /// writer's destination.
     ///
-    /// A failure while publishing or writing the manifest removes this run's files and leaves
+    /// A failure while publishing, syncing or writing the manifest removes this run's files and leaves
     /// the earlier export as it was. A failure while retiring is returned after every older
     /// file was tried: the new files and manifest are in place, and the older files that could
     /// not be deleted are retired by the next commit.
     pub async fn commit(self, dest: &Destination, manifest: ManifestInfo) -> Result<CommitSummary> {
         self.publish(dest).await?;
-        if let Err(e) = self.write_manifest(dest, &manifest).await {
-            let published: Vec<Path> = self.files.iter().map(|f| f.path.clone()).collect();
+        let published: Vec<Path> = self.files.iter().map(|f| f.path.clone()).collect();
+        let durable = match dest.sync_files(&published).await {
+            Ok(()) => self.write_manifest(dest, &manifest).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = durable {
             dest.delete_quietly(&published).await;
             dest.tidy_staging(&self.names).await;
             return Err(e);
@@ -200,11 +207,7 @@ impl StagedReport {
                 source: Box::new(e),
             },
         })?;
-        dest.store()
-            .put(&dest.full(&path), PutPayload::from(json))
-            .await
-            .map_err(|e| dest.storage_error(&path, e))?;
-        Ok(())
+        dest.put_durably(&path, json).await
     }
 
     fn manifest<'a>(&'a self, info: &'a ManifestInfo) -> Manifest<'a> {
@@ -403,6 +406,35 @@ mod tests {
                 "_staging/r0/day=z/other.r0.00000.parquet.tmp",
                 "day=a/rep.r2.00000.parquet",
             ]
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_local_manifest_replaces_the_old_one_through_a_temporary_file() {
+        let (tmp, dest) = local_dest();
+        export(&dest, "rep", "r1", &["a"]).await;
+        // What a commit killed between writing its temporary manifest and renaming it leaves.
+        let manifests = tmp.path().join("_manifests");
+        std::fs::write(manifests.join("rep.json#1"), "{\"torn").unwrap();
+        assert_eq!(
+            crate::jobs::state::exported_reports(&dest).await.unwrap(),
+            std::collections::HashSet::from(["rep".to_string()]),
+            "listings skip it"
+        );
+        export(&dest, "rep", "r2", &["a", "b"]).await;
+        assert_eq!(
+            list_files(tmp.path()),
+            vec![
+                "_manifests/rep.json",
+                "day=a/rep.r2.00000.parquet",
+                "day=b/rep.r2.00000.parquet",
+            ],
+            "the temporary file went with the rename, the leftover after it"
+        );
+        let manifest = read_json(&manifests.join("rep.json"));
+        assert_eq!(
+            (manifest["run_id"].as_str(), manifest["rows"].as_u64()),
+            (Some("r2"), Some(2))
         );
     }
 

@@ -6,7 +6,8 @@
 //! Parquet files under a hidden staging prefix (`writer.rs`); [`StagedReport::commit`]
 //! publishes them, writes the report's manifest and retires the report's older files
 //! (`commit.rs`). Object names live in one place (`layout.rs`); what is specific to S3 (building
-//! the store from the environment, the bucket check, safe error text) in `s3.rs`. On S3 the
+//! the store from the environment, the bucket check, safe error text) in `s3.rs`; what makes a
+//! local commit survive a power loss (fsync of files, folders and the manifest) in `durable.rs`. On S3 the
 //! same protocol runs: files stream as multipart uploads (invisible until completed, aborted on
 //! failure) to staged names and are published by server-side copy, so the commit semantics do
 //! not depend on the store. This module does not fetch, decode or infer anything, and it does
@@ -14,6 +15,7 @@
 
 mod codec;
 mod commit;
+mod durable;
 mod layout;
 pub mod partition;
 mod s3;
@@ -230,13 +232,55 @@ impl Destination {
         }
     }
 
-    /// Writes object `rel` (relative to the root) in one atomic put.
+    /// Writes object `rel` (relative to the root) in one atomic put, durably (see
+    /// [`Destination::put_durably`]).
     pub async fn write_object(&self, rel: &str, bytes: Vec<u8>) -> Result<()> {
         let rel = layout::parse_path(rel)?;
-        self.store
-            .put(&self.full(&rel), object_store::PutPayload::from(bytes))
+        self.put_durably(&rel, bytes).await
+    }
+
+    /// Writes object `rel` (relative to the root) in one atomic put. In a local directory, the
+    /// file is also durable when this returns: a synced temporary file renamed over it, then
+    /// its folder synced ([`durable::write_file`]); other stores acknowledge a put once durable.
+    async fn put_durably(&self, rel: &Path, bytes: Vec<u8>) -> Result<()> {
+        let Some(local) = &self.local else {
+            return self
+                .store
+                .put(&self.full(rel), object_store::PutPayload::from(bytes))
+                .await
+                .map(drop)
+                .map_err(|e| self.storage_error(rel, e));
+        };
+        let path = local.path.join(rel.as_ref());
+        let steps = tokio::task::spawn_blocking(move || durable::write_file(&path, &bytes))
             .await
-            .map_err(|e| self.storage_error(&rel, e))?;
+            .map_err(|e| Error::Internal(format!("durable write: {e}")))?
+            .map_err(|(path, e)| Error::io(path.display(), e))?;
+        tracing::trace!(file = %self.show(rel), ?steps, "written durably");
+        Ok(())
+    }
+
+    /// Local directories: flushes the files `rels` (relative to the root) and every folder
+    /// holding them, up to the root, to stable storage ([`durable::sync_files`]): what a
+    /// manifest names must survive a power loss. Other stores: nothing to do.
+    async fn sync_files(&self, rels: &[Path]) -> Result<()> {
+        let Some(local) = &self.local else {
+            return Ok(());
+        };
+        let root = local.path.clone();
+        let created = local.created;
+        let files: Vec<PathBuf> = rels.iter().map(|rel| PathBuf::from(rel.as_ref())).collect();
+        let started = std::time::Instant::now();
+        let steps =
+            tokio::task::spawn_blocking(move || durable::sync_files(&root, &files, created))
+                .await
+                .map_err(|e| Error::Internal(format!("sync: {e}")))?
+                .map_err(|(path, e)| Error::io(path.display(), e))?;
+        tracing::debug!(
+            syncs = steps.len(),
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "published files and their folders synced"
+        );
         Ok(())
     }
 
