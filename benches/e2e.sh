@@ -17,6 +17,9 @@
 #   PARTITION=date   the Hive partition columns, COL[,COL...] (kargo-export --partition-by, DuckDB
 #                    PARTITION_BY): date (30 partitions), date,country (~1,230) or site_domain
 #                    (~5,000)
+#   SLOW=MB/s        kargo-export reads through benches/slow_proxy.py, which passes the answers on
+#                    at this many MB a second on the wire (e.g. SLOW=4 with GZIP=1 is ~35,000 rows
+#                    a second): a slow server. DuckDB still reads local files.
 #   DUCKDB=0         only run kargo-export (e.g. for the memory check below)
 #   KEEP=1           keep the work folder (pages, both outputs, logs) instead of removing it
 #   TMPDIR           where the work folder is made (needs ~3x the JSON size free)
@@ -42,6 +45,7 @@ ORDER=${ORDER:-random}
 GZIP=${GZIP:-1}
 PARTITION=${PARTITION:-date}
 DUCKDB=${DUCKDB:-1}
+SLOW=${SLOW:-}
 DUCKDB_VERSION=2.0.1
 REPORT=bench
 
@@ -93,7 +97,13 @@ bin="$target_dir/release/kargo-export"
 # --- work folder and cleanup -------------------------------------------------------------------
 work=$(mktemp -d "${TMPDIR:-/tmp}/kx-e2e.XXXXXX")
 sandbox_pid=
+proxy_pid=
 stop_sandbox() {
+    if [[ -n $proxy_pid ]]; then
+        kill "$proxy_pid" 2>/dev/null || true
+        wait "$proxy_pid" 2>/dev/null || true
+        proxy_pid=
+    fi
     if [[ -n $sandbox_pid ]]; then
         kill "$sandbox_pid" 2>/dev/null || true
         wait "$sandbox_pid" 2>/dev/null || true
@@ -157,12 +167,28 @@ log "sandbox at $api (pages $prepared in $sandbox_startup s)"
 export KARGO_USERNAME=sandbox KARGO_PASSWORD=sandbox-password
 unset KARGO_TOKEN KARGO_AUTH_URL KARGO_API_BASE
 
+# --- a slow server: kargo-export reads through a throttling proxy ------------------------------
+kx_api=$api
+if [[ -n $SLOW ]]; then
+    python3 "$here/slow_proxy.py" "${api##*:}" "$(awk -v m="$SLOW" 'BEGIN { print m * 1e6 }')" \
+        >"$work/proxy.out" 2>"$work/proxy.err" &
+    proxy_pid=$!
+    for _ in $(seq 1 100); do
+        port=$(sed -n 's/^listening on //p' "$work/proxy.out" 2>/dev/null)
+        [[ -n $port ]] && break
+        sleep 0.05
+    done
+    [[ -n $port ]] || die "the slow proxy did not start: $(cat "$work/proxy.err")"
+    kx_api="http://127.0.0.1:$port"
+    log "kargo-export reads through a proxy at $kx_api passing $SLOW MB/s"
+fi
+
 # --- kargo-export (timed) ----------------------------------------------------------------------
 log "kargo-export: export report $REPORT --partition-by $PARTITION"
 sandbox_cpu_before=$(cpu_of "$sandbox_pid")
 mkdir "$work/spool"
 if ! TMPDIR="$work/spool" /usr/bin/time -v -o "$work/kx.time" \
-    "$bin" --api-base "$api" export report "$REPORT" --out "$work/kx" --partition-by "$PARTITION" \
+    "$bin" --api-base "$kx_api" export report "$REPORT" --out "$work/kx" --partition-by "$PARTITION" \
     >"$work/kx.out" 2>"$work/kx.err"; then
     cat "$work/kx.err" >&2
     die "kargo-export failed"
@@ -241,4 +267,4 @@ echo "Parquet: kargo-export $kx_files files, $kx_size bytes, $kx_parts partition
 if [[ -n $ratios ]]; then
     echo "$ratios"
 fi
-echo "RESULT rows=$ROWS page=$PAGE seed=$SEED order=$ORDER gzip=$GZIP partition=$PARTITION json_bytes=$json_bytes${wire_bytes:+ wire_bytes=$wire_bytes} sandbox_startup_s=$sandbox_startup sandbox_cpu_s=$sandbox_cpu kx_wall_s=$kx_wall kx_cpu_s=$kx_cpu kx_rss_mib=$kx_rss kx_files=$kx_files kx_bytes=$kx_size kx_partitions=$kx_parts${duck_line:+ duckdb_wall_s=$dk_wall duckdb_cpu_s=$dk_cpu duckdb_rss_mib=$dk_rss duckdb_files=$dk_files duckdb_bytes=$dk_size duckdb_partitions=$dk_parts}"
+echo "RESULT rows=$ROWS page=$PAGE seed=$SEED order=$ORDER gzip=$GZIP partition=$PARTITION${SLOW:+ slow_mb_s=$SLOW} json_bytes=$json_bytes${wire_bytes:+ wire_bytes=$wire_bytes} sandbox_startup_s=$sandbox_startup sandbox_cpu_s=$sandbox_cpu kx_wall_s=$kx_wall kx_cpu_s=$kx_cpu kx_rss_mib=$kx_rss kx_files=$kx_files kx_bytes=$kx_size kx_partitions=$kx_parts${duck_line:+ duckdb_wall_s=$dk_wall duckdb_cpu_s=$dk_cpu duckdb_rss_mib=$dk_rss duckdb_files=$dk_files duckdb_bytes=$dk_size duckdb_partitions=$dk_parts}"
