@@ -286,9 +286,25 @@ pub struct SandboxArgs {
     #[arg(long, value_name = "N", default_value_t = 0)]
     pub fail_page: usize,
 
-    /// Fault injection: the status --fail-first and --fail-page answer with (400-599).
+    /// Fault injection: the status --fail-first, --fail-page and --fail-request answer with
+    /// (400-599).
     #[arg(long, value_name = "CODE", default_value_t = 503)]
     pub fail_status: u16,
+
+    /// Fault injection: the Nth authorized request (any route but the login, counted from 1 as
+    /// they arrive), or with PATH the Nth to that path, answers --fail-status; repeatable or
+    /// comma-separated.
+    #[arg(long, value_name = "[PATH:]N", value_delimiter = ',')]
+    pub fail_request: Vec<crate::sandbox::FailRequest>,
+
+    /// The Retry-After header of injected failures: seconds or an HTTP date; `none` sends none.
+    #[arg(long, value_name = "VALUE", default_value = "0")]
+    pub retry_after: String,
+
+    /// Write one JSON line per request to FILE (arrival and answer times in seconds since the
+    /// sandbox started, method, path, query, status; never headers or bodies).
+    #[arg(long, value_name = "FILE")]
+    pub request_log: Option<PathBuf>,
 
     /// Fault injection: every Nth page response is cut off mid-body (its Content-Length
     /// promises more than is sent) and its connection closed; 0 never.

@@ -13,6 +13,7 @@ use crate::cli::{
     ReportFieldArgs, SandboxArgs, SchemaTarget,
 };
 use crate::error::{Error, Result};
+use crate::sandbox::request_log::RequestLog;
 use crate::sandbox::{Faults, LastLink, LinkStyle, SandboxData, SandboxOptions};
 use crate::secret::Secret;
 use crate::sink::{Destination, WriteOptions};
@@ -349,6 +350,8 @@ fn sandbox_settings(args: SandboxArgs) -> Result<Settings> {
         fail_first: args.fail_first,
         fail_page: args.fail_page,
         fail_status,
+        fail_requests: args.fail_request.clone(),
+        retry_after: sandbox_retry_after(&args.retry_after)?,
         truncate_every: args.truncate_every,
         malformed_every: args.malformed_every,
         stall_first: args.stall_first,
@@ -383,6 +386,10 @@ fn sandbox_settings(args: SandboxArgs) -> Result<Settings> {
             token_ttl_secs: args.token_ttl,
             faults,
             next_origin,
+            request_log: match &args.request_log {
+                Some(path) => Some(Arc::new(RequestLog::create(path)?)),
+                None => None,
+            },
             submit: crate::sandbox::submit::SubmitOptions {
                 complete_after: std::time::Duration::from_millis(args.complete_after_ms),
                 fail: args.fail_submissions,
@@ -394,6 +401,24 @@ fn sandbox_settings(args: SandboxArgs) -> Result<Settings> {
             ..SandboxOptions::default()
         },
     })
+}
+
+/// `--retry-after`: delay-seconds or an HTTP date as the header, or `none` for no header.
+fn sandbox_retry_after(value: &str) -> Result<Option<hyper::header::HeaderValue>> {
+    let value = value.trim();
+    if value.eq_ignore_ascii_case("none") {
+        return Ok(None);
+    }
+    let valid = value.parse::<u64>().is_ok() || chrono::DateTime::parse_from_rfc2822(value).is_ok();
+    valid
+        .then(|| hyper::header::HeaderValue::from_str(value).ok())
+        .flatten()
+        .map(Some)
+        .ok_or_else(|| {
+            Error::Usage(format!(
+                "--retry-after must be seconds, an HTTP date or none, found {value:?}"
+            ))
+        })
 }
 
 #[cfg(test)]

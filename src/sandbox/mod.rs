@@ -55,13 +55,16 @@
 //!
 //! Fault injection, for testing the client's retries (all off by default, [`Faults`]): the first
 //! N authorized requests to completed-report pages answer an error status (503 unless told
-//! otherwise) with `Retry-After: 0`, and every Nth page answer (report list or completed report)
-//! is cut off mid-body: its `Content-Length` promises the whole page, half of it is sent, then
-//! the connection is closed. Every Nth page answer may instead be a complete 200 whose JSON is
-//! broken (only the first half of the page, with a `Content-Length` that matches), and the first
-//! N completed-report requests may get no answer at all for [`STALL`]. Two link faults play a
-//! hostile or buggy server: next links on another origin (`--next-origin`), and page N linking
-//! back to page 1 (`--loop-at`).
+//! otherwise) with `Retry-After: 0` (unless told otherwise), and every Nth page answer (report
+//! list or completed report) is cut off mid-body: its `Content-Length` promises the whole page,
+//! half of it is sent, then the connection is closed. Every Nth page answer may instead be a
+//! complete 200 whose JSON is broken (only the first half of the page, with a `Content-Length`
+//! that matches), and the first N completed-report requests may get no answer at all for
+//! [`STALL`]. Two link faults play a hostile or buggy server: next links on another origin
+//! (`--next-origin`), and page N linking back to page 1 (`--loop-at`). Chosen requests of any
+//! route (`--fail-request [PATH:]N`: the Nth authorized request, or the Nth to PATH) answer the
+//! error status too, e.g. `429` with `Retry-After: 1` (`--retry-after`), and a request log
+//! ([`request_log`]) shows when each request arrived.
 
 use std::collections::{BTreeMap, HashMap};
 use std::convert::Infallible;
@@ -96,6 +99,7 @@ use tokio::time::Instant;
 use crate::error::{Error, Result};
 
 pub mod manual;
+pub mod request_log;
 pub mod submit;
 pub mod synthetic;
 
@@ -429,13 +433,15 @@ pub struct SandboxOptions {
     pub next_origin: Option<String>,
     /// How reports submitted with `POST /v1/reports` behave.
     pub submit: submit::SubmitOptions,
+    /// Where to log every request with its arrival time (`--request-log`).
+    pub request_log: Option<Arc<request_log::RequestLog>>,
     /// Answer synthetic report pages gzip-compressed to requests that accept gzip (pre-rendered
     /// pages should be added with [`Prerender::gzip`], else they are compressed per request).
     pub gzip: bool,
 }
 
 /// Faults the sandbox injects on purpose; the default injects none.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Faults {
     /// The first this many authorized requests to completed-report pages answer `fail_status`
     /// with `Retry-After: 0`.
@@ -445,6 +451,10 @@ pub struct Faults {
     pub fail_page: usize,
     /// The status of those answers (503 by default).
     pub fail_status: StatusCode,
+    /// These authorized requests answer `fail_status`.
+    pub fail_requests: Vec<FailRequest>,
+    /// The `Retry-After` header of every injected failure (`None`: no header).
+    pub retry_after: Option<HeaderValue>,
     /// Every this many-th page answer is cut off mid-body and its connection closed (0: never).
     pub truncate_every: u64,
     /// Every this many-th page answer is a complete 200 whose body is only the first half of the
@@ -458,12 +468,39 @@ pub struct Faults {
     pub loop_at: usize,
 }
 
+/// One authorized request chosen to fail: the `nth` (1-based, in the order they arrive) of all
+/// (every route but the login), or of those to `path`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FailRequest {
+    pub path: Option<String>,
+    pub nth: u64,
+}
+
+impl std::str::FromStr for FailRequest {
+    type Err = String;
+
+    /// `N` or `PATH:N`, e.g. `/v1/reports:2`.
+    fn from_str(text: &str) -> Result<Self, String> {
+        let (path, nth) = match text.rsplit_once(':') {
+            Some((path, nth)) if path.starts_with('/') => (Some(path.to_owned()), nth),
+            Some(_) => return Err(format!("expected N or /PATH:N, found {text:?}")),
+            None => (None, text),
+        };
+        match nth.trim().parse::<u64>() {
+            Ok(nth) if nth > 0 => Ok(FailRequest { path, nth }),
+            _ => Err(format!("expected a request number from 1, found {text:?}")),
+        }
+    }
+}
+
 impl Default for Faults {
     fn default() -> Self {
         Self {
             fail_first: 0,
             fail_page: 0,
             fail_status: StatusCode::SERVICE_UNAVAILABLE,
+            fail_requests: Vec::new(),
+            retry_after: Some(HeaderValue::from_static("0")),
             truncate_every: 0,
             malformed_every: 0,
             stall_first: 0,
@@ -485,6 +522,7 @@ impl Default for SandboxOptions {
             faults: Faults::default(),
             next_origin: None,
             submit: submit::SubmitOptions::default(),
+            request_log: None,
             gzip: false,
         }
     }
@@ -506,6 +544,7 @@ pub async fn run(
         options,
         tokens: Mutex::new(HashMap::new()),
         completed_requests: AtomicU64::new(0),
+        authorized_requests: Mutex::new(HashMap::new()),
         pages_served: AtomicU64::new(0),
         stalled_requests: AtomicU64::new(0),
     });
@@ -688,6 +727,8 @@ struct Server {
     tokens: Mutex<HashMap<String, Instant>>,
     /// Authorized requests to completed-report pages so far (for `Faults::fail_first`).
     completed_requests: AtomicU64,
+    /// Authorized requests so far, in all (under "") and per path (for `Faults::fail_requests`).
+    authorized_requests: Mutex<HashMap<String, u64>>,
     /// Page answers so far (for `Faults::truncate_every`).
     pages_served: AtomicU64,
     /// Completed-report requests seen so far (for `Faults::stall_first`).
@@ -701,6 +742,9 @@ impl Server {
         let started = Instant::now();
         let (parts, body) = request.into_parts();
         let reply = self.respond(&parts, body).await;
+        if let Some(log) = &self.options.request_log {
+            log.record(started, &parts.method, &parts.uri, reply.status().as_u16());
+        }
         tracing::debug!(
             method = %parts.method,
             uri = %parts.uri,
@@ -735,6 +779,7 @@ impl Server {
                     .insert(header::WWW_AUTHENTICATE, challenge);
                 reply
             }
+            _ if self.fail_this_request(parts.uri.path()) => self.injected_failure(),
             Route::TestRows => manual::respond(self, parts, body).await,
             Route::Reports => {
                 let submitted = self.submissions.listed();
@@ -752,17 +797,7 @@ impl Server {
                     &json!({"error": "injected stall"}),
                 )
             }
-            Route::CompletedReport(_) if self.inject_failure(parts) => {
-                let faults = &self.options.faults;
-                let mut reply = json_reply(
-                    faults.fail_status,
-                    &json!({"error": "injected failure", "status": faults.fail_status.as_u16()}),
-                );
-                reply
-                    .headers_mut()
-                    .insert(header::RETRY_AFTER, HeaderValue::from_static("0"));
-                reply
-            }
+            Route::CompletedReport(_) if self.inject_failure(parts) => self.injected_failure(),
             Route::CompletedReport(id) if data.synthetic.contains_key(id) => {
                 self.synthetic_page(parts, &data.synthetic[id])
             }
@@ -833,6 +868,43 @@ impl Server {
         }
         let fail_first = faults.fail_first;
         fail_first > 0 && self.completed_requests.fetch_add(1, Ordering::Relaxed) < fail_first
+    }
+
+    /// Whether this authorized request, to `path`, is one of `fail_requests` (counting it).
+    fn fail_this_request(&self, path: &str) -> bool {
+        let faults = &self.options.faults;
+        if faults.fail_requests.is_empty() {
+            return false;
+        }
+        let mut counts = self
+            .authorized_requests
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let mut count = |key: &str| {
+            let count = counts.entry(key.to_owned()).or_default();
+            *count += 1;
+            *count
+        };
+        let (all, here) = (count(""), count(path));
+        faults.fail_requests.iter().any(|fail| match &fail.path {
+            None => fail.nth == all,
+            Some(only) => only == path && fail.nth == here,
+        })
+    }
+
+    /// The answer of an injected failure: `fail_status` with the configured `Retry-After`.
+    fn injected_failure(&self) -> Reply {
+        let faults = &self.options.faults;
+        let mut reply = json_reply(
+            faults.fail_status,
+            &json!({"error": "injected failure", "status": faults.fail_status.as_u16()}),
+        );
+        if let Some(after) = &faults.retry_after {
+            reply
+                .headers_mut()
+                .insert(header::RETRY_AFTER, after.clone());
+        }
+        reply
     }
 
     /// Whether this completed-report request is one of the first `stall_first`.
