@@ -68,6 +68,19 @@ pub struct ConnectionArgs {
     /// Run against an in-process sandbox API over the bundled sample data (no credentials, no network).
     #[arg(long, global = true)]
     pub sandbox: bool,
+
+    /// Requests a second at most, over everything this process sends (e.g. 2.5) [default: no
+    /// limit].
+    #[arg(long, value_name = "N", global = true)]
+    pub max_requests_per_second: Option<f64>,
+
+    /// Retries of a request after its first attempt [default: 4].
+    #[arg(long, value_name = "N", global = true)]
+    pub retries: Option<i64>,
+
+    /// No retry starts later than this many seconds after a request's first attempt [default: 90].
+    #[arg(long, value_name = "SECS", global = true)]
+    pub retry_max_time: Option<f64>,
 }
 
 /// What to do.

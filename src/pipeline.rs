@@ -934,10 +934,10 @@ impl ApiSession {
                 client: ApiClient::new(connection)?,
                 _sandbox: None,
             }),
-            Api::Sandbox => {
+            Api::Sandbox(limits) => {
                 let (connection, stop) = start_sandbox(SandboxOptions::default()).await?;
                 Ok(ApiSession {
-                    client: ApiClient::new(&connection)?,
+                    client: ApiClient::new(&connection.with_limits(*limits))?,
                     _sandbox: Some(stop),
                 })
             }

@@ -18,7 +18,7 @@ use crate::sandbox::{Faults, LastLink, LinkStyle, SandboxData, SandboxOptions};
 use crate::secret::Secret;
 use crate::sink::{Destination, WriteOptions};
 use crate::source::auth::Credentials;
-use crate::source::client::Connection;
+use crate::source::client::{Connection, Limits};
 use crate::source::reports::ReportFields;
 
 pub mod manual;
@@ -35,8 +35,18 @@ pub const TOKEN_ENV: &str = "KARGO_TOKEN";
 pub enum Api {
     /// A real (or test) API.
     Remote(Box<Connection>),
-    /// An in-process sandbox over the bundled sample data.
-    Sandbox,
+    /// An in-process sandbox over the bundled sample data, with these retry and rate limits.
+    Sandbox(Limits),
+}
+
+impl Api {
+    /// This API with `limits` (retries, retry time, request rate).
+    pub fn with_limits(self, limits: Limits) -> Api {
+        match self {
+            Api::Remote(connection) => Api::Remote(Box::new(connection.with_limits(limits))),
+            Api::Sandbox(_) => Api::Sandbox(limits),
+        }
+    }
 }
 
 /// One validated command.
@@ -152,15 +162,34 @@ fn export_settings(api: Api, job: ExportJob, output: OutputArgs) -> Result<Expor
 
 /// The API and credentials from the connection flags and environment.
 pub(crate) fn api(args: &ConnectionArgs) -> Result<Api> {
+    let limits = limits(args)?;
     if args.sandbox {
-        return Ok(Api::Sandbox);
+        return Ok(Api::Sandbox(limits));
     }
     let api_base = http_url("--api-base", &args.api_base)?;
     let credentials = credentials(args, &api_base)?;
-    Ok(Api::Remote(Box::new(Connection::new(
-        api_base,
-        credentials,
-    ))))
+    let connection = Connection::new(api_base, credentials).with_limits(limits);
+    Ok(Api::Remote(Box::new(connection)))
+}
+
+/// `--retries`, `--retry-max-time` and `--max-requests-per-second`, checked; those not given
+/// are `None`.
+pub(crate) fn limits(args: &ConnectionArgs) -> Result<Limits> {
+    let usage = |flag: &str, message: String| Error::Usage(format!("{flag} {message}"));
+    Ok(Limits {
+        retries: args
+            .retries
+            .map(|n| Limits::check_retries(n).map_err(|m| usage("--retries", m)))
+            .transpose()?,
+        retry_max_time: args
+            .retry_max_time
+            .map(|secs| Limits::check_retry_time(secs).map_err(|m| usage("--retry-max-time", m)))
+            .transpose()?,
+        max_requests_per_second: args
+            .max_requests_per_second
+            .map(|rate| Limits::check_rate(rate).map_err(|m| usage("--max-requests-per-second", m)))
+            .transpose()?,
+    })
 }
 
 fn credentials(args: &ConnectionArgs, api_base: &Url) -> Result<Credentials> {

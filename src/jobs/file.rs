@@ -22,6 +22,7 @@ use crate::cli::DEFAULT_MAX_PARTITIONS;
 use crate::error::{Error, Result};
 use crate::settings::manual::ManualJob;
 use crate::sink::Codec;
+use crate::source::client::Limits;
 use crate::source::reports::ReportFields;
 
 /// How long a submitted report is waited for when the job does not say.
@@ -40,6 +41,8 @@ pub struct JobsFile {
     pub report_fields: ReportFields,
     /// The jobs, in file order; names are unique.
     pub jobs: Vec<JobSpec>,
+    /// `retries`, `retry_max_time_secs`, `max_requests_per_second` (the flags override them).
+    pub limits: Limits,
 }
 
 /// `[connection]`: where the API is and how to log in. Secrets only by reference.
@@ -124,6 +127,9 @@ struct RawFile {
     connection: Option<Spanned<RawConnection>>,
     #[serde(default)]
     job: Vec<Spanned<RawJob>>,
+    max_requests_per_second: Option<Spanned<f64>>,
+    retries: Option<Spanned<i64>>,
+    retry_max_time_secs: Option<Spanned<f64>>,
 }
 
 /// No `Debug`: an inline secret may sit in it.
@@ -239,13 +245,43 @@ impl JobsFile {
             }
             jobs.push(job);
         }
+        let limits = Limits {
+            retries: check(&at, raw.retries, "retries", Limits::check_retries)?,
+            retry_max_time: check(
+                &at,
+                raw.retry_max_time_secs,
+                "retry_max_time_secs",
+                Limits::check_retry_time,
+            )?,
+            max_requests_per_second: check(
+                &at,
+                raw.max_requests_per_second,
+                "max_requests_per_second",
+                Limits::check_rate,
+            )?,
+        };
         Ok(Self {
             connection,
             concurrency,
             report_fields,
             jobs,
+            limits,
         })
     }
+}
+
+/// A top-level key's value checked by `rule`; its error names the key and its line.
+fn check<T, U>(
+    at: &Locator,
+    value: Option<Spanned<T>>,
+    key: &str,
+    rule: fn(T) -> std::result::Result<U, String>,
+) -> Result<Option<U>> {
+    let Some(value) = value else { return Ok(None) };
+    let span = value.span();
+    rule(value.into_inner())
+        .map(Some)
+        .map_err(|message| at.error(span, &format!("{key} {message}")))
 }
 
 /// The top-level keys that say how to read the report list; empty text is an error.
@@ -751,5 +787,35 @@ out = "out/fresh"
         );
         let message = error(&format!("concurrency = 0\n{twice}"));
         assert!(message.contains("line 1, column 15"), "{message}");
+    }
+
+    #[test]
+    fn retry_and_rate_limits_are_read_and_checked_with_their_line() {
+        let job = "[[job]]\nname = \"a\"\nkind = \"report-list\"\nout = \"/tmp/x\"\n";
+        let file = parse(&format!(
+            "max_requests_per_second = 2.5\nretries = 0\nretry_max_time_secs = 30\n{job}"
+        ))
+        .unwrap();
+        assert_eq!(
+            file.limits,
+            Limits {
+                retries: Some(0),
+                retry_max_time: Some(Duration::from_secs(30)),
+                max_requests_per_second: Some(2.5),
+            }
+        );
+        assert_eq!(parse(job).unwrap().limits, Limits::default());
+        let message = error(&format!("retries = 3\nmax_requests_per_second = 0\n{job}"));
+        assert!(
+            message.contains("line 2") && message.contains("max_requests_per_second must be"),
+            "{message}"
+        );
+        let message = error(&format!("retries = -1\n{job}"));
+        assert!(
+            message.contains("retries must be between 0 and"),
+            "{message}"
+        );
+        let message = error(&format!("retry_max_time_secs = \"soon\"\n{job}"));
+        assert!(message.contains("line 1"), "{message}");
     }
 }

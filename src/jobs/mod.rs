@@ -40,7 +40,7 @@ use crate::pipeline::{self, ExportSummary, Signal, Stopped};
 use crate::sandbox::SandboxOptions;
 use crate::settings::{Api, ExportJob, ExportSettings};
 use crate::sink::{Destination, WriteOptions};
-use crate::source::client::ApiClient;
+use crate::source::client::{ApiClient, Limits};
 use crate::source::reports::{ReportFields, ReportRequest};
 use file::{JobKind, JobSpec, JobsFile};
 use shard::Shard;
@@ -77,11 +77,12 @@ impl RunSettings {
     pub fn new(args: RunArgs, connection: &ConnectionArgs) -> Result<Self> {
         let file = JobsFile::read(&args.jobs)?;
         let api = match &file.connection {
-            _ if connection.sandbox => Api::Sandbox,
-            Some(spec) if spec.sandbox => Api::Sandbox,
+            _ if connection.sandbox => Api::Sandbox(Limits::default()),
+            Some(spec) if spec.sandbox => Api::Sandbox(Limits::default()),
             Some(spec) => connection::api(spec)?,
             None => crate::settings::api(connection)?,
-        };
+        }
+        .with_limits(crate::settings::limits(connection)?.or(file.limits));
         let shard = Shard::resolve(args.shard.as_deref(), args.shards, |name| {
             std::env::var(name).ok()
         })?;
@@ -160,7 +161,7 @@ pub async fn run(
     let started = Instant::now();
     let (connection, _sandbox) = match &settings.api {
         Api::Remote(connection) => ((**connection).clone(), None),
-        Api::Sandbox => {
+        Api::Sandbox(limits) => {
             let options = SandboxOptions {
                 submit: crate::sandbox::submit::SubmitOptions {
                     complete_after: SANDBOX_COMPLETE_AFTER,
@@ -169,7 +170,7 @@ pub async fn run(
                 ..SandboxOptions::default()
             };
             let (connection, stop) = pipeline::start_sandbox(options).await?;
-            (connection, Some(stop))
+            (connection.with_limits(*limits), Some(stop))
         }
     };
     let client = ApiClient::new(&connection)?;

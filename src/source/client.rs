@@ -4,7 +4,11 @@
 //! [`Request`] adds a method, headers (all treated as secrets: marked sensitive, never logged)
 //! and a body to the URL of each page. A 401 leads to one fresh login and one retry;
 //! transient failures (5xx/408/429 answers, connection errors, timeouts, cut-off bodies) are
-//! retried with backoff as [`RetryPolicy`] says.
+//! retried with backoff as [`RetryPolicy`] says. Every request passes the connection's
+//! [`Gate`] first, and an answer that asks the client to back off (`429`, or `503` with
+//! `Retry-After`) holds the gate for its whole origin ([`retry::origin_hold`]). A page fetched
+//! ahead on a guess gets one attempt; its failure is handed back as a [`Deferred`] that the
+//! confirmed fetch continues from, after its back-off.
 //! Errors name the URL without its query string and never include a token.
 
 use std::sync::Arc;
@@ -20,6 +24,7 @@ use crate::error::{Error, PageLocation, Result, redact_url};
 use crate::secret::Secret;
 use crate::source::auth::{Auth, Credentials};
 use crate::source::formats::ContentFormat;
+use crate::source::gate::Gate;
 use crate::source::retry::{self, RetryPolicy};
 
 /// How long connecting may take.
@@ -43,14 +48,83 @@ pub struct Connection {
     /// Token or login, and the token cache every client of this connection (and its clones)
     /// shares.
     pub auth: Arc<Auth>,
+    /// How requests are retried.
+    pub retry: RetryPolicy,
+    /// The back-off holds and the rate limit every client of this connection (and its clones)
+    /// shares.
+    pub gate: Arc<Gate>,
+}
+
+/// Retry bounds and the request rate as chosen on the command line or in a jobs file; `None`
+/// keeps the default (4 retries, 90 s, no rate limit).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Limits {
+    /// `--retries`: attempts after the first.
+    pub retries: Option<u32>,
+    /// `--retry-max-time`: no attempt starts later than this after a request's first.
+    pub retry_max_time: Option<Duration>,
+    /// `--max-requests-per-second`: request starts a second over the whole process.
+    pub max_requests_per_second: Option<f64>,
+}
+
+impl Limits {
+    /// Each limit chosen here, else the one of `fallback` (flags over the jobs file).
+    pub fn or(self, fallback: Limits) -> Limits {
+        Limits {
+            retries: self.retries.or(fallback.retries),
+            retry_max_time: self.retry_max_time.or(fallback.retry_max_time),
+            max_requests_per_second: self
+                .max_requests_per_second
+                .or(fallback.max_requests_per_second),
+        }
+    }
+
+    /// Checks a request rate; the error says what is wrong, for the caller to name its source.
+    pub fn check_rate(rate: f64) -> std::result::Result<f64, String> {
+        if rate.is_finite() && rate > 0.0 && rate <= 1_000_000.0 {
+            Ok(rate)
+        } else {
+            Err(format!(
+                "must be a positive number of requests per second (e.g. 2.5), found {rate}"
+            ))
+        }
+    }
+
+    /// Checks a retry time in seconds (0: no attempt after the first one's time is up).
+    pub fn check_retry_time(secs: f64) -> std::result::Result<Duration, String> {
+        Duration::try_from_secs_f64(secs)
+            .ok()
+            .filter(|time| *time <= Duration::from_secs(7 * 24 * 3600))
+            .ok_or_else(|| format!("must be between 0 and 604800 seconds, found {secs}"))
+    }
+
+    /// Checks a number of retries.
+    pub fn check_retries(retries: i64) -> std::result::Result<u32, String> {
+        u32::try_from(retries)
+            .ok()
+            .filter(|n| *n <= 1000)
+            .ok_or_else(|| format!("must be between 0 and 1000, found {retries}"))
+    }
 }
 
 impl Connection {
-    /// A connection to `api_base` authenticating with `credentials`; nothing is sent yet.
+    /// A connection to `api_base` authenticating with `credentials`, with the default limits;
+    /// nothing is sent yet.
     pub fn new(api_base: Url, credentials: Credentials) -> Self {
         Connection {
             api_base,
             auth: Arc::new(Auth::new(credentials)),
+            retry: RetryPolicy::default(),
+            gate: Arc::new(Gate::default()),
+        }
+    }
+
+    /// This connection with `limits` (and a gate of its own for their rate).
+    pub fn with_limits(self, limits: Limits) -> Self {
+        Connection {
+            retry: RetryPolicy::new(limits.retries, limits.retry_max_time),
+            gate: Arc::new(Gate::new(limits.max_requests_per_second)),
+            ..self
         }
     }
 
@@ -103,12 +177,53 @@ pub struct Fetched {
     pub format: ContentFormat,
 }
 
+/// A request that failed, with what its retries need to go on later: the attempts made, when
+/// the first one started and when the next one may start (its back-off, at least any
+/// `Retry-After`). [`ApiClient::fetch_ahead`] hands it out; [`ApiClient::fetch_after`] goes on
+/// from it.
+#[derive(Debug)]
+pub struct Deferred {
+    error: Error,
+    attempts: u32,
+    started: Instant,
+    /// `None` when another attempt cannot help (a final error).
+    retry_at: Option<Instant>,
+}
+
+impl Deferred {
+    fn fatal(error: Error) -> Self {
+        Deferred {
+            error,
+            attempts: 0,
+            started: Instant::now(),
+            retry_at: None,
+        }
+    }
+
+    /// Why the request failed.
+    pub fn error(&self) -> &Error {
+        &self.error
+    }
+
+    /// How long until the request may be sent again (zero for a final error).
+    pub fn wait(&self) -> Duration {
+        self.retry_at.map_or(Duration::ZERO, |at| {
+            at.saturating_duration_since(Instant::now())
+        })
+    }
+
+    pub fn into_error(self) -> Error {
+        self.error
+    }
+}
+
 /// An HTTP client bound to one API origin.
 pub struct ApiClient {
     http: reqwest::Client,
     api_base: Url,
     auth: Arc<Auth>,
     retry: RetryPolicy,
+    gate: Arc<Gate>,
 }
 
 impl ApiClient {
@@ -124,7 +239,8 @@ impl ApiClient {
             http,
             api_base: connection.api_base.clone(),
             auth: Arc::clone(&connection.auth),
-            retry: RetryPolicy::default(),
+            retry: connection.retry.clone(),
+            gate: Arc::clone(&connection.gate),
         })
     }
 
@@ -160,20 +276,36 @@ impl ApiClient {
     /// Sends `request` to `url` like [`ApiClient::get`] and returns the body of a 2xx answer
     /// with the format it is read in.
     pub async fn fetch(&self, request: &Request, url: &Url, at: &PageLocation) -> Result<Fetched> {
-        self.fetch_within(request, url, at, self.retry.max_attempts)
+        self.fetch_within(request, url, at, self.retry.max_attempts, None)
             .await
+            .map_err(Deferred::into_error)
     }
 
     /// Like [`ApiClient::fetch`] with a single attempt (a 401 still gets its re-login): for
-    /// pages fetched ahead on a guess, whose failure only means the page is fetched again, with
-    /// retries, once the guess is confirmed.
-    pub async fn fetch_once(
+    /// pages fetched ahead on a guess, whose failure only means the page is fetched again once
+    /// the guess is confirmed, with [`ApiClient::fetch_after`].
+    pub async fn fetch_ahead(
         &self,
         request: &Request,
         url: &Url,
         at: &PageLocation,
+    ) -> Result<Fetched, Deferred> {
+        self.fetch_within(request, url, at, 1, None).await
+    }
+
+    /// [`ApiClient::fetch`] going on from the failure of [`ApiClient::fetch_ahead`]: it waits
+    /// out that failure's back-off, and its attempts and time count toward the retry bounds.
+    pub async fn fetch_after(
+        &self,
+        request: &Request,
+        url: &Url,
+        at: &PageLocation,
+        failed: Deferred,
     ) -> Result<Fetched> {
-        self.fetch_within(request, url, at, 1).await
+        let resume = failed.retry_at.is_some().then_some(failed);
+        self.fetch_within(request, url, at, self.retry.max_attempts, resume)
+            .await
+            .map_err(Deferred::into_error)
     }
 
     /// POSTs `json` (a JSON body) to `url` with the bearer token and returns the body of a 2xx
@@ -185,39 +317,64 @@ impl ApiClient {
             body: Some(json),
             ..Request::default()
         };
-        Ok(self.fetch_within(&request, url, at, 1).await?.body)
+        let fetched = self.fetch_within(&request, url, at, 1, None).await;
+        Ok(fetched.map_err(Deferred::into_error)?.body)
     }
 
+    /// Up to `max_attempts` attempts (counting those of `resume`, which is waited out first)
+    /// within the policy's time; each one passes the gate, and each failure that asks for it
+    /// holds the gate for the origin.
     async fn fetch_within(
         &self,
         request: &Request,
         url: &Url,
         at: &PageLocation,
         max_attempts: u32,
-    ) -> Result<Fetched> {
-        self.check_origin(url, at)?;
+        resume: Option<Deferred>,
+    ) -> Result<Fetched, Deferred> {
+        self.check_origin(url, at).map_err(Deferred::fatal)?;
         let policy = &self.retry;
-        let started = Instant::now();
+        let (started, mut attempt) = match resume {
+            Some(failed) => {
+                if let Some(retry_at) = failed.retry_at {
+                    tokio::time::sleep_until(retry_at).await;
+                }
+                (failed.started, failed.attempts + 1)
+            }
+            None => (Instant::now(), 1),
+        };
+        let deadline = started + policy.deadline;
         let mut relogged = false;
-        let mut attempt = 1;
         loop {
-            let failure = match self.attempt(request, url, at, &mut relogged).await {
+            let failure = match self
+                .attempt(request, url, at, deadline, &mut relogged)
+                .await
+            {
                 Ok(body) => return Ok(body),
                 Err(failure) => failure,
             };
             let elapsed = started.elapsed();
             let remaining = policy.deadline.saturating_sub(elapsed);
             let (error, retry_after) = match failure {
-                Failure::Transient { error, retry_after }
-                    if attempt < max_attempts && !remaining.is_zero() =>
-                {
-                    (error, retry_after)
-                }
-                Failure::Transient { error, .. } | Failure::Final(error) => {
-                    return Err(with_attempts(error, attempt, elapsed));
+                Failure::Transient { error, retry_after } => (error, retry_after),
+                Failure::Final(error) => {
+                    return Err(Deferred::fatal(with_attempts(error, attempt, elapsed)));
                 }
             };
-            let wait = policy.wait(attempt - 1, retry_after, remaining);
+            let backoff = policy.wait(attempt - 1, retry_after, Duration::MAX);
+            self.hold_origin(url, &error, retry_after, backoff);
+            // A `Retry-After` beyond the time left is not waited for just to be ignored at the
+            // deadline: the request gives up now.
+            let too_late = retry_after.is_some_and(|after| after > remaining);
+            if attempt >= max_attempts || remaining.is_zero() || too_late {
+                return Err(Deferred {
+                    error: with_attempts(error, attempt, elapsed),
+                    attempts: attempt,
+                    started,
+                    retry_at: Some(Instant::now() + backoff),
+                });
+            }
+            let wait = backoff.min(remaining);
             tracing::warn!(
                 url = %at.url,
                 attempt,
@@ -230,24 +387,48 @@ impl ApiClient {
         }
     }
 
+    /// Holds the gate for `url`'s origin when the answer in `error` asks every request there
+    /// to back off ([`retry::origin_hold`]).
+    fn hold_origin(
+        &self,
+        url: &Url,
+        error: &Error,
+        retry_after: Option<Duration>,
+        backoff: Duration,
+    ) {
+        let Error::Http {
+            status: Some(status),
+            ..
+        } = error
+        else {
+            return;
+        };
+        if let Some(hold) = retry::origin_hold(*status, retry_after, backoff) {
+            tracing::info!(
+                origin = %url.origin().ascii_serialization(),
+                status,
+                hold_ms = hold.as_millis() as u64,
+                "the API asked to back off; holding every request to it"
+            );
+            self.gate.hold(url, hold);
+        }
+    }
+
     /// One attempt: send, re-login once on the first 401, read the body.
     async fn attempt(
         &self,
         request: &Request,
         url: &Url,
         at: &PageLocation,
+        deadline: Instant,
         relogged: &mut bool,
     ) -> Result<Fetched, Failure> {
-        let mut token = self.auth.token(&self.http).await.map_err(Failure::Final)?;
-        let mut response = self.send(request, url, &token, at).await?;
+        let mut token = self.token(None).await.map_err(Failure::Final)?;
+        let mut response = self.send(request, url, &token, at, deadline).await?;
         if response.status() == StatusCode::UNAUTHORIZED && !*relogged {
             *relogged = true;
-            token = self
-                .auth
-                .renew(&self.http, &token)
-                .await
-                .map_err(Failure::Final)?;
-            response = self.send(request, url, &token, at).await?;
+            token = self.token(Some(&token)).await.map_err(Failure::Final)?;
+            response = self.send(request, url, &token, at, deadline).await?;
         }
         let status = response.status();
         if !status.is_success() {
@@ -279,12 +460,28 @@ impl ApiClient {
         Ok(Fetched { body, format })
     }
 
+    /// The current token, or a fresh one after `rejected` was answered 401; a login passes the
+    /// gate like every request.
+    async fn token(&self, rejected: Option<&Secret>) -> Result<Secret> {
+        let via = crate::source::auth::Via {
+            http: &self.http,
+            gate: &self.gate,
+            retry: &self.retry,
+        };
+        match rejected {
+            None => self.auth.token(&via).await,
+            Some(rejected) => self.auth.renew(&via, rejected).await,
+        }
+    }
+
+    /// Passes the gate, then sends: a hold that lasts past `deadline` fails the request unsent.
     async fn send(
         &self,
         request: &Request,
         url: &Url,
         token: &Secret,
         at: &PageLocation,
+        deadline: Instant,
     ) -> Result<reqwest::Response, Failure> {
         let mut bearer =
             HeaderValue::from_str(&format!("Bearer {}", token.expose())).map_err(|_| {
@@ -314,7 +511,14 @@ impl ApiClient {
         if let Some(body) = &request.body {
             builder = builder.body(body.clone());
         }
-        builder.send().await.map_err(|e| transport_error(at, e))
+        let lease = match self.gate.pass(url, deadline).await {
+            Ok(lease) => lease,
+            Err(left) => return Err(Failure::Final(held_back(at, left))),
+        };
+        let response = builder.send().await;
+        // The answer has begun (or the request failed): it counts one more second, from now.
+        drop(lease);
+        response.map_err(|e| transport_error(at, e))
     }
 
     /// Refuses to send the token to another origin than the API base's.
@@ -355,6 +559,20 @@ enum Failure {
     },
     /// Not worth retrying (other statuses, authentication, a bad request).
     Final(Error),
+}
+
+/// The error of a request not sent because its origin is held `left` longer than its retry
+/// time allows.
+pub(crate) fn held_back(at: &PageLocation, left: Duration) -> Error {
+    Error::Http {
+        at: at.clone(),
+        status: None,
+        reason: format!(
+            "not sent: the API asked (Retry-After) to wait {:.1} s more, beyond the retry time \
+             left (--retry-max-time)",
+            left.as_secs_f64()
+        ),
+    }
 }
 
 /// `error` with the number of attempts and the time they took, when there was more than one.
@@ -454,6 +672,95 @@ fn quote_body(body: &[u8], token: &Secret, headers: &HeaderMap) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sandbox::{FailRequest, Faults, SandboxOptions};
+
+    /// A client of an in-process sandbox whose first authorized request answers `status` with
+    /// `retry_after`; the sandbox stops when the sender is dropped.
+    async fn failing_once(
+        status: u16,
+        retry_after: Option<&'static str>,
+    ) -> (ApiClient, Arc<Gate>, tokio::sync::oneshot::Sender<()>) {
+        let options = SandboxOptions {
+            faults: Faults {
+                fail_requests: vec![FailRequest { path: None, nth: 1 }],
+                fail_status: hyper::StatusCode::from_u16(status).unwrap(),
+                retry_after: retry_after.map(HeaderValue::from_static),
+                ..Faults::default()
+            },
+            ..SandboxOptions::default()
+        };
+        let (connection, stop) = crate::pipeline::start_sandbox(options).await.unwrap();
+        let client = ApiClient::new(&connection).unwrap();
+        (client, Arc::clone(&connection.gate), stop)
+    }
+
+    fn located(url: &Url) -> PageLocation {
+        PageLocation {
+            url: redact_url(url),
+            page: 2,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_429_fetched_ahead_holds_every_request_and_is_fetched_again_after_it() {
+        let (client, gate, _stop) = failing_once(429, Some("1")).await;
+        let page = client.endpoint(&["v1", "completed-reports", "rpt_7f3a9c21"]);
+        let started = Instant::now();
+        let failed = client
+            .fetch_ahead(&Request::default(), &page, &located(&page))
+            .await
+            .unwrap_err();
+        assert!(
+            failed.error().to_string().contains("429"),
+            "{:?}",
+            failed.error()
+        );
+        let wait = failed.wait();
+        assert!(wait > Duration::from_millis(900), "{wait:?}");
+        assert!(gate.held_for(&page).is_some(), "the origin is held");
+        // Any other request to the origin waits for the hold too.
+        let list = client.endpoint(&["v1", "reports"]);
+        client.get(&list, &located(&list)).await.unwrap();
+        assert!(started.elapsed() >= Duration::from_secs(1));
+        let fetched = client
+            .fetch_after(&Request::default(), &page, &located(&page), failed)
+            .await
+            .unwrap();
+        assert!(fetched.body.starts_with(b"{"));
+    }
+
+    #[tokio::test]
+    async fn a_503_without_retry_after_delays_only_its_own_request() {
+        let (client, gate, _stop) = failing_once(503, None).await;
+        let page = client.endpoint(&["v1", "completed-reports", "rpt_7f3a9c21"]);
+        let failed = client
+            .fetch_ahead(&Request::default(), &page, &located(&page))
+            .await
+            .unwrap_err();
+        assert!(failed.error().to_string().contains("503"));
+        assert!(failed.wait() <= RetryPolicy::default().base);
+        assert_eq!(gate.held_for(&page), None);
+        client
+            .fetch_after(&Request::default(), &page, &located(&page), failed)
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_retry_after_beyond_the_retry_time_fails_at_once_and_holds_the_origin() {
+        // Longer than the default retry time of 90 s.
+        let (client, gate, _stop) = failing_once(429, Some("120")).await;
+        let page = client.endpoint(&["v1", "completed-reports", "rpt_7f3a9c21"]);
+        let started = Instant::now();
+        let error = client.get(&page, &located(&page)).await.unwrap_err();
+        assert!(error.to_string().contains("HTTP 429"), "{error}");
+        assert!(started.elapsed() < Duration::from_secs(5));
+        assert!(gate.held_for(&page) > Some(Duration::from_secs(115)));
+        // Nothing more is sent there: the next request fails unsent.
+        let list = client.endpoint(&["v1", "reports"]);
+        let error = client.get(&list, &located(&list)).await.unwrap_err();
+        assert!(error.to_string().contains("not sent"), "{error}");
+    }
 
     #[test]
     fn error_bodies_are_quoted_short_and_without_the_token() {

@@ -1,5 +1,7 @@
-//! The HTTP side of an export: login ([`auth`]), authenticated requests ([`client`]), what to
-//! fetch and how to read it ([`endpoint`]: the templates are presets of a manual endpoint),
+//! The HTTP side of an export: login ([`auth`]), authenticated requests ([`client`]) with
+//! their retries ([`retry`]) and the back-off gate and rate limit every request of the process
+//! passes ([`gate`]), what to fetch and how to read it ([`endpoint`]: the templates are presets
+//! of a manual endpoint),
 //! following pages ([`paginate`]), fetching pages ahead while earlier ones are processed
 //! ([`readahead`]), walking a page of the default shape in one pass to find its rows and next
 //! link ([`extract`], which feeds the rows to a [`crate::decode::RowDecoder`] or hands them out
@@ -12,6 +14,7 @@ pub mod client;
 pub mod endpoint;
 pub mod extract;
 pub mod formats;
+pub mod gate;
 pub mod jsonpath;
 pub mod paginate;
 pub mod readahead;

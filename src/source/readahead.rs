@@ -7,6 +7,12 @@
 //! guess throws away the pages fetched on it and continues from the real link. At most `depth`
 //! pages are in flight, which bounds memory.
 //!
+//! Every fetch, guessed or not, passes the connection's back-off gate, so a page is never
+//! fetched ahead while the server has asked the client to wait. A page fetched on a guess gets
+//! one attempt; when it fails, nothing more is fetched ahead, and once the guess is confirmed
+//! the page is fetched again only after that failure's back-off (at least its `Retry-After`),
+//! the failed attempt counting toward the retry bounds.
+//!
 //! A 200 answer whose body turns out not to be valid JSON (cut short, or corrupted on the way)
 //! is a transient failure like a cut-off body: the page is fetched again with the client's
 //! [`RetryPolicy`](super::retry::RetryPolicy) backoff, the first fetch counting as one attempt.
@@ -20,7 +26,7 @@ use reqwest::Url;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use super::client::{ApiClient, Fetched};
+use super::client::{ApiClient, Deferred, Fetched};
 use super::endpoint::Endpoint;
 use super::formats::ContentFormat;
 use super::paginate::{PageEnd, Pagination};
@@ -54,15 +60,20 @@ where
     let mut pages = Pagination::new(endpoint.url.clone(), endpoint.paging.clone());
     let mut queue: VecDeque<InFlight<T>> = VecDeque::new();
     let mut ahead = pages.next_page();
+    let mut failed: Option<(Url, Deferred)> = None;
     let result = async {
         loop {
+            let mut next = Next {
+                ahead: &mut ahead,
+                failed: &mut failed,
+            };
             fill(
                 client,
                 endpoint,
                 &process,
                 &pages,
                 &mut queue,
-                &mut ahead,
+                &mut next,
                 depth.max(1),
             )
             .await?;
@@ -94,6 +105,12 @@ where
     result
 }
 
+/// The page to fetch next, and the page whose fetch on a guess failed (with its back-off).
+struct Next<'a> {
+    ahead: &'a mut Option<(Url, PageLocation)>,
+    failed: &'a mut Option<(Url, Deferred)>,
+}
+
 /// Fetches pages ahead until `depth` are in flight or no further page is known.
 async fn fill<T, P>(
     client: &ApiClient,
@@ -101,7 +118,7 @@ async fn fill<T, P>(
     process: &Arc<P>,
     pages: &Pagination,
     queue: &mut VecDeque<InFlight<T>>,
-    ahead: &mut Option<(Url, PageLocation)>,
+    next: &mut Next<'_>,
     depth: usize,
 ) -> Result<()>
 where
@@ -109,27 +126,49 @@ where
     P: Fn(Fetched, &PageLocation) -> Result<(T, PageEnd)> + Send + Sync + 'static,
 {
     while queue.len() < depth {
-        let Some((url, at)) = ahead.take() else {
+        let Some((url, at)) = next.ahead.take() else {
             return Ok(());
         };
-        tracing::trace!(page = at.page, "fetch start");
         // A page fetched on a guess gets one attempt and may fail quietly: once confirmed it is
-        // fetched again with retries. The confirmed head of the queue gets the full policy.
+        // fetched again, after its back-off, with retries. The confirmed head of the queue gets
+        // the full policy.
         let guessed = !queue.is_empty();
         let request = &endpoint.request;
-        let fetched = if guessed {
-            client.fetch_once(request, &url, &at).await
-        } else {
-            client.fetch(request, &url, &at).await
-        };
-        let page = match fetched {
-            Ok(page) => page,
-            Err(e) if guessed => {
-                tracing::warn!(url = %at.url, reason = %e, "request failed, retrying");
-                return Ok(());
+        let earlier = next.failed.take();
+        let fetched = match earlier {
+            Some((failed_url, failure)) if failed_url == url => {
+                if guessed {
+                    // Not confirmed yet: wait for that rather than for the back-off.
+                    *next.failed = Some((failed_url, failure));
+                    *next.ahead = Some((url, at));
+                    return Ok(());
+                }
+                tracing::trace!(url = %at.url, page = at.page, "fetch start, after a failed fetch ahead");
+                client.fetch_after(request, &url, &at, failure).await
             }
-            Err(e) => return Err(e),
+            _ if guessed => {
+                tracing::trace!(url = %at.url, page = at.page, "fetch start, ahead");
+                match client.fetch_ahead(request, &url, &at).await {
+                    Ok(page) => Ok(page),
+                    Err(failure) => {
+                        tracing::warn!(
+                            url = %at.url,
+                            wait_ms = failure.wait().as_millis() as u64,
+                            reason = %failure.error(),
+                            "request failed, retrying"
+                        );
+                        *next.failed = Some((url, failure));
+                        return Ok(());
+                    }
+                }
+            }
+            _ => {
+                tracing::trace!(url = %at.url, page = at.page, "fetch start");
+                client.fetch(request, &url, &at).await
+            }
         };
+        let page = fetched?;
+        let ahead = &mut *next.ahead;
         *ahead = pages
             .guess(&url, &page.body)
             .filter(|next| {

@@ -1,8 +1,10 @@
 //! When and how long [`crate::source::client::ApiClient::get`] waits before trying a request
 //! again. It owns the rules only: which answers are worth another attempt (408, 429, 500, 502,
 //! 503, 504, and transport failures: connection errors, timeouts, bodies cut off mid-stream),
-//! exponential backoff with full jitter, `Retry-After` as the minimum wait, and the attempt and
-//! time budget per request. It sends nothing itself; the client runs the loop.
+//! exponential backoff with full jitter, `Retry-After` as the minimum wait, the attempt and
+//! time budget per request (`--retries`, `--retry-max-time`), and which answers hold the whole
+//! origin ([`origin_hold`], kept by [`super::gate`]). It sends nothing itself; the client runs
+//! the loop.
 //!
 //! A 401 is not a retryable status: the client logs in again once and retries once, as before.
 //! Any other 4xx is final. Waiting uses `tokio::time`, so tests can run it on a paused clock.
@@ -11,8 +13,9 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-/// How often and how long a request is retried. The defaults are what every request uses; there
-/// are no command-line flags for them yet.
+/// How often and how long a request is retried. The defaults (5 attempts, 90 s) apply unless
+/// `--retries` and `--retry-max-time` (or the jobs file's `retries` and
+/// `retry_max_time_secs`) say otherwise.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RetryPolicy {
     /// Attempts per request, the first one included.
@@ -37,6 +40,17 @@ impl Default for RetryPolicy {
 }
 
 impl RetryPolicy {
+    /// The default backoff with `retries` retries after the first attempt (the default: 4) and
+    /// no attempt starting later than `max_time` after the first (the default: 90 s).
+    pub fn new(retries: Option<u32>, max_time: Option<Duration>) -> Self {
+        let default = Self::default();
+        Self {
+            max_attempts: retries.map_or(default.max_attempts, |r| r.saturating_add(1)),
+            deadline: max_time.unwrap_or(default.deadline),
+            ..default
+        }
+    }
+
     /// The most the backoff may wait before retry number `retry` (0 for the first retry):
     /// `base * 2^retry`, at most `cap`.
     pub fn ceiling(&self, retry: u32) -> Duration {
@@ -57,6 +71,22 @@ impl RetryPolicy {
 /// Whether an HTTP status is worth another attempt (401 is handled by a re-login instead).
 pub fn retryable_status(status: u16) -> bool {
     matches!(status, 408 | 429 | 500 | 502 | 503 | 504)
+}
+
+/// How long an answer with `status` holds every request to its origin, not only its own: a
+/// `429` for its `Retry-After`, or without one for `backoff` (the retry schedule's wait); a
+/// `503` for its `Retry-After` only. `None` for anything else: a server error without that
+/// header delays only the request it answered.
+pub fn origin_hold(
+    status: u16,
+    retry_after: Option<Duration>,
+    backoff: Duration,
+) -> Option<Duration> {
+    match (status, retry_after) {
+        (429, after) => Some(after.unwrap_or(backoff)),
+        (503, Some(after)) => Some(after),
+        _ => None,
+    }
 }
 
 /// A `Retry-After` header value as a duration from `now`: delay-seconds, or an HTTP date (RFC
@@ -130,6 +160,32 @@ mod tests {
         );
         assert_eq!(parse_retry_after("soon", now), None);
         assert_eq!(parse_retry_after("-5", now), None);
+    }
+
+    #[test]
+    fn retries_and_max_time_replace_the_defaults() {
+        assert_eq!(RetryPolicy::new(None, None), RetryPolicy::default());
+        let policy = RetryPolicy::new(Some(0), Some(Duration::from_secs(3)));
+        assert_eq!(policy.max_attempts, 1);
+        assert_eq!(policy.deadline, Duration::from_secs(3));
+        assert_eq!(policy.base, RetryPolicy::default().base);
+        assert_eq!(
+            RetryPolicy::new(Some(u32::MAX), None).max_attempts,
+            u32::MAX
+        );
+    }
+
+    #[test]
+    fn rate_limits_and_unavailable_with_retry_after_hold_the_origin() {
+        let second = Some(Duration::from_secs(1));
+        let backoff = Duration::from_millis(180);
+        assert_eq!(origin_hold(429, second, backoff), second);
+        assert_eq!(origin_hold(429, None, backoff), Some(backoff));
+        assert_eq!(origin_hold(503, second, backoff), second);
+        assert_eq!(origin_hold(503, None, backoff), None);
+        for status in [408, 500, 502, 504] {
+            assert_eq!(origin_hold(status, second, backoff), None, "{status}");
+        }
     }
 
     #[test]

@@ -17,6 +17,9 @@
 //!   `--token-file`.
 //! - `failures`: exit codes, the one `error:` line, and DEST left as it was.
 //! - `retry`: error bursts, rate limits and cut-off bodies retried; permanent failures bounded.
+//! - `ratelimit`: `Retry-After` holds every request to the API (the sandbox's request log shows
+//!   none), `--max-requests-per-second` holds over a whole export, `--retries` and
+//!   `--retry-max-time` bound a failing request.
 //! - `hostile`: broken JSON refetched, stalled servers, pagination loops, cross-origin links.
 //! - `jobs`: `run JOBS.toml`: file errors, incremental state, submit-and-wait, shards, dry runs.
 //! - `crash`: SIGKILL at any moment publishes nothing and a rerun is exact; SIGINT/SIGTERM clean up.
@@ -34,6 +37,7 @@ mod jobs;
 mod manual;
 mod pagination;
 mod partition;
+mod ratelimit;
 mod reexport;
 mod report_ids;
 mod reports;
