@@ -44,12 +44,15 @@ use crate::sink::{
     CommitSummary, Destination, FileNumbers, ManifestInfo, ReportWriter, StagedReport,
 };
 use crate::source::auth::Credentials;
+use crate::source::body::BodyRest;
 use crate::source::client::{ApiClient, Connection, Fetched};
 use crate::source::endpoint::{self, Endpoint};
-use crate::source::extract::extract_page;
+use crate::source::extract::{self, extract_page};
 use crate::source::for_each_page;
+use crate::source::paginate::PageEnd;
 use crate::source::readahead::process_pages;
 use crate::source::reports::{ReportFields, ReportList};
+use crate::source::stream::RowSplitter;
 use crate::spool::{self, Router, Segment};
 use crate::transform::Transforms;
 
@@ -360,10 +363,13 @@ impl Source {
         Source::preset("reports", client.endpoint(&["v1", "reports"]))
     }
 
+    /// The API's own shape; a huge page is read as it arrives.
     fn preset(key: &str, url: Url) -> Self {
+        let mut endpoint = Endpoint::preset(url);
+        endpoint.request.stream_from = Some(stream_pages_from());
         Source {
             key: key.to_string(),
-            endpoint: Arc::new(Endpoint::preset(url)),
+            endpoint: Arc::new(endpoint),
         }
     }
 
@@ -420,11 +426,147 @@ struct SpooledReport {
 /// both cores busy decoding.
 const PAGES_IN_FLIGHT: usize = 3;
 
-/// One page after decoding: its batch (for the kinds), its spool file, its size.
+/// One page after decoding: the columns and kinds of its batches (without their rows, which
+/// are in the spool), its spool files, its rows and its size. A page read whole is one batch;
+/// a page read as it arrives is one batch per [`STREAM_BATCH_ROWS`] rows.
+#[derive(Default)]
 struct DecodedPage {
-    raw: RawBatch,
-    spooled: Option<spool::SpooledPage>,
+    kinds: Vec<RawBatch>,
+    spooled: Vec<spool::SpooledPage>,
+    rows: usize,
     json_bytes: u64,
+}
+
+/// What the blocking threads of one report need to spool its pages.
+struct PageSpool {
+    /// `None`: pages are decoded and dropped (schema only).
+    dir: Option<PathBuf>,
+    router: Router,
+    /// Names this report's files in the spool folder.
+    slot: u64,
+    transforms: Arc<Transforms>,
+    cancel: Cancel,
+}
+
+impl DecodedPage {
+    /// Adds the next decoded batch of the page: checks its casts, spools it, keeps its kinds.
+    fn add(&mut self, raw: RawBatch, to: &PageSpool, at: &PageLocation) -> Result<()> {
+        let rows = raw.batch.num_rows();
+        to.transforms.check(&raw.batch).map_err(|mut source| {
+            source.row += self.rows;
+            Error::Row {
+                at: at.clone(),
+                source,
+            }
+        })?;
+        if let Some(dir) = &to.dir
+            && rows > 0
+        {
+            let name = format!(
+                "{:016x}-{:06}-{:04}.arrow",
+                to.slot,
+                at.page,
+                self.spooled.len()
+            );
+            self.spooled
+                .push(spool::write_page(&dir.join(name), &raw.batch, &to.router)?);
+        }
+        self.kinds.push(RawBatch {
+            batch: RecordBatch::new_empty(raw.batch.schema()),
+            kinds: raw.kinds,
+        });
+        self.rows += rows;
+        Ok(())
+    }
+}
+
+/// Pages longer than this are read as they arrive (the API's own shape only), so a report sent
+/// as one huge page never sits whole in memory. `KARGO_EXPORT_STREAM_PAGES_FROM` (bytes) sets
+/// it, for tests.
+fn stream_pages_from() -> usize {
+    std::env::var("KARGO_EXPORT_STREAM_PAGES_FROM")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(32 * 1024 * 1024)
+}
+
+/// Rows of a page read as it arrives that make one spooled batch.
+const STREAM_BATCH_ROWS: usize = 65_536;
+
+/// Reads a page whose first bytes are `page.body` and the rest in `rest` as they arrive:
+/// rows are decoded in runs, spooled every [`STREAM_BATCH_ROWS`], and the page without its
+/// rows is read last for its next link.
+fn stream_page(
+    endpoint: &Endpoint,
+    page: &Fetched,
+    rest: &BodyRest,
+    at: &PageLocation,
+    to: &PageSpool,
+    decoded: &mut DecodedPage,
+) -> Result<PageEnd> {
+    if !endpoint.is_api_shape(page.format) {
+        return Err(Error::Page {
+            at: at.clone(),
+            reason: format!(
+                "a page of more than {} bytes is only read in the API's own shape ($.data.rows, $.links.next)",
+                stream_pages_from()
+            ),
+        });
+    }
+    tracing::debug!(
+        page = at.page,
+        first_bytes = page.body.len(),
+        "reading a page as it arrives"
+    );
+    DECODER.with_borrow_mut(|decoder| {
+        decoder.reset();
+        let mut splitter = RowSplitter::new();
+        let mut seen = 0;
+        let mut on_rows = |run: &[u8], after_rows: bool| -> Result<()> {
+            seen += extract::decode_rows(run, after_rows, seen, at, decoder)?;
+            if decoder.len() >= STREAM_BATCH_ROWS {
+                let raw = decoder.finish().map_err(|source| Error::Row {
+                    at: at.clone(),
+                    source,
+                })?;
+                decoded.add(raw, to, at)?;
+            }
+            Ok(())
+        };
+        let shape_error = |reason: String| Error::Page {
+            at: at.clone(),
+            reason,
+        };
+        let mut piece = page.body.clone();
+        let mut more_bytes = 0;
+        loop {
+            to.cancel.check()?;
+            splitter.push(&piece, &mut on_rows).map_err(shape_error)?;
+            match rest.next_chunk()? {
+                Some(next) => {
+                    more_bytes += next.len() as u64;
+                    piece = next;
+                }
+                None => break,
+            }
+        }
+        let skeleton = splitter.finish(&mut on_rows)?;
+        decoded.json_bytes += more_bytes;
+        if !decoder.is_empty() {
+            let raw = decoder.finish().map_err(|source| Error::Row {
+                at: at.clone(),
+                source,
+            })?;
+            decoded.add(raw, to, at)?;
+        }
+        let skeleton = Fetched {
+            body: skeleton.into(),
+            format: page.format,
+            rest: None,
+        };
+        let (_, end) = endpoint::decode_page(endpoint, &skeleton, at, decoder)?;
+        Ok(PageEnd { rows: seen, ..end })
+    })
 }
 
 /// Phase 1 for one report. With no spool, pages are decoded and dropped (schema only).
@@ -440,43 +582,41 @@ async fn spool_report(
     let mut page_count = 0;
     let mut json_bytes = 0;
     let mut partitions = HashSet::new();
-    let slot = fastrand::u64(..);
-    let cancel = cancel.clone();
     let endpoint = source.endpoint.clone();
-    let transforms = transforms.clone();
-    let to = spool.map(|s| (s.dir.clone(), s.router.clone()));
+    let to = PageSpool {
+        dir: spool.map(|s| s.dir.clone()),
+        router: spool.map(|s| s.router.clone()).unwrap_or_default(),
+        slot: fastrand::u64(..),
+        transforms: transforms.clone(),
+        cancel: cancel.clone(),
+    };
     let process = move |page: Fetched, at: &PageLocation| {
-        cancel.check()?;
-        let (raw, end) = DECODER
-            .with_borrow_mut(|decoder| endpoint::decode_page(&endpoint, &page, at, decoder))?;
-        transforms.check(&raw.batch).map_err(|source| Error::Row {
-            at: at.clone(),
-            source,
-        })?;
-        let spooled = match &to {
-            Some((dir, router)) if raw.batch.num_rows() > 0 => {
-                let file = dir.join(format!("{slot:016x}-{:06}.arrow", at.page));
-                Some(spool::write_page(&file, &raw.batch, router)?)
-            }
-            _ => None,
+        to.cancel.check()?;
+        let mut decoded = DecodedPage {
+            json_bytes: page.body.len() as u64,
+            ..DecodedPage::default()
         };
-        let json_bytes = page.body.len() as u64;
-        Ok((
-            DecodedPage {
-                raw,
-                spooled,
-                json_bytes,
-            },
-            end,
-        ))
+        let end = match &page.rest {
+            Some(rest) => stream_page(&endpoint, &page, rest, at, &to, &mut decoded)?,
+            None => {
+                let (raw, end) = DECODER.with_borrow_mut(|decoder| {
+                    endpoint::decode_page(&endpoint, &page, at, decoder)
+                })?;
+                decoded.add(raw, &to, at)?;
+                end
+            }
+        };
+        Ok((decoded, end))
     };
     let consume = |page: DecodedPage, at: &PageLocation| {
-        inference.observe(&page.raw, at.page);
+        for raw in &page.kinds {
+            inference.observe(raw, at.page);
+        }
         json_bytes += page.json_bytes;
         page_count += 1;
-        crate::progress::page(page.raw.batch.num_rows() as u64, page.json_bytes);
-        if let (Some(spooled), Some(spool)) = (page.spooled, spool) {
-            if !spool.partition_by.is_empty() {
+        crate::progress::page(page.rows as u64, page.json_bytes);
+        for spooled in page.spooled {
+            if let Some(spool) = spool.filter(|s| !s.partition_by.is_empty()) {
                 partitions.extend(spooled.keys.iter().copied());
                 check_partition_count(spool, partitions.len(), &source.key, at)?;
             }
@@ -485,7 +625,7 @@ async fn spool_report(
         Ok(())
     };
     let discard = |page: DecodedPage| {
-        if let Some(spooled) = page.spooled {
+        for spooled in page.spooled {
             let _ = std::fs::remove_file(spooled.file);
         }
     };

@@ -81,6 +81,7 @@ pub fn manual_job(args: &ManualArgs) -> Result<ManualJob> {
             .map(|q| pair("--query", q, '='))
             .collect::<Result<_>>()?,
         request: Request {
+            stream_from: None,
             method: method(&args.method)?,
             headers: headers(&args.header)?,
             body: args.body.as_deref().map(body).transpose()?,

@@ -145,6 +145,9 @@ pub struct Request {
     pub body: Option<Bytes>,
     /// How answers are read; `None` follows their `Content-Type`.
     pub format: Option<ContentFormat>,
+    /// An answer longer than this many bytes is handed on with only its first bytes read
+    /// ([`Fetched::rest`] reads the others); `None` reads every answer whole.
+    pub stream_from: Option<usize>,
 }
 
 impl Default for Request {
@@ -155,6 +158,7 @@ impl Default for Request {
             headers: HeaderMap::new(),
             body: None,
             format: None,
+            stream_from: None,
         }
     }
 }
@@ -173,8 +177,11 @@ impl std::fmt::Debug for Request {
 /// A 2xx answer: its body and the format it is read in.
 #[derive(Debug, Clone)]
 pub struct Fetched {
+    /// The body, or its first bytes when `rest` is set.
     pub body: Bytes,
     pub format: ContentFormat,
+    /// The rest of a long body (see [`Request::stream_from`]), read as it is consumed.
+    pub rest: Option<Arc<super::body::BodyRest>>,
 }
 
 /// A request that failed, with what its retries need to go on later: the attempts made, when
@@ -456,8 +463,14 @@ impl ApiClient {
             let content_type = response.headers().get(CONTENT_TYPE);
             ContentFormat::from_content_type(content_type.and_then(|v| v.to_str().ok()))
         });
-        let body = response.bytes().await.map_err(|e| transport_error(at, e))?;
-        Ok(Fetched { body, format })
+        let (body, rest) = super::body::read_body(response, request.stream_from, at)
+            .await
+            .map_err(|e| transport_error(at, e))?;
+        Ok(Fetched {
+            body,
+            format,
+            rest: rest.map(Arc::new),
+        })
     }
 
     /// The current token, or a fresh one after `rejected` was answered 401; a login passes the
@@ -624,7 +637,7 @@ fn transport_error(at: &PageLocation, error: reqwest::Error) -> Failure {
     }
 }
 
-fn transport_http_error(at: &PageLocation, error: reqwest::Error) -> Error {
+pub(super) fn transport_http_error(at: &PageLocation, error: reqwest::Error) -> Error {
     let kind = if error.is_timeout() {
         "timed out"
     } else if error.is_connect() {

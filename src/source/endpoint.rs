@@ -47,7 +47,7 @@ impl Endpoint {
     }
 
     /// Whether pages of `format` can take the one-pass decoder of the API's own shape.
-    fn is_api_shape(&self, format: ContentFormat) -> bool {
+    pub fn is_api_shape(&self, format: ContentFormat) -> bool {
         format == ContentFormat::Json
             && self.rows == JsonPath::data_rows()
             && self.paging == Paging::default_next()
@@ -254,6 +254,7 @@ mod tests {
         let page = Fetched {
             body: Bytes::from(body.to_owned()),
             format,
+            rest: None,
         };
         let (raw, end) = decode_page(endpoint, &page, &at(), &mut RowDecoder::new())?;
         let a = raw

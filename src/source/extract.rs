@@ -78,6 +78,55 @@ pub fn decode_page(
     Err(error)
 }
 
+/// Decodes a run of `$.data.rows` cut at row boundaries by [`super::stream::RowSplitter`]:
+/// `row, row, ...`, starting with a comma when `after_rows` (rows before it were decoded).
+/// `first_row` is the index in the page of the run's first row, for messages. The rows are
+/// appended to `decoder` (which may hold earlier rows of the page); returns how many.
+pub fn decode_rows(
+    run: &[u8],
+    after_rows: bool,
+    first_row: usize,
+    at: &PageLocation,
+    decoder: &mut RowDecoder,
+) -> Result<usize> {
+    let mut json = Json::new(run);
+    let mut rows = 0;
+    let held = decoder.len();
+    let failed = |failure: RowFailure, rows: usize| match failure {
+        RowFailure::Syntax(syntax) => page_error(
+            at,
+            format!(
+                "body is not valid JSON: {syntax} (row {} of $.data.rows)",
+                first_row + rows
+            ),
+        ),
+        RowFailure::Decode(mut source) => {
+            source.row = first_row + (source.row - held);
+            Error::Row {
+                at: at.clone(),
+                source,
+            }
+        }
+    };
+    loop {
+        json.skip_ws();
+        if json.at_end() {
+            return Ok(rows);
+        }
+        if after_rows || rows > 0 {
+            json.expect(b',', "expected ',' or ']'")
+                .map_err(|stop| match stop {
+                    Stop::Syntax(syntax) => failed(RowFailure::Syntax(syntax), rows),
+                    Stop::Invalid(reason) => page_error(at, reason),
+                })?;
+        }
+        decoder
+            .push_row_from(&mut json)
+            .map_err(|failure| failed(failure, rows))?;
+        rows += 1;
+    }
+}
+
 /// State of one [`decode_page`] walk.
 struct PageWalk<'a, 'd> {
     json: Json<'a>,

@@ -10,6 +10,7 @@
 //! this module knows about HTTP status codes or tokens.
 
 pub mod auth;
+pub mod body;
 pub mod client;
 pub mod endpoint;
 pub mod extract;
@@ -20,6 +21,7 @@ pub mod paginate;
 pub mod readahead;
 pub mod reports;
 pub mod retry;
+pub mod stream;
 
 use bytes::Bytes;
 use reqwest::Url;

@@ -208,8 +208,12 @@ where
 }
 
 /// Whether processing failed because a JSON `page` is not valid JSON at all (checked only after
-/// a page error, so pages that decode pay nothing for it).
+/// a page error, so pages that decode pay nothing for it). A page read as it arrived cannot be
+/// checked whole afterwards: its page errors, and a body cut off on the way, all count.
 fn is_broken_json(error: &Error, page: &Fetched) -> bool {
+    if page.rest.is_some() {
+        return matches!(error, Error::Http { status: None, .. } | Error::Page { .. });
+    }
     matches!(error, Error::Page { .. })
         && page.format == ContentFormat::Json
         && serde_json::from_slice::<serde::de::IgnoredAny>(&page.body).is_err()

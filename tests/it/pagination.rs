@@ -101,3 +101,104 @@ fn a_row_count_that_fills_the_last_page_exactly_needs_no_extra_page() {
         .collect();
     assert_eq!(ids, (0..21).collect::<Vec<_>>());
 }
+
+/// The sandbox with one synthetic report `big` of `rows` rows, served as one page.
+fn one_huge_page(rows: u64) -> Sandbox {
+    let spec = format!("big={rows}");
+    Sandbox::start(&["--synthetic", &spec, "--page-size", &rows.to_string()])
+}
+
+#[test]
+fn a_huge_page_read_as_it_arrives_exports_the_same_rows_as_pages_read_whole() {
+    // 70,000 rows (~34 MB) in one page: several runs of rows and two spooled batches.
+    let sandbox = one_huge_page(70_000);
+    let out = tempfile::tempdir().unwrap();
+    let export = |dest: &std::path::Path, stream_from: &str| {
+        let output = sandbox
+            .command()
+            .env("KARGO_EXPORT_STREAM_PAGES_FROM", stream_from)
+            .args([
+                "-vv",
+                "export",
+                "report",
+                "big",
+                "--out",
+                dest.to_str().unwrap(),
+            ])
+            .args(["--partition-by", "date"])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr).to_string();
+        (
+            success(&output),
+            stderr.contains("reading a page as it arrives"),
+        )
+    };
+    let streamed = out.path().join("streamed");
+    let (stdout, was_streamed) = export(&streamed, "1000000");
+    assert!(was_streamed);
+    assert!(stdout.contains("exported big: 70000 rows"), "{stdout}");
+    assert_eq!(pages_in_summary(&stdout), 1, "{stdout}");
+    let whole = out.path().join("whole");
+    let (_, was_streamed) = export(&whole, "100000000");
+    assert!(!was_streamed);
+    assert_eq!(one_schema(&streamed), one_schema(&whole));
+    let key = |row: &Row| {
+        (
+            row["line_item_id"].to_string(),
+            row["first_seen_at"].to_string(),
+            row["spend"].to_string(),
+        )
+    };
+    let mut got = read_dataset(&streamed);
+    let mut want = read_dataset(&whole);
+    got.sort_by_key(key);
+    want.sort_by_key(key);
+    assert_same_rows(&got, &want);
+}
+
+#[test]
+fn pages_read_as_they_arrive_that_are_cut_off_or_broken_are_fetched_again() {
+    let fixture = Fixture::new();
+    let source = numbered_rows(1_000);
+    fixture.report_rows("cut", &source);
+    let sandbox = Sandbox::with_data(
+        fixture.path(),
+        &[
+            "--page-size",
+            "40",
+            "--truncate-every",
+            "3",
+            "--malformed-every",
+            "4",
+        ],
+    );
+    let out = tempfile::tempdir().unwrap();
+    let dest = out.path().join("dest");
+    let output = sandbox
+        .command()
+        .env("KARGO_EXPORT_STREAM_PAGES_FROM", "64")
+        .args([
+            "-vv",
+            "export",
+            "report",
+            "cut",
+            "--out",
+            dest.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    let stdout = success(&output);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.matches("reading a page as it arrives").count() >= 25,
+        "{stderr}"
+    );
+    assert_eq!(pages_in_summary(&stdout), 25, "{stdout}");
+    let ids: Vec<i64> = rows_by(&dest, "i")
+        .iter()
+        .map(|r| r["i"].as_i64().unwrap())
+        .collect();
+    assert_eq!(ids, (0..1_000).collect::<Vec<_>>(), "each row exactly once");
+    assert_same_rows(&rows_by(&dest, "i"), &as_rows(&source));
+}
