@@ -138,3 +138,44 @@ fn a_file_url_destination_is_a_directory() {
     );
     assert!(dest.join("_manifests/small.json").is_file());
 }
+
+#[test]
+fn a_zstd_level_reaches_the_files_and_the_manifest_records_the_same_codec() {
+    let fixture = small_fixture();
+    let sandbox = Sandbox::with_data(fixture.path(), &[]);
+    for (flag, recorded) in [
+        (None, "zstd(3)"),
+        (Some("zstd:9"), "zstd(9)"),
+        (Some("gzip:1"), "gzip(1)"),
+    ] {
+        let out = tempfile::tempdir().unwrap();
+        let dest = out.path().join("dest");
+        let extra: Vec<&str> = flag.map(|f| vec!["--compression", f]).unwrap_or_default();
+        success(&sandbox.export(&["small"], &dest, &extra));
+        let manifest: Value =
+            serde_json::from_slice(&std::fs::read(dest.join("_manifests/small.json")).unwrap())
+                .unwrap();
+        assert_eq!(manifest["compression"], recorded, "{flag:?}");
+        use parquet::file::reader::{FileReader, SerializedFileReader};
+        for file in parquet_files(&dest) {
+            let reader = SerializedFileReader::new(std::fs::File::open(&file).unwrap()).unwrap();
+            for chunk in reader.metadata().row_group(0).columns() {
+                // Parquet stores the codec, not its level.
+                let shown = format!("{:?}", chunk.compression()).to_lowercase();
+                let name = recorded.split('(').next().unwrap();
+                assert!(shown.starts_with(name), "{shown} for {recorded}");
+            }
+        }
+    }
+    let out = tempfile::tempdir().unwrap();
+    let dest = out.path().join("dest");
+    let error = failure(
+        &sandbox.export(&["small"], &dest, &["--compression", "zstd:23"]),
+        2,
+    );
+    assert!(
+        error.contains("zstd level 23 is not from 1 to 22"),
+        "{error}"
+    );
+    assert!(!dest.exists());
+}

@@ -163,3 +163,47 @@ fn hostile_partition_values_stay_inside_dest_and_decode_back_exactly() {
     let n = values.len() as i64;
     assert_eq!(default, [n - 2, n - 1], "rows of \"\" and null");
 }
+
+#[test]
+fn more_partitions_than_allowed_is_refused_while_pages_are_read_and_nothing_is_written() {
+    let sandbox = Sandbox::start(&["--page-size", "100"]);
+    let out = tempfile::tempdir().unwrap();
+    let dest = out.path().join("dest");
+    let args = |max: &str| {
+        let dest = dest.to_str().unwrap().to_string();
+        vec![
+            "export".to_string(),
+            "report".into(),
+            "rpt_7f3a9c21".into(),
+            "--out".into(),
+            dest,
+            "--partition-by".into(),
+            "date,site_domain".into(),
+            "--max-partitions".into(),
+            max.into(),
+        ]
+    };
+    let run = |max: &str| {
+        let args = args(max);
+        sandbox.run(&args.iter().map(String::as_str).collect::<Vec<_>>())
+    };
+    let error = failure(&run("40"), 1);
+    assert!(
+        error.starts_with("error: cannot partition by column \"date,site_domain\": report \"rpt_7f3a9c21\" has more than 40 distinct partitions by page "),
+        "{error}"
+    );
+    assert!(error.contains("raise --max-partitions"), "{error}");
+    assert!(!dest.exists(), "nothing written");
+    // The same export with room for its partitions writes one file per partition.
+    success(&run("10000"));
+    let folders: std::collections::BTreeSet<_> = parquet_files(&dest)
+        .iter()
+        .map(|f| f.parent().unwrap().to_path_buf())
+        .collect();
+    assert_eq!(
+        folders.len(),
+        parquet_files(&dest).len(),
+        "one file per partition"
+    );
+    assert!(folders.len() > 40);
+}
