@@ -2,13 +2,16 @@
 //!
 //! Phase 1 (per report, several reports at once): fetch pages ahead ([`process_pages`]), decode
 //! each page into a raw Arrow batch ([`endpoint::decode_page`], one [`RowDecoder`] per
-//! blocking thread), check that its values cast as `--cast` asks, record the column kinds ([`SchemaInference`]) in page order and spool the
-//! batch to a local Arrow IPC file. Nothing is written to the destination yet, because the
-//! export's schema is only known once every page has been seen. Phase 2: merge the inferences
-//! into the one schema of the export, conform each spooled batch to it, apply the
-//! [`Transforms`] of a manual endpoint and stage Parquet files
-//! ([`ReportWriter`], one per core for a large report); when every report is staged, commit them. Any failure discards what was staged, so
-//! the destination is left as it was. The spool is a temporary folder (TMPDIR) removed at the end.
+//! blocking thread; a page past 32 MiB in runs of rows as it arrives, [`stream_page`]), check
+//! that its values cast as `--cast` asks, record the column kinds ([`SchemaInference`]) in page
+//! order and spool the batch to a local Arrow IPC file, its rows routed to buckets by their
+//! partition values ([`spool`]). Nothing is written to the destination yet, because the export's
+//! schema is only known once every page has been seen. Phase 2: merge the inferences into the
+//! one schema of the export; one writer thread per core (process-wide) takes the next bucket of
+//! any report, conforms its rows, applies the [`Transforms`] of a manual endpoint and stages
+//! Parquet files ([`ReportWriter`]), a partition's whole rows at a time; when every report is
+//! staged, commit them. Any failure discards what was staged, so the destination is left as it
+//! was. The spool is a temporary folder (TMPDIR) removed at the end.
 //!
 //! Interruption ([`export_until`]): SIGINT or SIGTERM before the commit drops the export's
 //! future (no further fetch), raises a `Cancel` flag that the blocking decode and staging jobs
