@@ -10,8 +10,9 @@
 //! partition folder made for it), each once, up to the destination's root (and the root's
 //! parent when this process made the root); the manifest itself is written to a temporary
 //! file beside it, synced, renamed over the manifest, and its directory synced. One sync per
-//! file and per directory at commit, none per write: the cost is the time the disk takes to
-//! receive what the kernel has not written back yet.
+//! file and per directory at commit (each kind on a few threads, so the disk gets them
+//! queued), none per write: the cost is the time the disk takes to receive what the kernel has
+//! not written back yet.
 //!
 //! Only local directories need this: an object store (S3) acknowledges a put once it is
 //! durable. This module knows nothing of object stores or manifests: it takes file-system
@@ -68,26 +69,39 @@ pub fn sync_plan(root: &Path, files: &[PathBuf], root_is_new: bool) -> Vec<Step>
     steps
 }
 
-/// Makes `files` (relative to `root`) durable as [`sync_plan`] says: the files on
-/// [`SYNC_THREADS`] threads, then the directories. Returns the steps taken; on failure, the
-/// first failed step.
+/// Makes `files` (relative to `root`) durable as [`sync_plan`] says: first the files, then
+/// the directories, each phase on [`SYNC_THREADS`] threads. Returns the steps taken; on
+/// failure, the first failed step.
 pub fn sync_files(root: &Path, files: &[PathBuf], root_is_new: bool) -> Result<Vec<Step>, Failure> {
     let steps = sync_plan(root, files, root_is_new);
     let (file_steps, dir_steps) = steps.split_at(files.len());
-    let chunk = file_steps.len().div_ceil(SYNC_THREADS).max(1);
+    run_on_threads(file_steps)?;
+    run_on_threads(dir_steps)?;
+    Ok(steps)
+}
+
+/// Takes `steps` (syncs, in any order) on up to [`SYNC_THREADS`] threads; returns once all
+/// are done, with the first failure if any.
+fn run_on_threads(steps: &[Step]) -> Result<(), Failure> {
+    if steps.len() <= 1 {
+        return steps.iter().try_for_each(run);
+    }
+    let chunk = steps.len().div_ceil(SYNC_THREADS);
     std::thread::scope(|scope| {
-        let workers: Vec<_> = file_steps
+        let workers: Vec<_> = steps
             .chunks(chunk)
             .map(|steps| scope.spawn(move || steps.iter().try_for_each(run)))
             .collect();
-        workers.into_iter().try_for_each(|worker| {
-            worker
-                .join()
-                .unwrap_or_else(|_| Err((root.to_path_buf(), io::Error::other("a sync panicked"))))
-        })
-    })?;
-    dir_steps.iter().try_for_each(run)?;
-    Ok(steps)
+        let results: Vec<Result<(), Failure>> = workers
+            .into_iter()
+            .map(|worker| {
+                worker.join().unwrap_or_else(|_| {
+                    Err((PathBuf::new(), io::Error::other("a sync thread panicked")))
+                })
+            })
+            .collect();
+        results.into_iter().collect()
+    })
 }
 
 /// Replaces `path` with `bytes` durably: writes a temporary file beside it, `<name>#<n>` (a
