@@ -385,8 +385,9 @@ pub enum LastLinkArg {
 /// leaves the destination as it was and fails with [`crate::Error::Interrupted`], whose exit
 /// code is 128 + the signal number (130 for SIGINT, 143 for SIGTERM).
 pub async fn run(cli: Cli) -> crate::Result<()> {
-    use crate::pipeline::{Signal, Stopped};
+    use crate::pipeline::Stopped;
     use crate::settings::Settings;
+    use crate::signals::Signal;
     use crate::{output, pipeline};
     let interrupt = match cli.command {
         Command::Export { .. } | Command::Run(_) => Some(Signal::listen()?),
@@ -394,7 +395,7 @@ pub async fn run(cli: Cli) -> crate::Result<()> {
     };
     match Settings::from_cli(cli)? {
         Settings::Reports { api, json, fields } => {
-            let rows = with_progress(pipeline::list_reports(&api, &fields))
+            let rows = with_progress(crate::session::list_reports(&api, &fields))
                 .await?
                 .requests;
             if json {

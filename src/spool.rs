@@ -27,6 +27,7 @@ use tempfile::TempDir;
 
 use crate::error::{Error, Result};
 use crate::hash::{FNV_OFFSET, fnv1a as mix};
+use crate::infer::SchemaInference;
 
 /// Buckets of a partitioned export: enough that a bucket of a large report fits the encode
 /// budget, few enough that a page's segments stay large.
@@ -163,6 +164,18 @@ impl Segment {
             len,
         }
     }
+}
+
+/// A report whose pages are decoded and spooled.
+pub struct SpooledReport {
+    pub key: String,
+    pub source_url: String,
+    /// Pages fetched, with or without rows.
+    pub page_count: u64,
+    /// The spooled pages that had rows, in page order.
+    pub pages: Vec<SpooledPage>,
+    pub inference: SchemaInference,
+    pub json_bytes: u64,
 }
 
 /// What spooling one page wrote.

@@ -36,9 +36,11 @@ use tokio::time::Instant;
 
 use crate::cli::{ConnectionArgs, RunArgs};
 use crate::error::{Error, Result};
-use crate::pipeline::{self, ExportSummary, Signal, Stopped};
+use crate::pipeline::{self, ExportSummary, Stopped};
 use crate::sandbox::SandboxOptions;
+use crate::session;
 use crate::settings::{Api, ExportJob, ExportSettings};
+use crate::signals::Signal;
 use crate::sink::{Destination, WriteOptions};
 use crate::source::client::{ApiClient, Limits};
 use crate::source::reports::{ReportFields, ReportRequest};
@@ -169,7 +171,7 @@ pub async fn run(
                 },
                 ..SandboxOptions::default()
             };
-            let (connection, stop) = pipeline::start_sandbox(options).await?;
+            let (connection, stop) = session::start_sandbox(options).await?;
             (connection.with_limits(*limits), Some(stop))
         }
     };
@@ -271,7 +273,7 @@ impl Context<'_> {
     /// The completed report requests.
     async fn completed_requests(&self) -> Result<Vec<ReportRequest>> {
         let fields = &self.settings.report_fields;
-        let listing = pipeline::report_requests(&self.client, fields).await?;
+        let listing = session::report_requests(&self.client, fields).await?;
         Ok(listing
             .with_statuses(fields)?
             .into_iter()

@@ -14,7 +14,7 @@ use tokio::time::Instant;
 
 use super::file::SubmitSpec;
 use crate::error::{Error, PageLocation, Result};
-use crate::pipeline::report_requests;
+use crate::session::report_requests;
 use crate::source::client::ApiClient;
 use crate::source::reports::{self, ReportFields};
 

@@ -702,7 +702,7 @@ mod tests {
             },
             ..SandboxOptions::default()
         };
-        let (connection, stop) = crate::pipeline::start_sandbox(options).await.unwrap();
+        let (connection, stop) = crate::session::start_sandbox(options).await.unwrap();
         let client = ApiClient::new(&connection).unwrap();
         (client, Arc::clone(&connection.gate), stop)
     }

@@ -13,7 +13,7 @@
 //! used (`new-reports`, `submit`; [`ReportList::with_statuses`]): a scheduled job must never
 //! export nothing and call it a success because a field is named differently.
 //!
-//! This module does not fetch anything (`pipeline::report_requests` does) and keeps each
+//! This module does not fetch anything (`session::report_requests` does) and keeps each
 //! row's raw JSON, so `reports --json` still prints what the API sent, byte for byte.
 
 use std::collections::BTreeSet;
