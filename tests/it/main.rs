@@ -25,8 +25,9 @@
 //! - `crash`: SIGKILL at any moment publishes nothing and a rerun is exact; SIGINT/SIGTERM clean up.
 //! - `s3`: exports to a real S3-compatible server (moto), read back through the S3 API.
 //!
-//! Shared helpers: `util` (the binary, the sandbox, fixtures, reading Parquet back) and `runs`
-//! (`run JOBS.toml` with a summary, for `jobs` and `s3`).
+//! Shared helpers: `util` (the binary, the sandbox, fixtures, reading Parquet back, the secret
+//! check), `runs` (`run JOBS.toml` with a summary, for `jobs` and `s3`) and `s3_support` (the S3
+//! server, buckets read back through the S3 API and a fault-injecting proxy, for `s3`).
 
 mod auth;
 mod crash;
@@ -44,6 +45,7 @@ mod reports;
 mod retry;
 mod runs;
 mod s3;
+mod s3_support;
 mod schema;
 mod secrets;
 mod types;

@@ -5,15 +5,9 @@
 use std::collections::BTreeSet;
 use std::path::Path;
 
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::util::*;
-
-fn manifest(dest: &Path, report: &str) -> Value {
-    let path = dest.join("_manifests").join(format!("{report}.json"));
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    serde_json::from_str(&text).expect("manifest json")
-}
 
 /// Relative paths of the `.parquet` files of `report` under `dest`.
 fn report_files(dest: &Path, report: &str) -> BTreeSet<String> {
@@ -28,13 +22,6 @@ fn report_files(dest: &Path, report: &str) -> BTreeSet<String> {
                 .unwrap()
                 .starts_with(&format!("{report}."))
         })
-        .collect()
-}
-
-fn rows_of(values: &[Value]) -> Vec<Row> {
-    values
-        .iter()
-        .map(|v| v.as_object().unwrap().clone())
         .collect()
 }
 
@@ -98,7 +85,7 @@ fn re_exporting_a_report_replaces_exactly_its_files_and_manifest() {
         .flat_map(|f| read_file(&dest, &dest.join(f)))
         .collect();
     r_rows.sort_by_key(|r| r["id"].as_i64());
-    assert_same_rows(&r_rows, &rows_of(&new_rows));
+    assert_same_rows(&r_rows, &as_rows(&new_rows));
 
     // The gone date's folder holds no data file.
     let gone: Vec<String> = files(&dest)
@@ -117,7 +104,7 @@ fn re_exporting_a_report_replaces_exactly_its_files_and_manifest() {
         .flat_map(|f| read_file(&dest, &dest.join(f)))
         .collect();
     o_rows.sort_by_key(|r| r["id"].as_i64());
-    assert_same_rows(&o_rows, &rows_of(&other_rows));
+    assert_same_rows(&o_rows, &as_rows(&other_rows));
 
     // Every data file under DEST belongs to R's new run or to O.
     let all: BTreeSet<String> = files(&dest)

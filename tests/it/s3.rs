@@ -4,39 +4,21 @@
 //! `run JOBS.toml` (state read back from `_manifests/` and `_submissions/` on S3, `--shard`
 //! workers sharing one prefix, `--dry-run`, `--full-refresh`) and `export url`.
 //!
-//! The server: `KARGO_TEST_S3_ENDPOINT` when set (`.ci/run` starts one), otherwise a moto
-//! server this test binary starts once on a free port and that exits when the binary does (it
-//! waits for its stdin to close). Without moto the tests fail and say what to install.
-//! Credential checks need a server that verifies signatures: a second moto with
-//! `INITIAL_NO_AUTH_ACTION_COUNT=0`, always started here.
+//! This file holds the scenarios and their data; the server, the buckets, the binary's S3
+//! environment and the fault-injecting proxy are in `s3_support`.
 
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use futures::TryStreamExt;
-use http_body_util::{BodyExt, Full};
 use kargo_export::sandbox::manual::SANDBOX_API_KEY;
-use object_store::aws::{AmazonS3, AmazonS3Builder};
+use object_store::ObjectStoreExt;
 use object_store::path::Path as ObjectPath;
-use object_store::{ObjectStore, ObjectStoreExt};
 use serde_json::Value;
 
 use crate::runs::*;
+use crate::s3_support::*;
 use crate::util::*;
-
-/// What `.ci/run` installs; named in the failure when moto is missing.
-const MOTO: &str = "moto[server]==5.2.1";
-/// An S3 endpoint to use instead of starting moto here.
-const ENDPOINT_ENV: &str = "KARGO_TEST_S3_ENDPOINT";
-/// Credentials moto accepts when it does not verify signatures.
-const KEY_ID: &str = "kargo-test-key";
-const SECRET_KEY: &str = "s3-secret-value-never-shown";
-const SESSION_TOKEN: &str = "s3-session-token-never-shown";
 
 #[test]
 fn sample_report_round_trips_through_s3_under_a_prefix() {
@@ -71,7 +53,7 @@ fn sample_report_round_trips_through_s3_under_a_prefix() {
     one_schema(local.path());
 
     assert_rows_of(local.path(), SAMPLE_A, KEY_A);
-    let manifest = read_manifest(local.path(), "rpt_7f3a9c21");
+    let manifest = manifest(local.path(), "rpt_7f3a9c21");
     assert_eq!(manifest["rows"], 1500);
     assert_eq!(bucket.uploads(), Vec::<String>::new());
 }
@@ -142,7 +124,7 @@ fn a_rerun_replaces_exactly_that_reports_files() {
 
     let after = bucket.keys();
     let local = bucket.download("data");
-    let run_id = read_manifest(local.path(), "a")["run_id"]
+    let run_id = manifest(local.path(), "a")["run_id"]
         .as_str()
         .unwrap()
         .to_owned();
@@ -201,7 +183,7 @@ fn a_server_error_mid_upload_aborts_it_and_leaves_earlier_data_intact() {
     assert!(line.contains("s3://"), "{line}");
     assert!(!line.contains('<'), "no XML body: {line}");
     assert!(proxy.hits() >= 1, "the proxy refused no part");
-    assert_no_secret(&output);
+    assert_no_secret(&output, None, &S3_SECRETS);
 
     bucket.assert_no_leftovers();
     let now = bucket.download("p");
@@ -315,7 +297,7 @@ fn wrong_credentials_fail_before_fetching_with_one_line_and_no_secret() {
     assert!(line.contains(auth_endpoint()), "names the endpoint: {line}");
     assert!(line.contains("s3://kargo-auth/prefix"), "{line}");
     assert!(started.elapsed() < Duration::from_secs(30));
-    assert_no_secret(&output);
+    assert_no_secret(&output, None, &S3_SECRETS);
 }
 
 #[test]
@@ -377,7 +359,7 @@ fn verbose_logs_of_an_export_hold_no_aws_secret() {
         String::from_utf8_lossy(&output.stderr).contains("TRACE"),
         "trace logs are on"
     );
-    assert_no_secret(&output);
+    assert_no_secret(&output, None, &S3_SECRETS);
     assert_eq!(
         bucket
             .sizes()
@@ -399,7 +381,7 @@ fn verbose_logs_of_an_export_hold_no_aws_secret() {
         events.iter().any(|e| e["level"] == "TRACE"),
         "trace logs are on"
     );
-    assert_no_secret(&output);
+    assert_no_secret(&output, None, &S3_SECRETS);
 }
 
 #[test]
@@ -740,7 +722,7 @@ fn a_submit_job_keeps_its_submission_on_s3_and_never_posts_twice() {
             .any(|e| e["fields"]["message"] == "job done"),
         "the run logs as JSON"
     );
-    assert_no_secret(&output);
+    assert_no_secret(&output, None, &S3_SECRETS);
     let local = bucket.download("fresh");
     assert_same_rows(
         &sorted(read_dataset(local.path()), SUBMITTED_KEY),
@@ -784,7 +766,7 @@ out = "{}"
     assert_eq!(reports_of(&summary, "rows"), ["rows"]);
     assert_eq!(job(&summary, "rows")["rows"], 600);
     json_events(&output);
-    assert_no_secret(&output);
+    assert_no_secret(&output, None, &S3_SECRETS);
     let everything = format!("{output:?}{summary}");
     assert!(!everything.contains(SANDBOX_API_KEY), "the header leaked");
     let first = bucket.keys();
@@ -892,7 +874,7 @@ fn run_checks_each_s3_destination_before_reading_its_state() {
         error.contains("access to bucket \"kargo-no-such-bucket\" denied"),
         "{error}"
     );
-    assert_no_secret(&output);
+    assert_no_secret(&output, None, &S3_SECRETS);
 }
 
 #[test]
@@ -915,49 +897,6 @@ fn a_submit_job_into_a_missing_bucket_posts_nothing() {
         assert_eq!(job(&summary, "fresh")["status"], "failed");
     }
     assert_eq!(submitted(&sandbox), 0, "no POST");
-}
-
-/// [`run`] with the S3 environment and the endpoint key.
-fn run_s3(file: &Path, extra: &[&str]) -> (Output, Value) {
-    run_in(with_endpoint_key(with_s3(binary())), file, extra)
-}
-
-/// `command` with the S3 environment of the test server and nothing inherited from `AWS_*`.
-fn with_s3(mut command: Command) -> Command {
-    for (key, _) in std::env::vars_os() {
-        if key.to_string_lossy().starts_with("AWS_") {
-            command.env_remove(key);
-        }
-    }
-    command
-        .env("AWS_ACCESS_KEY_ID", KEY_ID)
-        .env("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
-        .env("AWS_SESSION_TOKEN", SESSION_TOKEN)
-        .env("AWS_REGION", "us-east-1")
-        .env("AWS_ENDPOINT_URL", endpoint())
-        .env("AWS_ALLOW_HTTP", "true");
-    command
-}
-
-/// The binary with an API that is never reached: the destination check must fail first.
-fn offline_api() -> Command {
-    let mut command = binary();
-    command
-        .args(["--api-base", &closed_port_url()])
-        .env("KARGO_TOKEN", "kargo-token-never-shown");
-    command
-}
-
-/// Asserts that neither stdout nor stderr holds an AWS secret or the Kargo token.
-fn assert_no_secret(output: &Output) {
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    for secret in [SECRET_KEY, SESSION_TOKEN, "kargo-token-never-shown"] {
-        assert!(!text.contains(secret), "{secret} is in the output");
-    }
 }
 
 /// Exports report `big` of `count` numbered rows to `out`: the earlier export a later,
@@ -993,19 +932,6 @@ fn sigterm_mid_upload(mut command: Command, proxy: &FaultProxy, bucket: &Bucket)
     bucket.assert_no_leftovers();
 }
 
-/// `http://127.0.0.1:PORT` where nothing listens.
-fn closed_port_url() -> String {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    drop(listener);
-    format!("http://127.0.0.1:{port}")
-}
-
-fn read_manifest(root: &Path, report: &str) -> Value {
-    let path = root.join("_manifests").join(format!("{report}.json"));
-    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
-}
-
 /// Whether `key` is a data file of `report` (`.../<report>.<run>.<seq>.parquet`).
 fn is_data_of(key: &str, report: &str) -> bool {
     let name = key.rsplit('/').next().unwrap();
@@ -1028,344 +954,4 @@ fn incompressible_rows(count: i64) -> Vec<Value> {
             serde_json::json!({"i": i, "text": text, "spend": i as f64 / 8.0})
         })
         .collect()
-}
-
-/// A bucket of its own for one test, on the plain (no signature check) server.
-struct Bucket {
-    name: String,
-    store: AmazonS3,
-}
-
-impl Bucket {
-    fn create(label: &str) -> Bucket {
-        static NEXT: AtomicU32 = AtomicU32::new(0);
-        let n = NEXT.fetch_add(1, Ordering::SeqCst);
-        let name = format!("kargo-{label}-{}-{n}", std::process::id());
-        let status = runtime().block_on(async {
-            reqwest::Client::new()
-                .put(format!("{}/{name}", endpoint()))
-                .send()
-                .await
-                .expect("create bucket")
-                .status()
-        });
-        assert!(status.is_success(), "creating bucket {name}: {status}");
-        let store = AmazonS3Builder::new()
-            .with_endpoint(endpoint())
-            .with_bucket_name(&name)
-            .with_access_key_id(KEY_ID)
-            .with_secret_access_key(SECRET_KEY)
-            .with_region("us-east-1")
-            .with_allow_http(true)
-            .build()
-            .unwrap();
-        Bucket { name, store }
-    }
-
-    /// `s3://<bucket>/<prefix>`.
-    fn url(&self, prefix: &str) -> String {
-        format!("s3://{}/{prefix}", self.name)
-    }
-
-    /// Every object's key and size, sorted.
-    fn sizes(&self) -> Vec<(String, u64)> {
-        let mut objects: Vec<(String, u64)> = runtime()
-            .block_on(self.store.list(None).try_collect::<Vec<_>>())
-            .unwrap()
-            .into_iter()
-            .map(|o| (o.location.to_string(), o.size))
-            .collect();
-        objects.sort();
-        objects
-    }
-
-    /// Every object's key, ETag and last-modified time, sorted: what a rewrite changes.
-    fn objects(&self) -> Vec<(String, Option<String>, String)> {
-        let mut objects: Vec<_> = runtime()
-            .block_on(self.store.list(None).try_collect::<Vec<_>>())
-            .unwrap()
-            .into_iter()
-            .map(|o| {
-                (
-                    o.location.to_string(),
-                    o.e_tag,
-                    o.last_modified.to_rfc3339(),
-                )
-            })
-            .collect();
-        objects.sort();
-        objects
-    }
-
-    /// The bytes of object `key`.
-    fn get(&self, key: &str) -> Bytes {
-        runtime().block_on(async {
-            let got = self.store.get(&ObjectPath::from(key)).await.unwrap();
-            got.bytes().await.unwrap()
-        })
-    }
-
-    /// Every object's key, sorted.
-    fn keys(&self) -> Vec<String> {
-        self.sizes().into_iter().map(|(k, _)| k).collect()
-    }
-
-    /// Asserts that no multipart upload is left in progress and no `_staging` object is left.
-    fn assert_no_leftovers(&self) {
-        assert_eq!(
-            self.uploads(),
-            Vec::<String>::new(),
-            "orphan multipart uploads"
-        );
-        let keys = self.keys();
-        assert!(!keys.iter().any(|k| k.contains("_staging")), "{keys:?}");
-    }
-
-    /// Downloads every object under `prefix` into a temp dir, keeping relative keys as paths,
-    /// so the tests read the dataset as they read a local one.
-    fn download(&self, prefix: &str) -> tempfile::TempDir {
-        let dir = tempfile::tempdir().unwrap();
-        let root = ObjectPath::from(prefix);
-        runtime().block_on(async {
-            let objects: Vec<_> = self.store.list(Some(&root)).try_collect().await.unwrap();
-            for object in objects {
-                let bytes = self
-                    .store
-                    .get(&object.location)
-                    .await
-                    .unwrap()
-                    .bytes()
-                    .await
-                    .unwrap();
-                let rel: Vec<_> = object.location.prefix_match(&root).unwrap().collect();
-                let path = rel
-                    .iter()
-                    .fold(dir.path().to_path_buf(), |p, part| p.join(part.as_ref()));
-                std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-                std::fs::write(path, bytes).unwrap();
-            }
-        });
-        dir
-    }
-
-    /// Keys of the multipart uploads in progress (ListMultipartUploads).
-    fn uploads(&self) -> Vec<String> {
-        let body = runtime().block_on(async {
-            reqwest::Client::new()
-                .get(format!("{}/{}?uploads", endpoint(), self.name))
-                .send()
-                .await
-                .expect("list uploads")
-                .text()
-                .await
-                .unwrap()
-        });
-        assert!(body.contains("ListMultipartUploadsResult"), "{body}");
-        body.split("<Upload>")
-            .skip(1)
-            .map(|upload| {
-                let key = upload
-                    .split("<Key>")
-                    .nth(1)
-                    .and_then(|k| k.split("</Key>").next());
-                key.unwrap_or_default().to_owned()
-            })
-            .collect()
-    }
-}
-
-fn runtime() -> &'static tokio::runtime::Runtime {
-    static RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
-    RUNTIME.get_or_init(|| {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .unwrap()
-    })
-}
-
-/// The plain S3 endpoint: `KARGO_TEST_S3_ENDPOINT`, or a moto started once for this binary.
-fn endpoint() -> &'static str {
-    static PLAIN: OnceLock<String> = OnceLock::new();
-    PLAIN.get_or_init(|| match std::env::var(ENDPOINT_ENV) {
-        Ok(url) if !url.is_empty() => url,
-        _ => start_moto(false),
-    })
-}
-
-/// A moto that verifies signatures (no key is valid: it has no IAM users).
-fn auth_endpoint() -> &'static str {
-    static AUTH: OnceLock<String> = OnceLock::new();
-    AUTH.get_or_init(|| start_moto(true))
-}
-
-/// Runs moto on a free port; it stops when its stdin closes, which happens when this test
-/// binary exits (the child handle is leaked on purpose, so the pipe stays open until then).
-fn start_moto(verify_signatures: bool) -> String {
-    const SCRIPT: &str = r#"
-import sys
-try:
-    from moto.server import ThreadedMotoServer
-except ImportError as e:
-    print("moto missing:", e, flush=True)
-    sys.exit(3)
-server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-server.start()
-print(server.get_host_and_port()[1], flush=True)
-sys.stdin.read()
-server.stop()
-"#;
-    let mut command = Command::new("python3");
-    command
-        .args(["-c", SCRIPT])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null());
-    if verify_signatures {
-        command.env("INITIAL_NO_AUTH_ACTION_COUNT", "0");
-    }
-    let missing = |why: String| -> ! {
-        panic!("the S3 tests need moto: pip install '{MOTO}' (or set {ENDPOINT_ENV}); {why}")
-    };
-    let mut child: Child = command
-        .spawn()
-        .unwrap_or_else(|e| missing(format!("python3: {e}")));
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let Ok(port) = line.trim().parse::<u16>() else {
-        missing(format!("moto said {line:?}"))
-    };
-    std::mem::forget(child);
-    format!("http://127.0.0.1:{port}")
-}
-
-/// What the proxy does to the targeted part of every multipart upload.
-#[derive(Debug, Clone, Copy)]
-enum Fault {
-    /// Answers `400 InvalidRequest` (a client error: not retried).
-    Refuse,
-    /// Forwards it after this long.
-    Delay(Duration),
-}
-
-/// An HTTP proxy in front of the S3 server that applies a [`Fault`] to part `part` of every
-/// multipart upload and forwards everything else unchanged.
-struct FaultProxy {
-    endpoint: String,
-    state: Arc<ProxyState>,
-    _runtime: tokio::runtime::Runtime,
-}
-
-struct ProxyState {
-    upstream: String,
-    client: reqwest::Client,
-    /// `partNumber=N&`, matched against the query followed by `&`.
-    part: String,
-    fault: Fault,
-    /// Requests for the targeted part so far.
-    hits: AtomicU32,
-}
-
-impl FaultProxy {
-    fn start(upstream: &str, part: u32, fault: Fault) -> FaultProxy {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .unwrap();
-        let listener = runtime
-            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-            .unwrap();
-        let endpoint = format!("http://{}", listener.local_addr().unwrap());
-        let state = Arc::new(ProxyState {
-            upstream: upstream.to_owned(),
-            client: reqwest::Client::new(),
-            part: format!("partNumber={part}&"),
-            fault,
-            hits: AtomicU32::new(0),
-        });
-        let shared = Arc::clone(&state);
-        runtime.spawn(async move {
-            while let Ok((stream, _)) = listener.accept().await {
-                let state = Arc::clone(&shared);
-                let service = hyper::service::service_fn(move |request| {
-                    let state = Arc::clone(&state);
-                    async move { state.handle(request).await }
-                });
-                tokio::spawn(
-                    hyper::server::conn::http1::Builder::new()
-                        .serve_connection(hyper_util::rt::TokioIo::new(stream), service),
-                );
-            }
-        });
-        FaultProxy {
-            endpoint,
-            state,
-            _runtime: runtime,
-        }
-    }
-
-    /// Requests for the targeted part so far.
-    fn hits(&self) -> u32 {
-        self.state.hits.load(Ordering::SeqCst)
-    }
-
-    /// Waits (at most a minute) until the targeted part has been sent.
-    fn wait_for_hit(&self) {
-        let started = Instant::now();
-        while self.hits() == 0 {
-            assert!(
-                started.elapsed() < Duration::from_secs(60),
-                "the targeted part was never sent"
-            );
-            std::thread::sleep(Duration::from_millis(5));
-        }
-    }
-}
-
-impl ProxyState {
-    async fn handle(
-        &self,
-        request: hyper::Request<hyper::body::Incoming>,
-    ) -> Result<hyper::Response<Full<Bytes>>, std::convert::Infallible> {
-        let query = format!("{}&", request.uri().query().unwrap_or(""));
-        if request.method() == hyper::Method::PUT && query.contains(&self.part) {
-            self.hits.fetch_add(1, Ordering::SeqCst);
-            match self.fault {
-                Fault::Refuse => {
-                    let body = "<?xml version=\"1.0\"?><Error><Code>InvalidRequest</Code>\
-                        <Message>injected failure</Message></Error>";
-                    let response = hyper::Response::builder()
-                        .status(400)
-                        .body(Full::new(Bytes::from_static(body.as_bytes())));
-                    return Ok(response.unwrap());
-                }
-                Fault::Delay(delay) => tokio::time::sleep(delay).await,
-            }
-        }
-        let url = format!("{}{}", self.upstream, request.uri());
-        let (parts, body) = request.into_parts();
-        let body = body.collect().await.unwrap().to_bytes();
-        let mut headers = parts.headers;
-        headers.remove(hyper::header::HOST);
-        let answer = self
-            .client
-            .request(parts.method, url)
-            .headers(headers)
-            .body(body)
-            .send()
-            .await
-            .unwrap();
-        let mut response = hyper::Response::builder().status(answer.status());
-        for (name, value) in answer.headers() {
-            if name != hyper::header::TRANSFER_ENCODING {
-                response = response.header(name, value);
-            }
-        }
-        let bytes = answer.bytes().await.unwrap();
-        Ok(response.body(Full::new(bytes)).unwrap())
-    }
 }

@@ -8,45 +8,6 @@ use serde_json::json;
 
 use crate::util::*;
 
-/// Finds sandbox tokens (`sbx_` and 32 alphanumerics) in `haystack`.
-fn sandbox_tokens(haystack: &[u8]) -> Vec<String> {
-    let text = String::from_utf8_lossy(haystack);
-    text.match_indices("sbx_")
-        .filter_map(|(at, _)| {
-            let candidate: String = text[at + 4..]
-                .chars()
-                .take_while(char::is_ascii_alphanumeric)
-                .collect();
-            (candidate.len() >= 32).then(|| format!("sbx_{candidate}"))
-        })
-        .collect()
-}
-
-/// Asserts that none of `secrets` (nor any sandbox token) is in the output or under `dest`.
-fn assert_no_secret(output: &Output, dest: &Path, secrets: &[&str]) {
-    let mut places: Vec<(String, Vec<u8>)> = vec![
-        ("stdout".into(), output.stdout.clone()),
-        ("stderr".into(), output.stderr.clone()),
-    ];
-    for file in files(dest) {
-        let bytes = std::fs::read(dest.join(&file)).unwrap();
-        places.push((file, bytes));
-    }
-    assert!(
-        output.stderr.len() > 200,
-        "trace logging produced almost nothing, the check would be vacuous: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    for (place, bytes) in &places {
-        let text = String::from_utf8_lossy(bytes);
-        for secret in secrets {
-            assert!(!text.contains(secret), "{secret:?} appears in {place}");
-        }
-        let tokens = sandbox_tokens(bytes);
-        assert!(tokens.is_empty(), "a bearer token appears in {place}");
-    }
-}
-
 fn fixture() -> Fixture {
     let fixture = Fixture::new();
     fixture.report_rows(
@@ -89,7 +50,7 @@ fn the_password_and_token_stay_out_of_trace_logs_and_files_of_a_successful_expor
     let output = traced(sandbox.command(), &["export", "report", "r"], &dest);
     success(&output);
     assert_eq!(read_dataset(&dest).len(), 3);
-    assert_no_secret(&output, out.path(), &[PASSWORD]);
+    assert_no_secret(&output, Some(out.path()), &[PASSWORD]);
 }
 
 #[test]
@@ -101,7 +62,7 @@ fn the_password_and_token_stay_out_of_trace_logs_of_a_failing_export() {
     success(&sandbox.export(&["r"], &dest, &["--partition-by", "date"]));
     let output = traced(sandbox.command(), &["export", "report", "r", "nope"], &dest);
     failure(&output, 1);
-    assert_no_secret(&output, out.path(), &[PASSWORD]);
+    assert_no_secret(&output, Some(out.path()), &[PASSWORD]);
 }
 
 #[test]
@@ -118,7 +79,7 @@ fn a_given_token_stays_out_of_trace_logs_and_files_of_a_successful_export() {
     );
     success(&output);
     assert_eq!(read_dataset(&dest).len(), 3);
-    assert_no_secret(&output, out.path(), &[&token]);
+    assert_no_secret(&output, Some(out.path()), &[&token]);
 }
 
 #[test]
@@ -135,7 +96,7 @@ fn a_given_token_stays_out_of_trace_logs_of_a_failing_export() {
         &dest,
     );
     failure(&output, 1);
-    assert_no_secret(&output, out.path(), &[&token]);
+    assert_no_secret(&output, Some(out.path()), &[&token]);
 }
 
 /// The binary pointed at `sandbox` with only `--token-file PATH` (no username, password or
@@ -167,7 +128,7 @@ fn a_token_file_replaces_the_login_and_stays_out_of_trace_logs_and_files() {
     );
     success(&output);
     assert_eq!(read_dataset(&dest).len(), 3);
-    assert_no_secret(&output, out.path(), &[&token]);
+    assert_no_secret(&output, Some(out.path()), &[&token]);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!stderr.contains("logged in"), "no login with a token");
 

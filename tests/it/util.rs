@@ -1,5 +1,6 @@
 //! Test helpers: run the real binary, start the sandbox as a child process on 127.0.0.1:0,
-//! write fixture data folders, and read exported datasets back from Parquet.
+//! write fixture data folders, read exported datasets and manifests back from Parquet and JSON,
+//! and check that no secret reached the output (for `secrets` and `s3` alike).
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -576,5 +577,55 @@ pub fn as_rows(values: &[Value]) -> Vec<Row> {
     values
         .iter()
         .map(|v| v.as_object().expect("an object").clone())
+        .collect()
+}
+
+/// The manifest of `report` under `dest` (`_manifests/<report>.json`).
+pub fn manifest(dest: &Path, report: &str) -> Value {
+    let path = dest.join("_manifests").join(format!("{report}.json"));
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_str(&text).expect("manifest json")
+}
+
+/// Asserts that none of `secrets`, nor any token the sandbox issues, is in stdout, stderr or
+/// (when `dest` is given) any file under `dest`; and that stderr holds more than a few lines, so
+/// that the check is not vacuous (the callers run with trace logs).
+pub fn assert_no_secret(output: &Output, dest: Option<&Path>, secrets: &[&str]) {
+    let mut places: Vec<(String, Vec<u8>)> = vec![
+        ("stdout".into(), output.stdout.clone()),
+        ("stderr".into(), output.stderr.clone()),
+    ];
+    if let Some(dest) = dest {
+        for file in files(dest) {
+            let bytes = std::fs::read(dest.join(&file)).unwrap();
+            places.push((file, bytes));
+        }
+    }
+    assert!(
+        output.stderr.len() > 200,
+        "trace logging produced almost nothing, the check would be vacuous: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    for (place, bytes) in &places {
+        let text = String::from_utf8_lossy(bytes);
+        for secret in secrets {
+            assert!(!text.contains(secret), "{secret:?} appears in {place}");
+        }
+        let tokens = sandbox_tokens(bytes);
+        assert!(tokens.is_empty(), "a bearer token appears in {place}");
+    }
+}
+
+/// Finds sandbox tokens (`sbx_` and 32 alphanumerics) in `haystack`.
+fn sandbox_tokens(haystack: &[u8]) -> Vec<String> {
+    let text = String::from_utf8_lossy(haystack);
+    text.match_indices("sbx_")
+        .filter_map(|(at, _)| {
+            let candidate: String = text[at + 4..]
+                .chars()
+                .take_while(char::is_ascii_alphanumeric)
+                .collect();
+            (candidate.len() >= 32).then(|| format!("sbx_{candidate}"))
+        })
         .collect()
 }
