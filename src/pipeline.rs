@@ -444,7 +444,7 @@ async fn spool_report(
     let mut pages = Vec::new();
     let mut page_count = 0;
     let mut json_bytes = 0;
-    let mut partitions = HashSet::new();
+    let mut partitions: HashSet<u64> = HashSet::new();
     let endpoint = source.endpoint.clone();
     let to = PageSpool {
         dir: spool.map(|s| s.dir.clone()),
@@ -478,9 +478,10 @@ async fn spool_report(
         json_bytes += page.json_bytes;
         page_count += 1;
         crate::progress::page(page.rows as u64, page.json_bytes);
-        for spooled in page.spooled {
+        for mut spooled in page.spooled {
+            // The report keeps its distinct keys (at most --max-partitions), not each page's.
+            partitions.extend(std::mem::take(&mut spooled.keys));
             if let Some(spool) = spool.filter(|s| !s.partition_by.is_empty()) {
-                partitions.extend(spooled.keys.iter().copied());
                 check_partition_count(spool, partitions.len(), &source.key, at)?;
             }
             pages.push(spooled);
@@ -489,7 +490,7 @@ async fn spool_report(
     };
     let discard = |page: DecodedPage| {
         for spooled in page.spooled {
-            let _ = std::fs::remove_file(spooled.file);
+            let _ = std::fs::remove_file(&spooled.file);
         }
     };
     process_pages(
@@ -507,6 +508,7 @@ async fn spool_report(
         source_url: redact_url(&source.endpoint.url),
         page_count,
         pages,
+        partitions: partitions.into_iter().collect(),
         inference,
         json_bytes,
     })

@@ -16,7 +16,8 @@
 
 use std::fs::File;
 use std::io::{self, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
+use std::sync::Arc;
 
 use arrow::array::{Array, AsArray, BooleanArray, RecordBatch, UInt32Array};
 use arrow::compute::{filter_record_batch, take_record_batch};
@@ -172,8 +173,10 @@ pub struct SpooledReport {
     pub source_url: String,
     /// Pages fetched, with or without rows.
     pub page_count: u64,
-    /// The spooled pages that had rows, in page order.
+    /// The spooled pages that had rows, in page order (their `keys` taken into `partitions`).
     pub pages: Vec<SpooledPage>,
+    /// The distinct partition-key hashes of all rows.
+    pub partitions: Vec<u64>,
     pub inference: SchemaInference,
     pub json_bytes: u64,
 }
@@ -181,7 +184,8 @@ pub struct SpooledReport {
 /// What spooling one page wrote.
 #[derive(Debug)]
 pub struct SpooledPage {
-    pub file: PathBuf,
+    /// Shared by the page's segments in the tasks of phase 2.
+    pub file: Arc<Path>,
     pub rows: usize,
     /// By bucket, only buckets that received rows.
     pub segments: Vec<Segment>,
@@ -232,8 +236,10 @@ pub fn write_page(path: &Path, batch: &RecordBatch, router: &Router) -> Result<S
     let mut keys = hashes;
     keys.sort_unstable();
     keys.dedup();
+    // A page's rows often share few keys: keep the few, not a slot per row.
+    keys.shrink_to_fit();
     Ok(SpooledPage {
-        file: path.to_path_buf(),
+        file: Arc::from(path),
         rows: batch.num_rows(),
         segments,
         keys,

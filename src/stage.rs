@@ -5,7 +5,7 @@
 //! gather budget is read in passes. Nothing is published here: that is the commit's job.
 
 use std::collections::{BTreeMap, HashSet, VecDeque};
-use std::path::PathBuf;
+use std::path::Path;
 use std::sync::{Arc, Condvar, Mutex};
 
 use arrow::compute::concat_batches;
@@ -188,7 +188,7 @@ const PARALLEL_WRITE_MIN_ROWS: usize = 100_000;
 /// `passes` passes that each keep a disjoint share of its partitions.
 #[derive(Debug, Default)]
 struct Task {
-    segments: Vec<(PathBuf, Segment)>,
+    segments: Vec<(Arc<Path>, Segment)>,
     passes: u32,
 }
 
@@ -213,10 +213,8 @@ fn report_tasks(report: &SpooledReport, router: &Router, workers: usize) -> Vec<
                 .push((file, segment));
         }
         let mut keys: BTreeMap<u32, HashSet<u64>> = BTreeMap::new();
-        for page in &report.pages {
-            for &key in &page.keys {
-                keys.entry(router.bucket_of(key)).or_default().insert(key);
-            }
+        for &key in &report.partitions {
+            keys.entry(router.bucket_of(key)).or_default().insert(key);
         }
         for (bucket, task) in &mut buckets {
             let bytes: u64 = task.segments.iter().map(|(_, s)| s.len()).sum();
@@ -387,7 +385,7 @@ mod tests {
             .enumerate()
             .filter(|(_, (rows, _))| **rows > 0)
             .map(|(i, (&rows, buckets))| spool::SpooledPage {
-                file: PathBuf::from(format!("p{i}")),
+                file: Arc::from(Path::new(&format!("p{i}"))),
                 rows,
                 segments: buckets
                     .iter()
@@ -401,6 +399,7 @@ mod tests {
             source_url: String::new(),
             page_count: rows.len() as u64,
             pages,
+            partitions: Vec::new(),
             inference: SchemaInference::new(),
             json_bytes: 0,
         }
@@ -464,11 +463,11 @@ mod tests {
     fn a_bucket_larger_than_the_gather_budget_is_read_in_passes_but_never_more_than_its_partitions()
     {
         let router = Router::new(vec!["day".into()]);
-        let page = |file: &str, segments: Vec<Segment>, keys: Vec<u64>| spool::SpooledPage {
-            file: PathBuf::from(file),
+        let page = |file: &str, segments: Vec<Segment>| spool::SpooledPage {
+            file: Arc::from(Path::new(file)),
             rows: segments.iter().map(|s| s.rows).sum(),
             segments,
-            keys,
+            keys: Vec::new(),
         };
         let mib = 1024 * 1024;
         // Bucket 5: 24 MiB, three partitions; bucket 6: 40 MiB, one partition.
@@ -480,7 +479,6 @@ mod tests {
                     Segment::for_test_sized(5, 10, 12 * mib),
                     Segment::for_test_sized(6, 10, 20 * mib),
                 ],
-                vec![5, 6, 69],
             ),
             page(
                 "p1",
@@ -488,9 +486,9 @@ mod tests {
                     Segment::for_test_sized(5, 10, 12 * mib),
                     Segment::for_test_sized(6, 10, 20 * mib),
                 ],
-                vec![6, 133],
             ),
         ];
+        report.partitions = vec![5, 6, 69, 133];
         let tasks = report_tasks(&report, &router, 2);
         let passes: Vec<(Vec<String>, u32)> = names(&tasks)
             .into_iter()
