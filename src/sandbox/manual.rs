@@ -26,7 +26,8 @@ use reqwest::Url;
 use serde_json::json;
 use serde_json::value::RawValue;
 
-use super::{MAX_LOGIN_BODY, Reply, Server, bad_request, chunks_reply, json_reply};
+use super::render::{Reply, bad_request, chunks_reply, json_reply};
+use super::server::{MAX_LOGIN_BODY, Server};
 
 /// The route of this module.
 pub(super) const ROWS_PATH: &str = "/v1/test/rows";

@@ -22,8 +22,9 @@ use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
 use tokio::time::Instant;
 
+use super::data::Synthetic;
+use super::render::{Reply, bad_request, json_reply};
 use super::synthetic::SyntheticReport;
-use super::{Reply, Synthetic, bad_request, json_reply};
 
 /// Largest request body read.
 const MAX_BODY: usize = 64 * 1024;
