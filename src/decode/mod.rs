@@ -11,10 +11,10 @@
 //!
 //! It does not decide the export's schema. The raw batch keeps numbers as Int64/Float64, strings
 //! (dates and timestamps included) as Utf8 and nested values as their JSON text; `infer` merges
-//! the kinds of all pages and converts each batch to the final schema. Both modules use the text,
-//! nested-type and date/timestamp functions defined here (`parse_date`,
-//! `parse_timestamp_micros`, `scalars_to_text`, `merge_nested_types`), so a value converts
-//! the same way whether its column's kind changed inside a page or across pages.
+//! the kinds of all pages and converts each batch to the final schema. Both modules use the text
+//! and date/timestamp functions defined here (`parse_date`, `parse_timestamp_micros`,
+//! `scalars_to_text`), so a value converts the same way whether its column's kind changed
+//! inside a page or across pages.
 //!
 //! One concern per file, each using only the ones above it:
 //! - `scanner.rs`: the JSON scanner (`Json`), why it stops (`Stop`, `Syntax`) and the values it
