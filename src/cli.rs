@@ -219,7 +219,7 @@ pub struct OutputArgs {
 
     /// Refuse an export whose partition columns take more distinct values than this (each is a
     /// file, and an open encoder while its bucket of rows is written).
-    #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_PARTITIONS)]
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_PARTITIONS, value_parser = positive_count)]
     pub max_partitions: usize,
 
     /// How many reports to export at once.
@@ -236,6 +236,16 @@ pub enum LogFormat {
 
 /// Default of `--max-partitions`.
 pub const DEFAULT_MAX_PARTITIONS: usize = 10_000;
+
+/// A count of at least 1.
+fn positive_count(text: &str) -> Result<usize, String> {
+    match text.trim().parse::<usize>() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => Err(format!(
+            "expected a whole number of at least 1, found {text:?}"
+        )),
+    }
+}
 
 /// Flags of the `sandbox` command.
 #[derive(Debug, Args)]
@@ -499,5 +509,19 @@ mod tests {
         assert_eq!(output.partition_by, ["date", "country"]);
         assert_eq!(output.compression.to_string(), "zstd(3)");
         assert_eq!(output.max_partitions, DEFAULT_MAX_PARTITIONS);
+        for bad in ["0", "many", ""] {
+            let parsed = Cli::try_parse_from([
+                "kargo-export",
+                "export",
+                "report",
+                "a",
+                "--out",
+                "d",
+                "--max-partitions",
+                bad,
+            ]);
+            let error = parsed.err().map(|e| e.to_string()).unwrap_or_default();
+            assert!(error.contains("at least 1"), "{bad}: {error}");
+        }
     }
 }
