@@ -97,20 +97,13 @@ pub async fn export_until(
     settings: &ExportSettings,
     interrupt: impl Future<Output = Signal>,
 ) -> std::result::Result<ExportSummary, Stopped> {
+    // However this ends without a commit, a directory the export created goes again.
+    let cleanup = settings.destination.cleanup_guard();
     // A destination that cannot be used fails now, not after every page was fetched.
-    if let Err(e) = settings.destination.check().await {
-        settings.destination.cleanup_after_failure();
-        return Err(e.into());
-    }
+    settings.destination.check().await?;
     let cancel = Cancel::default();
     let run_id = run_id();
-    let spool = match crate::spool::create() {
-        Ok(spool) => spool,
-        Err(e) => {
-            settings.destination.cleanup_after_failure();
-            return Err(Error::io("temporary spool folder", e).into());
-        }
-    };
+    let spool = crate::spool::create().map_err(|e| Error::io("temporary spool folder", e))?;
     let result = run_export(settings, spool.path(), &run_id, &cancel, interrupt).await;
     if result.is_err() {
         cancel.cancel();
@@ -119,9 +112,10 @@ pub async fn export_until(
     if let Err(e) = spool.close() {
         tracing::warn!(error = %e, "removing the spool folder failed");
     }
-    if result.is_err() {
-        settings.destination.remove_run_staging(&run_id).await;
-        settings.destination.cleanup_after_failure();
+    match &result {
+        Ok(_) => cleanup.keep(),
+        // The staged files go first; the guard then removes the folders left empty.
+        Err(_) => settings.destination.remove_run_staging(&run_id).await,
     }
     result
 }

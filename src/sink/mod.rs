@@ -72,6 +72,29 @@ impl std::fmt::Debug for Destination {
     }
 }
 
+/// Cleans up what a failed export left of its destination when dropped (see
+/// [`Destination::cleanup_guard`]), so every way out of an export is covered by one value.
+#[must_use = "dropping the guard at once cleans the destination up"]
+pub struct CleanupGuard<'a> {
+    dest: &'a Destination,
+    keep: bool,
+}
+
+impl CleanupGuard<'_> {
+    /// The export committed: leave the destination as it is.
+    pub fn keep(mut self) {
+        self.keep = true;
+    }
+}
+
+impl Drop for CleanupGuard<'_> {
+    fn drop(&mut self) {
+        if !self.keep {
+            self.dest.cleanup_after_failure();
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 struct LocalDir {
     path: PathBuf,
@@ -150,6 +173,15 @@ impl Destination {
             .get_or_try_init(|| target.check(&self.root, &self.display))
             .await
             .map(drop)
+    }
+
+    /// A guard that runs [`Destination::cleanup_after_failure`] when dropped, unless
+    /// [`CleanupGuard::keep`] says the export committed.
+    pub fn cleanup_guard(&self) -> CleanupGuard<'_> {
+        CleanupGuard {
+            dest: self,
+            keep: false,
+        }
     }
 
     /// After a failed export: removes empty staging folders, then the directory itself if
@@ -439,6 +471,22 @@ mod tests {
         std::fs::create_dir_all(out.join("_staging/run/day=1")).unwrap();
         dest.cleanup_after_failure();
         assert!(!out.exists());
+    }
+
+    #[test]
+    fn the_guard_cleans_up_when_dropped_and_not_when_kept() {
+        let tmp = tempfile::tempdir().unwrap();
+        let out = tmp.path().join("failed");
+        let dest = Destination::open(out.to_str().unwrap()).unwrap();
+        drop(dest.cleanup_guard());
+        assert!(!out.exists(), "a failed export's new directory goes");
+        let out = tmp.path().join("committed");
+        let dest = Destination::open(out.to_str().unwrap()).unwrap();
+        dest.cleanup_guard().keep();
+        assert!(
+            out.is_dir(),
+            "a committed export's directory stays, even empty"
+        );
     }
 
     #[test]
