@@ -133,7 +133,7 @@ pub fn print_export_summary(summary: &ExportSummary, destination: &str) -> Resul
         "{} rows from {} pages ({} bytes fetched) to {} in {:.2} s ({:.0} rows/s)\n",
         rows,
         summary.pages,
-        summary.json_bytes,
+        summary.bytes_fetched,
         destination,
         seconds,
         rows as f64 / seconds.max(1e-9)

@@ -59,8 +59,8 @@ pub struct ExportSummary {
     pub reports: Vec<CommitSummary>,
     /// Pages fetched over all reports.
     pub pages: u64,
-    /// JSON bytes received over all reports.
-    pub json_bytes: u64,
+    /// Body bytes received over all reports (JSON, NDJSON or CSV, after any gzip).
+    pub bytes_fetched: u64,
     /// Wall time of the whole export.
     pub elapsed: Duration,
 }
@@ -165,12 +165,12 @@ async fn run_export(
     };
     let (spooled, staged, schema) = prepared;
     let pages = spooled.iter().map(|r| r.page_count).sum();
-    let json_bytes = spooled.iter().map(|r| r.json_bytes).sum();
+    let bytes_fetched = spooled.iter().map(|r| r.bytes_fetched).sum();
     let reports = commit_all(settings, staged, &spooled, &schema).await?;
     Ok(ExportSummary {
         reports,
         pages,
-        json_bytes,
+        bytes_fetched,
         elapsed: started.elapsed(),
     })
 }
@@ -291,7 +291,7 @@ struct DecodedPage {
     kinds: Vec<RawBatch>,
     spooled: Vec<spool::SpooledPage>,
     rows: usize,
-    json_bytes: u64,
+    bytes_fetched: u64,
 }
 
 /// What the blocking threads of one report need to spool its pages.
@@ -408,7 +408,7 @@ fn stream_page(
             }
         }
         let skeleton = splitter.finish(&mut on_rows)?;
-        decoded.json_bytes += more_bytes;
+        decoded.bytes_fetched += more_bytes;
         if !decoder.is_empty() {
             let raw = decoder.finish().map_err(|source| Error::Row {
                 at: at.clone(),
@@ -437,7 +437,7 @@ async fn spool_report(
     let mut inference = SchemaInference::new();
     let mut pages = Vec::new();
     let mut page_count = 0;
-    let mut json_bytes = 0;
+    let mut bytes_fetched = 0;
     let mut partitions: HashSet<u64> = HashSet::new();
     let endpoint = source.endpoint.clone();
     let to = PageSpool {
@@ -450,7 +450,7 @@ async fn spool_report(
     let process = move |page: Fetched, at: &PageLocation| {
         to.cancel.check()?;
         let mut decoded = DecodedPage {
-            json_bytes: page.body.len() as u64,
+            bytes_fetched: page.body.len() as u64,
             ..DecodedPage::default()
         };
         let end = match &page.rest {
@@ -469,9 +469,9 @@ async fn spool_report(
         for raw in &page.kinds {
             inference.observe(raw, at.page);
         }
-        json_bytes += page.json_bytes;
+        bytes_fetched += page.bytes_fetched;
         page_count += 1;
-        crate::progress::page(page.rows as u64, page.json_bytes);
+        crate::progress::page(page.rows as u64, page.bytes_fetched);
         for mut spooled in page.spooled {
             // The report keeps its distinct keys (at most --max-partitions), not each page's.
             partitions.extend(std::mem::take(&mut spooled.keys));
@@ -496,7 +496,7 @@ async fn spool_report(
         discard,
     )
     .await?;
-    tracing::info!(report = %source.key, pages = page_count, json_bytes, partitions = partitions.len(), "fetched");
+    tracing::info!(report = %source.key, pages = page_count, bytes_fetched, partitions = partitions.len(), "fetched");
     Ok(SpooledReport {
         key: source.key,
         source_url: redact_url(&source.endpoint.url),
@@ -504,7 +504,7 @@ async fn spool_report(
         pages,
         partitions: partitions.into_iter().collect(),
         inference,
-        json_bytes,
+        bytes_fetched,
     })
 }
 

@@ -178,7 +178,8 @@ pub struct SpooledReport {
     /// The distinct partition-key hashes of all rows.
     pub partitions: Vec<u64>,
     pub inference: SchemaInference,
-    pub json_bytes: u64,
+    /// Body bytes received for the report's pages.
+    pub bytes_fetched: u64,
 }
 
 /// What spooling one page wrote.

@@ -401,7 +401,7 @@ mod tests {
             pages,
             partitions: Vec::new(),
             inference: SchemaInference::new(),
-            json_bytes: 0,
+            bytes_fetched: 0,
         }
     }
 
