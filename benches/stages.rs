@@ -1,7 +1,7 @@
 //! Criterion benches of the export's CPU stages, one JSON page at a time, through the library API
 //! the pipeline uses:
 //!
-//! - `decode`: page bytes -> raw Arrow batch ([`decode_page`]: one pass over the page, each row
+//! - `decode`: page bytes -> raw Arrow batch ([`decode_api_page`]: one pass over the page, each row
 //!   decoded straight into a [`RowDecoder`]);
 //! - `conform`: raw batch -> batch of the export's schema ([`SchemaInference`], [`conform`]);
 //! - `partition`: conformed batch -> one batch per `date` partition ([`Partitioner::split`]);
@@ -27,7 +27,7 @@ use kargo_export::sandbox::synthetic::SyntheticReport;
 use kargo_export::sandbox::{self, LastLink, SandboxData};
 use kargo_export::sink::WriteOptions;
 use kargo_export::sink::partition::{PartitionChunk, Partitioner};
-use kargo_export::source::extract::decode_page;
+use kargo_export::source::extract::decode_api_page;
 use parquet::arrow::ArrowWriter;
 use parquet::file::properties::WriterProperties;
 
@@ -64,7 +64,7 @@ fn decode(body: &[u8]) -> RawBatch {
         page: 1,
     };
     let mut decoder = RowDecoder::new();
-    decode_page(body, &at, &mut decoder)
+    decode_api_page(body, &at, &mut decoder)
         .expect("a valid page")
         .0
 }

@@ -735,7 +735,7 @@ mod tests {
         pages
     }
 
-    fn decode_page(rows: &[String]) -> Result<RawBatch, crate::error::DecodeError> {
+    fn decode_rows(rows: &[String]) -> Result<RawBatch, crate::error::DecodeError> {
         let mut decoder = RowDecoder::new();
         for row in rows {
             let raw = RawValue::from_string(row.clone()).expect("generated rows are valid JSON");
@@ -749,7 +749,7 @@ mod tests {
         fn every_page_conforms_and_page_bounds_do_not_matter((rows, cuts) in paged(scalar_row())) {
             let pages: Vec<RawBatch> = split(&rows, &cuts)
                 .into_iter()
-                .map(|p| decode_page(p).expect("scalar rows decode"))
+                .map(|p| decode_rows(p).expect("scalar rows decode"))
                 .collect();
             let mut inference = SchemaInference::new();
             for (i, raw) in pages.iter().enumerate() {
@@ -764,7 +764,7 @@ mod tests {
                 conformed.push(batch);
             }
             // The same rows as one page give the same schema and the same values.
-            let whole = decode_page(&rows).expect("scalar rows decode");
+            let whole = decode_rows(&rows).expect("scalar rows decode");
             let mut single = SchemaInference::new();
             single.observe(&whole, 1);
             prop_assert_eq!(single.schema(), schema.clone());
@@ -777,7 +777,7 @@ mod tests {
         fn any_json_rows_decode_or_fail_cleanly_and_then_conform(
             (rows, cuts) in paged(crate::decode::tests::json_value())
         ) {
-            let decoded: Vec<_> = split(&rows, &cuts).into_iter().map(decode_page).collect();
+            let decoded: Vec<_> = split(&rows, &cuts).into_iter().map(decode_rows).collect();
             if decoded.iter().all(Result::is_ok) {
                 let pages: Vec<RawBatch> = decoded.into_iter().flatten().collect();
                 let mut inference = SchemaInference::new();

@@ -2,7 +2,7 @@
 //!
 //! This module owns the hot path from JSON bytes to Arrow builders, and the JSON scanner it
 //! runs on (`Json`): a cursor that checks the bytes against the JSON grammar while it decodes
-//! them, so a page is read once ([`crate::source::extract::decode_page`] walks the page
+//! them, so a page is read once ([`crate::source::extract::decode_api_page`] walks the page
 //! envelope with it and hands each row to [`RowDecoder`]). Keys are borrowed (unescaped only
 //! when they hold a backslash), every value is dispatched on its first byte and appended to its
 //! column's builder. No `serde_json::Value` trees, no allocation per row, no `String` for
@@ -72,7 +72,7 @@ pub struct RawBatch {
 ///
 /// Rows come either one by one as `&RawValue`s ([`push_row`](Self::push_row)) or straight from
 /// a page's bytes, checked and decoded in the same pass
-/// ([`crate::source::extract::decode_page`]). After an error the decoder is reset: the rows
+/// ([`crate::source::extract::decode_api_page`]). After an error the decoder is reset: the rows
 /// pushed since the last [`finish`](Self::finish) are dropped. One decoder is meant to serve
 /// page after page (one per thread).
 ///

@@ -75,7 +75,7 @@ pub fn decode_page(
     decoder: &mut RowDecoder,
 ) -> Result<(RawBatch, PageEnd)> {
     if endpoint.is_api_shape(page.format) {
-        let (raw, next) = super::extract::decode_page(&page.body, at, decoder)?;
+        let (raw, next) = super::extract::decode_api_page(&page.body, at, decoder)?;
         let rows = raw.batch.num_rows();
         return Ok((
             raw,

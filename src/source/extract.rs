@@ -3,7 +3,7 @@
 //! A page looks like `{"data": {"rows": [...]}, "links": {"next": URL}}`: the rows at
 //! `$.data.rows`, the raw next link at `$.links.next` (a string, null or absent; `links` may
 //! be null), keys in any order, other keys skipped. Two walks are offered:
-//! - [`decode_page`], the export's hot path: one pass over the bytes with the JSON scanner of
+//! - [`decode_api_page`], the export's hot path: one pass over the bytes with the JSON scanner of
 //!   [`crate::decode`] that checks the page is JSON, finds both paths and hands each row's
 //!   bytes to the [`RowDecoder`], which decodes it into its Arrow builders as it goes;
 //! - [`extract_page`], which walks the page with serde and hands each row to a callback as a
@@ -30,7 +30,7 @@ use crate::error::{DecodeError, Error, PageLocation, Result};
 /// [`Error::Page`] when the body is not JSON (with the byte offset), has no array at
 /// `$.data.rows` or holds the wrong kind of value on one of the two paths; [`Error::Row`] when
 /// a row cannot be decoded (row index within the page, column).
-pub fn decode_page(
+pub fn decode_api_page(
     body: &[u8],
     at: &PageLocation,
     decoder: &mut RowDecoder,
@@ -127,7 +127,7 @@ pub fn decode_rows(
     }
 }
 
-/// State of one [`decode_page`] walk.
+/// State of one [`decode_api_page`] walk.
 struct PageWalk<'a, 'd> {
     json: Json<'a>,
     decoder: &'d mut RowDecoder,
@@ -139,7 +139,7 @@ struct PageWalk<'a, 'd> {
     top_keys: Vec<String>,
 }
 
-/// Why a [`decode_page`] walk stopped.
+/// Why a [`decode_api_page`] walk stopped.
 enum PageStop {
     /// The body is not JSON.
     Syntax(Syntax),
@@ -606,10 +606,10 @@ mod tests {
     }
 
     fn decoded(body: &str) -> Result<(RawBatch, Option<String>)> {
-        decode_page(body.as_bytes(), &at(), &mut RowDecoder::new())
+        decode_api_page(body.as_bytes(), &at(), &mut RowDecoder::new())
     }
 
-    /// The two-pass path `decode_page` replaces: serde walks the page, the decoder takes each
+    /// The two-pass path `decode_api_page` replaces: serde walks the page, the decoder takes each
     /// row's `&RawValue`.
     fn two_pass(body: &[u8]) -> Result<(RawBatch, Option<String>)> {
         let mut decoder = RowDecoder::new();
@@ -635,7 +635,7 @@ mod tests {
     }
 
     #[test]
-    fn decode_page_finds_rows_and_next_in_any_key_order() {
+    fn decode_api_page_finds_rows_and_next_in_any_key_order() {
         for body in [
             r#"{"links": {"next": "/v1/x?page=2", "self": "a"}, "meta": {"rows": [9]},
                 "data": {"total": 2, "rows": [{"a": 1}, {"a": 2, "b": "\u00e9"}]}}"#,
@@ -653,7 +653,7 @@ mod tests {
     }
 
     #[test]
-    fn decode_page_next_may_be_absent_null_or_links_null() {
+    fn decode_api_page_next_may_be_absent_null_or_links_null() {
         for (body, next) in [
             (r#"{"data": {"rows": []}}"#, None),
             (r#"{"data": {"rows": []}, "links": {}}"#, None),
@@ -682,7 +682,7 @@ mod tests {
     }
 
     #[test]
-    fn decode_page_missing_rows_names_the_path_and_what_was_there() {
+    fn decode_api_page_missing_rows_names_the_path_and_what_was_there() {
         for body in [
             r#"{"result": [], "links": {}}"#,
             r#"{"result": [], "links": {}, "data": {}}"#,
@@ -735,7 +735,7 @@ mod tests {
     }
 
     #[test]
-    fn decode_page_invalid_json_says_where() {
+    fn decode_api_page_invalid_json_says_where() {
         for (body, reason) in [
             (
                 r#"{"data": {"rows": [{"a": 1}"#,
@@ -775,7 +775,7 @@ mod tests {
     }
 
     #[test]
-    fn decode_page_bad_row_is_a_row_error_unless_it_is_malformed() {
+    fn decode_api_page_bad_row_is_a_row_error_unless_it_is_malformed() {
         let error = row_error(decoded(
             r#"{"data": {"rows": [{"a": 1}, {"b": 2, "a": 1e400}]}}"#,
         ));
@@ -797,25 +797,25 @@ mod tests {
     }
 
     #[test]
-    fn decode_page_checks_utf8_where_serde_does() {
+    fn decode_api_page_checks_utf8_where_serde_does() {
         let in_row = b"{\"data\": {\"rows\": [{\"a\": \"\xff\"}]}}";
-        let reason = page_reason(decode_page(in_row, &at(), &mut RowDecoder::new()));
+        let reason = page_reason(decode_api_page(in_row, &at(), &mut RowDecoder::new()));
         assert_eq!(
             reason,
             "body is not valid JSON: invalid UTF-8 in a string at byte 26 (row 0 of $.data.rows)"
         );
         let in_key = b"{\"\xff\": 1, \"data\": {\"rows\": []}}";
-        assert!(decode_page(in_key, &at(), &mut RowDecoder::new()).is_err());
+        assert!(decode_api_page(in_key, &at(), &mut RowDecoder::new()).is_err());
         assert!(two_pass(in_key).is_err());
         // Skipped values are not decoded, by serde either: neither is their UTF-8 nor are
         // their escapes.
         let skipped = b"{\"x\": [\"\xff\", \"\\udc00\"], \"data\": {\"rows\": []}}";
-        assert!(decode_page(skipped, &at(), &mut RowDecoder::new()).is_ok());
+        assert!(decode_api_page(skipped, &at(), &mut RowDecoder::new()).is_ok());
         assert!(two_pass(skipped).is_ok());
     }
 
     #[test]
-    fn decode_page_reuses_the_decoder_after_errors() {
+    fn decode_api_page_reuses_the_decoder_after_errors() {
         let mut decoder = RowDecoder::new();
         let good = br#"{"data": {"rows": [{"a": "x", "b": 1}, {"a": "y"}]}}"#;
         for body in [
@@ -825,17 +825,17 @@ mod tests {
             br#"{"data": {"rows": [{"c": 1}]}, "links": 1}"#,
             &good[..],
         ] {
-            let _ = decode_page(body, &at(), &mut decoder);
+            let _ = decode_api_page(body, &at(), &mut decoder);
             assert!(decoder.is_empty());
         }
-        let (raw, _) = decode_page(good, &at(), &mut decoder).unwrap();
+        let (raw, _) = decode_api_page(good, &at(), &mut decoder).unwrap();
         let (expected, _) = two_pass(good).unwrap();
         assert_eq!(raw.batch, expected.batch);
         assert_eq!(raw.kinds, expected.kinds);
     }
 
     #[test]
-    fn decode_page_survives_deep_nesting() {
+    fn decode_api_page_survives_deep_nesting() {
         let depth = 200_000;
         let body = format!(
             r#"{{"x": {open}{close}, "data": {{"rows": [{{"a": {open}{close}}}]}}}}"#,
@@ -853,7 +853,7 @@ mod tests {
     }
 
     #[test]
-    fn decode_page_agrees_on_edge_cases() {
+    fn decode_api_page_agrees_on_edge_cases() {
         let bodies: &[&[u8]] = &[
             br#"{"data":{"rows":[]},"links":[]}"#,
             br#"{"data":{"rows":[]},"links":["a","b"]}"#,
@@ -912,7 +912,7 @@ mod tests {
     }
 
     #[test]
-    fn decode_page_agrees_on_synthetic_pages() {
+    fn decode_api_page_agrees_on_synthetic_pages() {
         let mut decoder = RowDecoder::new();
         for page in synthetic_pages(2_500, 1_000) {
             assert_same_outcome(&page, &mut decoder).unwrap();
@@ -923,7 +923,7 @@ mod tests {
     /// kind of error (row errors identical).
     fn assert_same_outcome(body: &[u8], decoder: &mut RowDecoder) -> Result<(), TestCaseError> {
         let old = two_pass(body);
-        let new = decode_page(body, &at(), decoder);
+        let new = decode_api_page(body, &at(), decoder);
         prop_assert!(decoder.is_empty());
         let text = String::from_utf8_lossy(body);
         match (old, new) {
@@ -1062,7 +1062,7 @@ mod tests {
         #![proptest_config(ProptestConfig::with_cases(512))]
 
         #[test]
-        fn decode_page_agrees_with_the_two_pass_path(first in page(), second in page()) {
+        fn decode_api_page_agrees_with_the_two_pass_path(first in page(), second in page()) {
             // One decoder for both pages, as a worker thread keeps it.
             let mut decoder = RowDecoder::new();
             assert_same_outcome(first.as_bytes(), &mut decoder)?;
@@ -1070,12 +1070,12 @@ mod tests {
         }
 
         #[test]
-        fn decode_page_agrees_on_damaged_pages(body in damaged_page()) {
+        fn decode_api_page_agrees_on_damaged_pages(body in damaged_page()) {
             assert_same_outcome(&body, &mut RowDecoder::new())?;
         }
 
         #[test]
-        fn decode_page_agrees_on_any_bytes(body in proptest::collection::vec(any::<u8>(), 0..48)) {
+        fn decode_api_page_agrees_on_any_bytes(body in proptest::collection::vec(any::<u8>(), 0..48)) {
             assert_same_outcome(&body, &mut RowDecoder::new())?;
             let mut wrapped = br#"{"data": {"rows": [{"a": "#.to_vec();
             wrapped.extend_from_slice(&body);
@@ -1094,10 +1094,10 @@ mod tests {
 
     /// MB/s of one core: ~100 MB of synthetic 22-column ad-report pages of 5,000 rows, the
     /// best of 9 rounds, each path measured in every round. Run with
-    /// `cargo test --release --lib decode_page_throughput -- --ignored --nocapture`.
+    /// `cargo test --release --lib decode_api_page_throughput -- --ignored --nocapture`.
     #[test]
     #[ignore = "a measurement; run it in release mode"]
-    fn decode_page_throughput() {
+    fn decode_api_page_throughput() {
         use std::time::Instant;
         const ROWS: usize = 205_000;
         let pages = synthetic_pages(ROWS as u64, 5_000);
@@ -1115,11 +1115,11 @@ mod tests {
         let mut reused = RowDecoder::new();
         let mut two_passes = || pages.iter().map(|page| rows(two_pass(page))).sum();
         let mut fresh = || {
-            let decode = |page: &Vec<u8>| decode_page(page, &at(), &mut RowDecoder::new());
+            let decode = |page: &Vec<u8>| decode_api_page(page, &at(), &mut RowDecoder::new());
             pages.iter().map(|page| rows(decode(page))).sum()
         };
         let mut one_decoder = || {
-            let mut decode = |page: &Vec<u8>| decode_page(page, &at(), &mut reused);
+            let mut decode = |page: &Vec<u8>| decode_api_page(page, &at(), &mut reused);
             pages.iter().map(|page| rows(decode(page))).sum()
         };
         let mut paths: [(&str, &mut dyn FnMut() -> usize); 3] = [
@@ -1127,8 +1127,11 @@ mod tests {
                 "two passes (extract_page + push_row), a decoder per page",
                 &mut two_passes,
             ),
-            ("decode_page, a decoder per page", &mut fresh),
-            ("decode_page, one decoder for all pages", &mut one_decoder),
+            ("decode_api_page, a decoder per page", &mut fresh),
+            (
+                "decode_api_page, one decoder for all pages",
+                &mut one_decoder,
+            ),
         ];
         let mut best = [f64::INFINITY; 3];
         for _ in 0..9 {

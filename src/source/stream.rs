@@ -1,7 +1,7 @@
 //! Reading a page of the API's shape while its bytes arrive, for a report sent as one huge page:
 //! the rows of `$.data.rows` are handed on in runs of whole rows as soon as they are complete,
 //! and the rest of the page (its "skeleton", with `[]` for the rows) is kept to be read with
-//! [`super::extract::decode_page`] once the body has ended. Memory is then a run of rows and a
+//! [`super::extract::decode_api_page`] once the body has ended. Memory is then a run of rows and a
 //! partial row, whatever the size of the page.
 //!
 //! [`RowSplitter`] only finds where rows begin and end (strings, escapes and nesting are
