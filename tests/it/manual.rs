@@ -395,3 +395,62 @@ fn usage_mistakes_exit_2_naming_the_flag() {
     }
     assert!(!dest.exists());
 }
+
+#[test]
+fn partitions_of_a_renamed_column_are_one_file_each_across_pages() {
+    // Rows of every site on every page: spooled by the source column `site_domain`, written
+    // under its new name `site`, each partition whole in one file.
+    let sandbox = Sandbox::start(&[]);
+    let (_out, dest) = scratch();
+    let flags = rows_paged(
+        "page",
+        &[
+            "--rename",
+            "site_domain=site",
+            "--partition-by",
+            "date,site",
+        ],
+    );
+    let stdout = success(&export(&sandbox, "paging=page&size=70", &dest, &flags));
+    assert_eq!(pages_in_summary(&stdout), 10, "{stdout}");
+    let source = source_rows(SOURCE);
+    let partitions: std::collections::BTreeSet<(String, String)> = source
+        .iter()
+        .map(|r| (r["date"].to_string(), r["site_domain"].to_string()))
+        .collect();
+    let files = parquet_files(&dest);
+    assert_eq!(files.len(), partitions.len(), "one file per (date, site)");
+    let folders: std::collections::BTreeSet<_> = files
+        .iter()
+        .map(|f| f.parent().unwrap().to_path_buf())
+        .collect();
+    assert_eq!(folders.len(), files.len());
+    let key = |row: &Row| {
+        let text = |column: &str| row[column].to_string();
+        (
+            text("date"),
+            text("site_domain"),
+            text("deal_id"),
+            text("device_type"),
+        )
+    };
+    let mut read = read_dataset(&dest);
+    for row in &mut read {
+        let site = row.remove("site").expect("site");
+        row.insert("site_domain".into(), site);
+    }
+    let mut want = source;
+    read.sort_by_key(key);
+    want.sort_by_key(key);
+    assert_same_rows(&read, &want);
+    // The renamed column's values count as partitions: more than the 30 dates alone.
+    let (_out, dest) = scratch();
+    let mut flags = flags.clone();
+    flags.extend(["--max-partitions", "31"]);
+    let error = failure(&export(&sandbox, "paging=page&size=70", &dest, &flags), 1);
+    assert!(
+        error.contains("more than 31 distinct partitions"),
+        "{error}"
+    );
+    assert!(!dest.exists());
+}
