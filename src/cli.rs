@@ -9,6 +9,7 @@ use std::str::FromStr;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::sink::Codec;
+use crate::sink::partition::DEFAULT_MAX_PARTITIONS;
 
 pub mod manual;
 
@@ -233,9 +234,6 @@ pub enum LogFormat {
     Text,
     Json,
 }
-
-/// Default of `--max-partitions`.
-pub const DEFAULT_MAX_PARTITIONS: usize = 10_000;
 
 /// A count of at least 1.
 fn positive_count(text: &str) -> Result<usize, String> {

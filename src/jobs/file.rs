@@ -18,10 +18,10 @@ use serde::de::IgnoredAny;
 use serde_json::{Map, Value};
 use toml::Spanned;
 
-use crate::cli::DEFAULT_MAX_PARTITIONS;
 use crate::error::{Error, Result};
 use crate::settings::manual::ManualJob;
 use crate::sink::Codec;
+use crate::sink::partition::DEFAULT_MAX_PARTITIONS;
 use crate::source::client::Limits;
 use crate::source::reports::ReportFields;
 

@@ -25,6 +25,9 @@ use crate::error::{Error, Result};
 
 /// Folder value used by Hive, Spark and DuckDB for null and empty partition values.
 pub const HIVE_DEFAULT_PARTITION: &str = "__HIVE_DEFAULT_PARTITION__";
+/// Most distinct partitions an export may have unless told otherwise (`--max-partitions`, the
+/// jobs file's `max_partitions`): each is a file, and an open encoder while it is written.
+pub const DEFAULT_MAX_PARTITIONS: usize = 10_000;
 /// Longest `col=value` segment accepted (most filesystems limit a name to 255 bytes).
 pub const MAX_SEGMENT_BYTES: usize = 255;
 
