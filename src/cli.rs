@@ -10,13 +10,11 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::sink::Codec;
 use crate::sink::partition::DEFAULT_MAX_PARTITIONS;
+use crate::source::client::DEFAULT_API_BASE;
 
 pub mod manual;
 
 pub use manual::ManualArgs;
-
-/// The production API base.
-pub const DEFAULT_API_BASE: &str = "https://datasharingapi.prod.kargo.com";
 
 /// Export Kargo Data Sharing API reports to partitioned Apache Parquet.
 #[derive(Debug, Parser)]

@@ -5,12 +5,12 @@
 use std::path::PathBuf;
 
 use super::file::ConnectionSpec;
-use crate::cli::DEFAULT_API_BASE;
 use crate::error::{Error, Result};
 use crate::secret::Secret;
 use crate::settings::Api;
 use crate::source::auth::Credentials;
 use crate::source::client::Connection;
+use crate::source::client::DEFAULT_API_BASE;
 
 /// The API of a `[connection]` section; secrets come from the variables and files it names.
 pub fn api(spec: &ConnectionSpec) -> Result<Api> {

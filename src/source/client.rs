@@ -224,6 +224,9 @@ impl Deferred {
     }
 }
 
+/// The production API base.
+pub const DEFAULT_API_BASE: &str = "https://datasharingapi.prod.kargo.com";
+
 /// An HTTP client bound to one API origin.
 pub struct ApiClient {
     http: reqwest::Client,
