@@ -135,10 +135,13 @@ fn a_429_with_retry_after_on_a_page_fetched_ahead_holds_every_request_and_the_ex
     let other = log
         .iter()
         .filter(|l| l.path.starts_with("/v1/completed-reports/") && l.path != limited.path);
-    let (before, after): (Vec<&Logged>, Vec<&Logged>) = other.partition(|l| l.at < limited.done);
+    // The other report is held with it (no request of any path inside the hold, checked
+    // above) and goes on after it; whether it had sent a page before the 429 is up to the
+    // scheduler, so it is not asserted.
+    let after: Vec<&Logged> = other.filter(|l| l.at >= limited.done + 1.0).collect();
     assert!(
-        !before.is_empty() && after.iter().any(|l| l.at >= limited.done + 1.0),
-        "the other report was under way when the 429 came, and was held too: {log:#?}"
+        !after.is_empty(),
+        "the other report went on after the hold: {log:#?}"
     );
     let mut rows = read_dataset(&dest);
     rows.sort_by_key(|r| (r["report"].as_str().map(str::to_owned), r["i"].as_i64()));
@@ -196,13 +199,16 @@ fn a_429_with_retry_after_on_a_list_request_holds_every_request_and_the_run_is_e
     assert_eq!(limited.path, "/v1/reports");
     let listed = log.iter().filter(|l| l.path == "/v1/reports").count();
     assert_eq!(listed, 11, "10 pages, one of them twice: {log:#?}");
-    let (before, after): (Vec<&Logged>, Vec<&Logged>) = log
+    // The other job's pages are held with the list (no request of any path inside the hold,
+    // checked above) and go on after it. Whether its first page left before the 429 is up to
+    // the scheduler (both jobs start at once), so it is not asserted.
+    let pages: Vec<&Logged> = log
         .iter()
         .filter(|l| l.path == "/v1/completed-reports/rpt_000")
-        .partition(|l| l.at < limited.done);
+        .collect();
     assert!(
-        !before.is_empty() && after.iter().any(|l| l.at >= limited.done + 1.0),
-        "the report was under way when the 429 came, and was held too: {log:#?}"
+        pages.iter().any(|l| l.at >= limited.done + 1.0),
+        "the report's pages went on after the hold: {log:#?}"
     );
     let mut requests = read_dataset(&lists);
     requests.sort_by_key(|r| r["id"].as_str().map(str::to_owned));
