@@ -388,6 +388,9 @@ impl ProxyState {
             self.hits.fetch_add(1, Ordering::SeqCst);
             match self.fault {
                 Fault::Refuse => {
+                    // Read the part first: answering while the client still sends it can
+                    // reset the connection, which the client then sees instead of the 400.
+                    let _ = request.into_body().collect().await;
                     let body = "<?xml version=\"1.0\"?><Error><Code>InvalidRequest</Code>\
                         <Message>injected failure</Message></Error>";
                     let response = hyper::Response::builder()
