@@ -1,20 +1,17 @@
-//! The command line as clap sees it: flags and subcommands, nothing else. Values are checked
-//! and turned into [`crate::settings`] types once, in `settings.rs`; the command handlers live
-//! in [`crate::pipeline`] and [`crate::sandbox`].
-
-use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::str::FromStr;
+//! The command line as clap sees it: flags and subcommands, nothing else. Only the dispatch
+//! ([`crate::app`]) reads these types: it turns them into the inputs of [`crate::settings`],
+//! which checks them the same way it checks a jobs file.
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::net::SocketAddr;
+use std::path::PathBuf;
 
-use crate::sink::Codec;
 use crate::sink::partition::DEFAULT_MAX_PARTITIONS;
 use crate::source::client::DEFAULT_API_BASE;
 
-pub mod manual;
+pub mod endpoint;
 
-pub use manual::ManualArgs;
+pub use endpoint::EndpointArgs;
 
 /// Export Kargo Data Sharing API reports to partitioned Apache Parquet.
 #[derive(Debug, Parser)]
@@ -138,8 +135,8 @@ pub struct RunArgs {
     pub shards: Option<u32>,
 
     /// Reports exported at once over all jobs [default: the file's concurrency, else 2].
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=64))]
-    pub concurrency: Option<u16>,
+    #[arg(long, value_name = "N")]
+    pub concurrency: Option<i64>,
 
     #[command(flatten)]
     pub fields: ReportFieldArgs,
@@ -180,7 +177,7 @@ pub enum ExportTarget {
     /// Any endpoint, configured by hand: request, rows, pagination, format, transforms.
     Url {
         #[command(flatten)]
-        manual: Box<ManualArgs>,
+        endpoint: Box<EndpointArgs>,
         #[command(flatten)]
         output: OutputArgs,
     },
@@ -197,7 +194,7 @@ pub enum SchemaTarget {
     /// The schema of a manually configured endpoint (see `export url`).
     Url {
         #[command(flatten)]
-        manual: Box<ManualArgs>,
+        endpoint: Box<EndpointArgs>,
     },
 }
 
@@ -213,17 +210,17 @@ pub struct OutputArgs {
     pub partition_by: Vec<String>,
 
     /// Parquet codec: zstd[:LEVEL] (1-22, default 3), gzip[:LEVEL] (0-9, default 6), snappy, lz4 or none.
-    #[arg(long, value_name = "CODEC", default_value = "zstd", value_parser = Codec::from_str)]
-    pub compression: Codec,
+    #[arg(long, value_name = "CODEC", default_value = "zstd")]
+    pub compression: String,
 
     /// Refuse an export whose partition columns take more distinct values than this (each is a
     /// file, and an open encoder while its bucket of rows is written).
-    #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_PARTITIONS, value_parser = positive_count)]
-    pub max_partitions: usize,
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_PARTITIONS as i64)]
+    pub max_partitions: i64,
 
     /// How many reports to export at once.
-    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=64))]
-    pub concurrency: u16,
+    #[arg(long, default_value_t = 2)]
+    pub concurrency: i64,
 }
 
 /// How log lines are written.
@@ -231,16 +228,6 @@ pub struct OutputArgs {
 pub enum LogFormat {
     Text,
     Json,
-}
-
-/// A count of at least 1.
-fn positive_count(text: &str) -> Result<usize, String> {
-    match text.trim().parse::<usize>() {
-        Ok(n) if n > 0 => Ok(n),
-        _ => Err(format!(
-            "expected a whole number of at least 1, found {text:?}"
-        )),
-    }
 }
 
 /// Flags of the `sandbox` command.
@@ -385,92 +372,6 @@ pub enum LastLinkArg {
     Empty,
 }
 
-/// Runs the parsed command line.
-///
-/// An export catches SIGINT and SIGTERM from before its destination is opened: it stops,
-/// leaves the destination as it was and fails with [`crate::Error::Interrupted`], whose exit
-/// code is 128 + the signal number (130 for SIGINT, 143 for SIGTERM).
-pub async fn run(cli: Cli) -> crate::Result<()> {
-    use crate::pipeline::Stopped;
-    use crate::settings::Settings;
-    use crate::signals::Signal;
-    use crate::{output, pipeline};
-    let interrupt = match cli.command {
-        Command::Export { .. } | Command::Run(_) => Some(Signal::listen()?),
-        _ => None,
-    };
-    match Settings::from_cli(cli)? {
-        Settings::Reports { api, json, fields } => {
-            let rows = with_progress(crate::session::list_reports(&api, &fields))
-                .await?
-                .requests;
-            if json {
-                output::print_reports_json(&rows)
-            } else {
-                output::print_reports_table(&rows)
-            }
-        }
-        Settings::Schema { api, report_id } => {
-            let schema = with_progress(pipeline::report_schema(&api, &report_id)).await?;
-            output::print_schema(&schema)
-        }
-        Settings::SchemaUrl { api, job } => {
-            let schema = pipeline::manual_schema(&api, &job).await?;
-            output::print_schema(&schema)
-        }
-        Settings::Export(settings) => {
-            let interrupt = interrupt
-                .ok_or_else(|| crate::Error::Internal("no signal handler for the export".into()))?;
-            match with_progress(pipeline::export_until(&settings, interrupt)).await {
-                Ok(summary) => {
-                    output::print_export_summary(&summary, settings.destination.display())
-                }
-                Err(Stopped::Failed(e)) => Err(e),
-                Err(Stopped::Interrupted(signal)) => Err(signal.into()),
-            }
-        }
-        Settings::Run(settings) => {
-            let interrupt = interrupt
-                .ok_or_else(|| crate::Error::Internal("no signal handler for the run".into()))?;
-            let summary = with_progress(crate::jobs::run(&settings, interrupt)).await?;
-            output::write_stdout(&summary.table())?;
-            if let Some(path) = &settings.summary_json {
-                crate::jobs::summary::write_json(path, &summary)?;
-            }
-            summary.result()
-        }
-        Settings::Sandbox { addr, options } => serve_sandbox(addr, options).await,
-    }
-}
-
-/// Runs `work` with progress drawn on a terminal, cleared before anything is printed.
-async fn with_progress<T>(work: impl std::future::Future<Output = T>) -> T {
-    let _progress = crate::progress::start();
-    work.await
-}
-
-/// `kargo-export sandbox`: serves until Ctrl-C, after printing where.
-async fn serve_sandbox(
-    addr: std::net::SocketAddr,
-    options: crate::sandbox::SandboxOptions,
-) -> crate::Result<()> {
-    use crate::error::Error;
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .map_err(|e| Error::Sandbox(format!("cannot listen on {addr}: {e}")))?;
-    let bound = listener
-        .local_addr()
-        .map_err(|e| Error::Sandbox(format!("no local address: {e}")))?;
-    println!(
-        "sandbox listening on http://{bound} (username {:?}, password {:?})",
-        options.username, options.password
-    );
-    crate::sandbox::run(listener, options, async {
-        let _ = tokio::signal::ctrl_c().await;
-    })
-    .await
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -503,21 +404,7 @@ mod tests {
         };
         assert_eq!(ids, ["a", "b"]);
         assert_eq!(output.partition_by, ["date", "country"]);
-        assert_eq!(output.compression.to_string(), "zstd(3)");
-        assert_eq!(output.max_partitions, DEFAULT_MAX_PARTITIONS);
-        for bad in ["0", "many", ""] {
-            let parsed = Cli::try_parse_from([
-                "kargo-export",
-                "export",
-                "report",
-                "a",
-                "--out",
-                "d",
-                "--max-partitions",
-                bad,
-            ]);
-            let error = parsed.err().map(|e| e.to_string()).unwrap_or_default();
-            assert!(error.contains("at least 1"), "{bad}: {error}");
-        }
+        assert_eq!(output.compression, "zstd");
+        assert_eq!(output.max_partitions, DEFAULT_MAX_PARTITIONS as i64);
     }
 }

@@ -22,6 +22,7 @@
 //! - [`progress`] draws pages, rows and bytes fetched on a terminal;
 //! - [`cli`] and [`settings`] turn the command line into validated settings once.
 
+pub mod app;
 mod cancel;
 pub mod cli;
 pub mod decode;

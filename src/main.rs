@@ -4,7 +4,8 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use kargo_export::cli::{self, Cli, LogFormat};
+use kargo_export::app;
+use kargo_export::cli::{Cli, LogFormat};
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
@@ -26,7 +27,7 @@ fn main() -> ExitCode {
         Ok(runtime) => runtime,
         Err(e) => return fail(&format!("cannot start the async runtime: {e}"), 1),
     };
-    match runtime.block_on(cli::run(cli)) {
+    match runtime.block_on(app::run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => fail(&e.to_string(), e.exit_code()),
     }

@@ -8,7 +8,7 @@
 //! partition values ([`spool`]). Nothing is written to the destination yet, because the export's
 //! schema is only known once every page has been seen. Phase 2: merge the inferences into the
 //! one schema of the export; one writer thread per core (process-wide) takes the next bucket of
-//! any report, conforms its rows, applies the [`Transforms`] of a manual endpoint and stages
+//! any report, conforms its rows, applies the [`Transforms`] of a configured endpoint and stages
 //! Parquet files ([`ReportWriter`]), a partition's whole rows at a time; when every report is
 //! staged, commit them. Any failure discards what was staged, so the destination is left as it
 //! was. The spool is a temporary folder (TMPDIR) removed at the end.
@@ -37,8 +37,7 @@ use crate::decode::{RawBatch, RowDecoder};
 use crate::error::{Error, PageLocation, Result, redact_url};
 use crate::infer::SchemaInference;
 use crate::session::ApiSession;
-use crate::settings::manual::ManualJob;
-use crate::settings::{Api, ExportJob, ExportSettings};
+use crate::settings::{Api, EndpointSpec, ExportSettings, ExportSource};
 use crate::signals::Signal;
 use crate::sink::{CommitSummary, ManifestInfo, StagedReport};
 use crate::source::body::BodyRest;
@@ -98,9 +97,9 @@ pub async fn export_until(
     interrupt: impl Future<Output = Signal>,
 ) -> std::result::Result<ExportSummary, Stopped> {
     // However this ends without a commit, a directory the export created goes again.
-    let cleanup = settings.destination.cleanup_guard();
+    let cleanup = settings.output.destination.cleanup_guard();
     // A destination that cannot be used fails now, not after every page was fetched.
-    settings.destination.check().await?;
+    settings.output.destination.check().await?;
     let cancel = Cancel::default();
     let run_id = run_id();
     let spool = crate::spool::create().map_err(|e| Error::io("temporary spool folder", e))?;
@@ -115,7 +114,13 @@ pub async fn export_until(
     match &result {
         Ok(_) => cleanup.keep(),
         // The staged files go first; the guard then removes the folders left empty.
-        Err(_) => settings.destination.remove_run_staging(&run_id).await,
+        Err(_) => {
+            settings
+                .output
+                .destination
+                .remove_run_staging(&run_id)
+                .await
+        }
     }
     result
 }
@@ -126,11 +131,11 @@ pub async fn report_schema(api: &Api, report_id: &str) -> Result<SchemaRef> {
     source_schema(api, source, Transforms::default()).await
 }
 
-/// Every row of a manual endpoint decoded, and the schema an export of it would write (after
+/// Every row of a configured endpoint decoded, and the schema an export of it would write (after
 /// its transforms).
-pub async fn manual_schema(api: &Api, job: &ManualJob) -> Result<SchemaRef> {
-    let source = |client: &ApiClient| Source::manual(client, job);
-    source_schema(api, source, job.transforms.clone()).await
+pub async fn endpoint_schema(api: &Api, spec: &EndpointSpec) -> Result<SchemaRef> {
+    let source = |client: &ApiClient| Source::endpoint(client, spec);
+    source_schema(api, source, spec.transforms.clone()).await
 }
 
 /// Phase 1 without a spool for one source, and the schema its export would write.
@@ -183,27 +188,30 @@ async fn prepare(
     cancel: &Cancel,
 ) -> Result<(Vec<SpooledReport>, Vec<StagedReport>, SchemaRef)> {
     let session = ApiSession::start(&settings.api).await?;
-    let (sources, transforms): (Vec<Source>, Transforms) = match &settings.job {
-        ExportJob::CompletedReports(ids) => (
+    let (sources, transforms): (Vec<Source>, Transforms) = match &settings.source {
+        ExportSource::CompletedReports(ids) => (
             ids.iter()
                 .map(|id| Source::completed_report(&session.client, id))
                 .collect(),
             Transforms::default(),
         ),
-        ExportJob::ReportList => (
+        ExportSource::ReportList => (
             vec![Source::report_list(&session.client)],
             Transforms::default(),
         ),
-        ExportJob::Endpoint(job) => (
-            vec![Source::manual(&session.client, job)?],
-            job.transforms.clone(),
+        ExportSource::Endpoint(spec) => (
+            vec![Source::endpoint(&session.client, spec)?],
+            spec.transforms.clone(),
         ),
     };
     let spool = SpoolTo {
         dir: spool.to_path_buf(),
-        router: Router::new(raw_partition_columns(&settings.partition_by, &transforms)),
-        partition_by: settings.partition_by.clone(),
-        max_partitions: settings.max_partitions,
+        router: Router::new(raw_partition_columns(
+            &settings.output.partition_by,
+            &transforms,
+        )),
+        partition_by: settings.output.partition_by.clone(),
+        max_partitions: settings.output.max_partitions,
     };
     let transforms = Arc::new(transforms);
     let spooled: Vec<SpooledReport> = stream::iter(sources)
@@ -226,7 +234,7 @@ async fn prepare(
 }
 
 /// A report to read: its key in file names and manifests, and its endpoint. The templates are
-/// presets of the endpoint a manual export configures.
+/// presets of a configured endpoint.
 struct Source {
     key: String,
     endpoint: Arc<Endpoint>,
@@ -251,10 +259,10 @@ impl Source {
         }
     }
 
-    fn manual(client: &ApiClient, job: &ManualJob) -> Result<Self> {
+    fn endpoint(client: &ApiClient, spec: &EndpointSpec) -> Result<Self> {
         Ok(Source {
-            key: job.key.clone(),
-            endpoint: Arc::new(job.endpoint(client.api_base())?),
+            key: spec.key.clone(),
+            endpoint: Arc::new(spec.endpoint(client.api_base())?),
         })
     }
 }
@@ -550,14 +558,14 @@ async fn commit_all(
             report_id: report.key.clone(),
             source_url: report.source_url.clone(),
             schema: schema.clone(),
-            partition_by: settings.partition_by.clone(),
-            compression: settings.write.compression.to_string(),
+            partition_by: settings.output.partition_by.clone(),
+            compression: settings.output.write.compression.to_string(),
         };
-        match staged.commit(&settings.destination, manifest).await {
+        match staged.commit(&settings.output.destination, manifest).await {
             Ok(summary) => summaries.push(summary),
             Err(e) => {
                 for rest in pending {
-                    rest.discard(&settings.destination).await;
+                    rest.discard(&settings.output.destination).await;
                 }
                 return Err(e);
             }

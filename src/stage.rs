@@ -42,12 +42,12 @@ pub(crate) async fn stage_all(
     cancel: &Cancel,
 ) -> Result<Vec<StagedReport>> {
     let workers = write_workers();
-    let mut options = settings.write.clone();
+    let mut options = settings.output.write.clone();
     options.memory_budget_bytes = (options.memory_budget_bytes / workers).max(1);
     let partition_by = if shape.schema.fields().is_empty() {
         Vec::new()
     } else {
-        settings.partition_by.clone()
+        settings.output.partition_by.clone()
     };
     let mut queue = VecDeque::new();
     for (index, report) in spooled.iter().enumerate() {
@@ -55,7 +55,7 @@ pub(crate) async fn stage_all(
         for task in report_tasks(report, &shape.router, workers) {
             queue.push_back(StageJob {
                 report: index,
-                destination: settings.destination.clone(),
+                destination: settings.output.destination.clone(),
                 key: report.key.clone(),
                 run_id: run_id.to_string(),
                 inferred: shape.inferred.clone(),
@@ -95,7 +95,7 @@ pub(crate) async fn stage_all(
     let failure = failure.lock().unwrap_or_else(|p| p.into_inner()).take();
     if let Some(e) = failure {
         for part in parts.into_iter().flatten() {
-            part.discard(&settings.destination).await;
+            part.discard(&settings.output.destination).await;
         }
         return Err(e);
     }

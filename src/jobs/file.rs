@@ -1,16 +1,19 @@
-//! The jobs file (TOML): connection settings and a list of jobs, checked once into
-//! [`JobsFile`]. Every mistake is an [`Error::Usage`] naming the file, the line and the column
-//! (from toml's spans), so a scheduler's log points at the fix. Secrets are never inline: the
-//! connection names an environment variable or a file, and an inline `password` or `token` is an
-//! error that does not repeat the value. Nothing here talks to the API or opens a destination.
-//! An `endpoint` job's keys are turned into the flags of `export url` ([`endpoint`]) and checked
-//! by the same code as the command line.
+//! The jobs file (TOML): connection settings and a list of jobs, turned into the inputs of
+//! [`crate::settings`] and checked by the same functions as the command line. Every mistake is
+//! an [`Error::Usage`] naming the file, the line and the column of its key (from toml's spans,
+//! through [`Keys`], this source's [`Origin`]), so a scheduler's log points at the fix.
+//!
+//! What only a file can get wrong is checked here: TOML types, keys of another kind of job,
+//! and secrets written inline. Secrets are never inline: the connection names an environment
+//! variable or a file, and an inline `password` or `token` is an error that does not repeat
+//! the value; so is an inline header that looks like a credential. Nothing here talks to the
+//! API or writes to a destination.
 
 mod endpoint;
 
 use std::ops::Range;
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -19,9 +22,11 @@ use serde_json::{Map, Value};
 use toml::Spanned;
 
 use crate::error::{Error, Result};
-use crate::settings::manual::ManualJob;
-use crate::sink::Codec;
-use crate::sink::partition::DEFAULT_MAX_PARTITIONS;
+use crate::settings::connection::{self, ConnectionInput, Given, LimitsInput};
+use crate::settings::field::{self, Field};
+use crate::settings::output::{self, Output, OutputInput};
+use crate::settings::reports::{self, ReportFieldsInput};
+use crate::settings::{Api, EndpointSpec, Origin, checked};
 use crate::source::client::Limits;
 use crate::source::reports::ReportFields;
 
@@ -34,47 +39,38 @@ const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(10);
 #[derive(Debug)]
 pub struct JobsFile {
     /// `[connection]`, when the file has one.
-    pub connection: Option<ConnectionSpec>,
+    pub connection: Option<ConnectionSection>,
     /// Reports exported at once over all jobs.
     pub concurrency: Option<usize>,
     /// `id_field`, `status_field`, `completed_statuses`: how to read the report list.
     pub report_fields: ReportFields,
     /// The jobs, in file order; names are unique.
-    pub jobs: Vec<JobSpec>,
+    pub jobs: Vec<Job>,
     /// `retries`, `retry_max_time_secs`, `max_requests_per_second` (the flags override them).
     pub limits: Limits,
 }
 
-/// `[connection]`: where the API is and how to log in. Secrets only by reference.
-#[derive(Debug, Default)]
-pub struct ConnectionSpec {
-    pub api_base: Option<String>,
-    pub auth_url: Option<String>,
-    pub username: Option<String>,
-    /// Environment variable holding the username.
-    pub username_env: Option<String>,
-    /// Environment variable holding the password.
-    pub password_env: Option<String>,
-    /// File holding the password.
-    pub password_file: Option<PathBuf>,
-    /// Environment variable holding a ready bearer token.
-    pub token_env: Option<String>,
-    /// File holding a ready bearer token.
-    pub token_file: Option<PathBuf>,
-    /// Run against the in-process sandbox.
-    pub sandbox: bool,
+/// `[connection]`: where the API is and how to log in, secrets only by reference. Checked by
+/// [`ConnectionSection::api`] when the run uses it (a `--sandbox` run does not).
+#[derive(Debug)]
+pub struct ConnectionSection {
+    pub input: ConnectionInput,
+    keys: Spans,
 }
 
-/// One `[[job]]`.
+impl ConnectionSection {
+    /// The checked API; `env` gives the variables the section names.
+    pub fn api(&self, env: Env) -> Result<Api> {
+        connection::api(&self.keys.origin(None, env), &self.input)
+    }
+}
+
+/// One checked `[[job]]`.
 #[derive(Debug, Clone)]
-pub struct JobSpec {
+pub struct Job {
     pub name: String,
     pub kind: JobKind,
-    /// Destination as `--out` takes it.
-    pub out: String,
-    pub partition_by: Vec<String>,
-    pub compression: Codec,
-    pub max_partitions: usize,
+    pub output: Output,
 }
 
 /// What a job exports.
@@ -88,9 +84,9 @@ pub enum JobKind {
     ReportList,
     /// `kind = "submit"`: request a new report, wait until it is completed, export it.
     Submit(SubmitSpec),
-    /// `kind = "endpoint"`: a manually configured endpoint (like `export url`), exported anew on
-    /// every run under the job's name.
-    Endpoint(Box<ManualJob>),
+    /// `kind = "endpoint"`: a configured endpoint (like `export url`), exported anew on every
+    /// run under the job's name.
+    Endpoint(Box<EndpointSpec>),
 }
 
 impl JobKind {
@@ -136,14 +132,14 @@ struct RawFile {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawConnection {
-    api_base: Option<String>,
-    auth_url: Option<String>,
-    username: Option<String>,
-    username_env: Option<String>,
-    password_env: Option<String>,
-    password_file: Option<PathBuf>,
-    token_env: Option<String>,
-    token_file: Option<PathBuf>,
+    api_base: Option<Spanned<String>>,
+    auth_url: Option<Spanned<String>>,
+    username: Option<Spanned<String>>,
+    username_env: Option<Spanned<String>>,
+    password_env: Option<Spanned<String>>,
+    password_file: Option<Spanned<PathBuf>>,
+    token_env: Option<Spanned<String>>,
+    token_file: Option<Spanned<PathBuf>>,
     #[serde(default)]
     sandbox: bool,
     /// Refused: only read to point at the line, its value is never kept.
@@ -167,7 +163,7 @@ struct RawJob {
     partition_by: Option<Spanned<Vec<String>>>,
     compression: Option<Spanned<String>>,
     max_partitions: Option<Spanned<i64>>,
-    // kind = "endpoint": the flags of `export url`, in snake_case (see `endpoint`).
+    // kind = "endpoint": the fields of `export url`, in snake_case (see `endpoint`).
     url: Option<Spanned<String>>,
     method: Option<Spanned<String>>,
     query: Option<Spanned<Map<String, Value>>>,
@@ -194,9 +190,9 @@ struct RawJob {
     on_cast_error: Option<Spanned<String>>,
 }
 
-/// Fields only some kinds take, and the kind that takes each (`endpoint`'s are listed in
-/// [`endpoint::fields`]).
-const KIND_FIELDS: &[(&str, &str)] = &[
+/// Keys only some kinds take, and the kind that takes each (`endpoint`'s are listed in
+/// [`endpoint::keys`]).
+const KIND_KEYS: &[(&str, &str)] = &[
     ("ids", "reports"),
     ("where", "new-reports"),
     ("request", "submit"),
@@ -220,23 +216,59 @@ impl JobsFile {
     /// Checks the text of a jobs file; `name` is how errors show the file, `env` gives the
     /// variables `headers_env` names.
     pub fn parse(name: &str, text: &str, env: Env) -> Result<Self> {
-        let at = Locator { name, text };
+        let at = Arc::new(Locator {
+            name: name.to_owned(),
+            text: text.to_owned(),
+        });
         let raw: RawFile =
             toml::from_str(text).map_err(|e| at.error(e.span().unwrap_or(0..0), e.message()))?;
-        let concurrency = raw
-            .concurrency
-            .map(|n| match usize::try_from(*n.get_ref()) {
-                Ok(value @ 1..=64) => Ok(value),
-                _ => Err(at.error(n.span(), "concurrency must be between 1 and 64")),
-            })
+        let top = Spans {
+            at: at.clone(),
+            keys: vec![
+                ("concurrency", span(&raw.concurrency)),
+                ("id_field", span(&raw.id_field)),
+                ("status_field", span(&raw.status_field)),
+                ("completed_statuses", span(&raw.completed_statuses)),
+                ("retries", span(&raw.retries)),
+                ("retry_max_time_secs", span(&raw.retry_max_time_secs)),
+                (
+                    "max_requests_per_second",
+                    span(&raw.max_requests_per_second),
+                ),
+            ],
+            fallback: 0..0,
+        };
+        let origin = top.origin(None, env);
+        let concurrency = checked(
+            &origin,
+            field::CONCURRENCY,
+            raw.concurrency.map(Spanned::into_inner),
+            output::concurrency,
+        )?;
+        let report_fields = reports::report_fields(
+            &origin,
+            &ReportFieldsInput {
+                id_field: raw.id_field.map(Spanned::into_inner),
+                status_field: raw.status_field.map(Spanned::into_inner),
+                completed_statuses: raw.completed_statuses.map(Spanned::into_inner),
+            },
+        )?;
+        let limits = connection::limits(
+            &origin,
+            &LimitsInput {
+                retries: raw.retries.map(Spanned::into_inner),
+                retry_max_time_secs: raw.retry_max_time_secs.map(Spanned::into_inner),
+                max_requests_per_second: raw.max_requests_per_second.map(Spanned::into_inner),
+            },
+        )?;
+        let connection = raw
+            .connection
+            .map(|c| self::connection(&at, c))
             .transpose()?;
-        let report_fields =
-            report_fields(&at, raw.id_field, raw.status_field, raw.completed_statuses)?;
-        let connection = raw.connection.map(|c| connection(&at, c)).transpose()?;
         if raw.job.is_empty() {
             return Err(at.error(0..0, "no jobs: add at least one [[job]] table"));
         }
-        let mut jobs: Vec<JobSpec> = Vec::new();
+        let mut jobs: Vec<Job> = Vec::new();
         for job in raw.job {
             let span = job.span();
             let job = self::job(&at, job.into_inner(), span.clone(), env)?;
@@ -245,21 +277,6 @@ impl JobsFile {
             }
             jobs.push(job);
         }
-        let limits = Limits {
-            retries: check(&at, raw.retries, "retries", Limits::check_retries)?,
-            retry_max_time: check(
-                &at,
-                raw.retry_max_time_secs,
-                "retry_max_time_secs",
-                Limits::check_retry_time,
-            )?,
-            max_requests_per_second: check(
-                &at,
-                raw.max_requests_per_second,
-                "max_requests_per_second",
-                Limits::check_rate,
-            )?,
-        };
         Ok(Self {
             connection,
             concurrency,
@@ -270,64 +287,19 @@ impl JobsFile {
     }
 }
 
-/// A top-level key's value checked by `rule`; its error names the key and its line.
-fn check<T, U>(
-    at: &Locator,
-    value: Option<Spanned<T>>,
-    key: &str,
-    rule: fn(T) -> std::result::Result<U, String>,
-) -> Result<Option<U>> {
-    let Some(value) = value else { return Ok(None) };
-    let span = value.span();
-    rule(value.into_inner())
-        .map(Some)
-        .map_err(|message| at.error(span, &format!("{key} {message}")))
-}
-
-/// The top-level keys that say how to read the report list; empty text is an error.
-fn report_fields(
-    at: &Locator,
-    id_field: Option<Spanned<String>>,
-    status_field: Option<Spanned<String>>,
-    completed_statuses: Option<Spanned<Vec<String>>>,
-) -> Result<ReportFields> {
-    let key = |value: Option<Spanned<String>>, name: &str| {
-        value
-            .map(|v| match v.get_ref().trim() {
-                "" => Err(at.error(v.span(), &format!("{name} is empty"))),
-                key => Ok(key.to_string()),
-            })
-            .transpose()
-    };
-    let completed_statuses = match completed_statuses {
-        Some(statuses) => {
-            let span = statuses.span();
-            let statuses: Vec<String> = statuses
-                .into_inner()
-                .iter()
-                .map(|s| s.trim().to_string())
-                .collect();
-            if statuses.is_empty() || statuses.iter().any(String::is_empty) {
-                return Err(at.error(span, "completed_statuses needs non-empty statuses"));
-            }
-            statuses
-        }
-        None => Vec::new(),
-    };
-    Ok(ReportFields {
-        id_field: key(id_field, "id_field")?,
-        status_field: key(status_field, "status_field")?,
-        completed_statuses,
-    })
+/// The span of a key, when given.
+fn span<T>(value: &Option<Spanned<T>>) -> Option<Range<usize>> {
+    value.as_ref().map(Spanned::span)
 }
 
 /// Turns byte offsets into `file, line L, column C` for messages.
-struct Locator<'a> {
-    name: &'a str,
-    text: &'a str,
+#[derive(Debug)]
+struct Locator {
+    name: String,
+    text: String,
 }
 
-impl Locator<'_> {
+impl Locator {
     fn error(&self, span: Range<usize>, message: &str) -> Error {
         let before = &self.text[..span.start.min(self.text.len())];
         let line = before.matches('\n').count() + 1;
@@ -340,43 +312,161 @@ impl Locator<'_> {
     }
 }
 
-fn connection(at: &Locator, raw: Spanned<RawConnection>) -> Result<ConnectionSpec> {
-    let span = raw.span();
+/// Where the keys of one table (the top level, `[connection]` or a job) are.
+#[derive(Debug, Clone)]
+struct Spans {
+    at: Arc<Locator>,
+    keys: Vec<(&'static str, Option<Range<usize>>)>,
+    /// Where an error about a key that is not given points: the table.
+    fallback: Range<usize>,
+}
+
+impl Spans {
+    /// The origin of this table's inputs; errors of a job's table name the job.
+    fn origin<'a>(&'a self, job: Option<&'a str>, env: Env<'a>) -> Keys<'a> {
+        Keys {
+            spans: self,
+            job,
+            env,
+        }
+    }
+
+    fn of(&self, key: &str) -> Range<usize> {
+        self.keys
+            .iter()
+            .find(|(name, _)| *name == key)
+            .and_then(|(_, span)| span.clone())
+            .unwrap_or_else(|| self.fallback.clone())
+    }
+}
+
+/// The jobs file as an [`Origin`]: a field is its key, an error points at the key's line.
+struct Keys<'a> {
+    spans: &'a Spans,
+    job: Option<&'a str>,
+    env: Env<'a>,
+}
+
+impl Origin for Keys<'_> {
+    fn name(&self, field: Field) -> &'static str {
+        field.key
+    }
+
+    fn error(&self, field: Field, message: String) -> Error {
+        let message = match self.job {
+            Some(job) => format!("job {job:?}: {message}"),
+            None => message,
+        };
+        self.spans.at.error(self.spans.of(field.key), &message)
+    }
+
+    fn env(&self, var: &str) -> Option<String> {
+        (self.env)(var)
+    }
+}
+
+fn connection(at: &Arc<Locator>, raw: Spanned<RawConnection>) -> Result<ConnectionSection> {
+    let section = raw.span();
     let raw = raw.into_inner();
-    for (secret, field) in [(&raw.password, "password"), (&raw.token, "token")] {
+    for (secret, key) in [(&raw.password, "password"), (&raw.token, "token")] {
         if let Some(value) = secret {
             return Err(at.error(
                 value.span(),
                 &format!(
-                    "an inline {field} is not allowed: name an environment variable \
-                     ({field}_env = \"VAR\") or a file ({field}_file = \"PATH\")"
+                    "an inline {key} is not allowed: name an environment variable \
+                     ({key}_env = \"VAR\") or a file ({key}_file = \"PATH\")"
                 ),
             ));
         }
     }
-    if raw.username.is_some() && raw.username_env.is_some() {
-        return Err(at.error(span, "give username or username_env, not both"));
+    for (one, other, message) in [
+        (
+            span(&raw.username),
+            span(&raw.username_env),
+            "give username or username_env, not both",
+        ),
+        (
+            span(&raw.password_env),
+            span(&raw.password_file),
+            "give password_env or password_file, not both",
+        ),
+        (
+            span(&raw.token_env),
+            span(&raw.token_file),
+            "give token_env or token_file, not both",
+        ),
+    ] {
+        if let (Some(_), Some(second)) = (one, other) {
+            return Err(at.error(second, message));
+        }
     }
-    if raw.password_env.is_some() && raw.password_file.is_some() {
-        return Err(at.error(span, "give password_env or password_file, not both"));
-    }
-    if raw.token_env.is_some() && raw.token_file.is_some() {
-        return Err(at.error(span, "give token_env or token_file, not both"));
-    }
-    Ok(ConnectionSpec {
-        api_base: raw.api_base,
-        auth_url: raw.auth_url,
-        username: raw.username,
-        username_env: raw.username_env,
-        password_env: raw.password_env,
-        password_file: raw.password_file,
-        token_env: raw.token_env,
-        token_file: raw.token_file,
+    let keys = Spans {
+        at: at.clone(),
+        keys: vec![
+            ("api_base", span(&raw.api_base)),
+            ("auth_url", span(&raw.auth_url)),
+            ("username", span(&raw.username)),
+            ("username_env", span(&raw.username_env)),
+            ("password_env", span(&raw.password_env)),
+            ("password_file", span(&raw.password_file)),
+            ("token_env", span(&raw.token_env)),
+            ("token_file", span(&raw.token_file)),
+        ],
+        fallback: section,
+    };
+    let env =
+        |f: Field, var: Option<Spanned<String>>| var.map(|v| Given::env(f, v.into_inner(), true));
+    let file =
+        |f: Field, path: Option<Spanned<PathBuf>>| path.map(|p| Given::file(f, p.into_inner()));
+    let input = ConnectionInput {
         sandbox: raw.sandbox,
-    })
+        api_base: raw.api_base.map(Spanned::into_inner),
+        auth_url: raw.auth_url.map(Spanned::into_inner),
+        username: raw
+            .username
+            .map(|name| Given::text(field::USERNAME, name.into_inner()))
+            .or_else(|| env(field::USERNAME_ENV, raw.username_env)),
+        password: env(field::PASSWORD_ENV, raw.password_env)
+            .or_else(|| file(field::PASSWORD_FILE, raw.password_file)),
+        token: env(field::TOKEN_ENV, raw.token_env)
+            .or_else(|| file(field::TOKEN_FILE, raw.token_file)),
+    };
+    Ok(ConnectionSection { input, keys })
 }
 
-fn job(at: &Locator, raw: RawJob, span: Range<usize>, env: Env) -> Result<JobSpec> {
+/// Every key of a job with its span when given.
+fn keys(raw: &RawJob) -> Vec<(&'static str, Option<Range<usize>>)> {
+    let mut keys = vec![
+        ("name", span(&raw.name)),
+        ("kind", span(&raw.kind)),
+        ("out", span(&raw.out)),
+        ("partition_by", span(&raw.partition_by)),
+        ("compression", span(&raw.compression)),
+        ("max_partitions", span(&raw.max_partitions)),
+        ("ids", span(&raw.ids)),
+        ("where", span(&raw.filter)),
+        ("request", span(&raw.request)),
+        ("wait_timeout_secs", span(&raw.wait_timeout_secs)),
+        ("poll_interval_secs", span(&raw.poll_interval_secs)),
+    ];
+    keys.extend(endpoint::keys(raw));
+    keys
+}
+
+/// The kind that alone takes `key`, if only one does.
+fn owner(key: &str) -> Option<&'static str> {
+    KIND_KEYS
+        .iter()
+        .find(|(name, _)| *name == key)
+        .map(|(_, kind)| *kind)
+        .or_else(|| {
+            endpoint::keys_of_kind()
+                .any(|name| name == key)
+                .then_some("endpoint")
+        })
+}
+
+fn job(at: &Arc<Locator>, raw: RawJob, span: Range<usize>, env: Env) -> Result<Job> {
     let name = raw
         .name
         .as_ref()
@@ -386,6 +476,12 @@ fn job(at: &Locator, raw: RawJob, span: Range<usize>, env: Env) -> Result<JobSpe
         return Err(at.error(name.span(), "a job name must be non-empty text"));
     }
     let name_text = name_text.to_string();
+    let spans = Spans {
+        at: at.clone(),
+        keys: keys(&raw),
+        fallback: span.clone(),
+    };
+    let origin = spans.origin(Some(&name_text), env);
     let fail = |span: Range<usize>, message: String| {
         at.error(span, &format!("job {name_text:?}: {message}"))
     };
@@ -395,25 +491,13 @@ fn job(at: &Locator, raw: RawJob, span: Range<usize>, env: Env) -> Result<JobSpe
             "no kind (reports, new-reports, report-list, submit or endpoint)".into(),
         )
     })?;
-    let present = [
-        raw.ids.as_ref().map(Spanned::span),
-        raw.filter.as_ref().map(Spanned::span),
-        raw.request.as_ref().map(Spanned::span),
-        raw.wait_timeout_secs.as_ref().map(Spanned::span),
-        raw.poll_interval_secs.as_ref().map(Spanned::span),
-    ];
-    let endpoint_fields = endpoint::fields(&raw).map(|(field, span)| (field, "endpoint", span));
-    let kind_fields = KIND_FIELDS
-        .iter()
-        .zip(present)
-        .map(|(&(field, owner), span)| (field, owner, span));
-    for (field, owner, field_span) in kind_fields.chain(endpoint_fields) {
-        if let Some(field_span) = field_span
+    for (key, key_span) in &spans.keys {
+        if let (Some(key_span), Some(owner)) = (key_span, owner(key))
             && kind.get_ref() != owner
         {
             return Err(fail(
-                field_span,
-                format!("{field} is only for kind = {owner:?}"),
+                key_span.clone(),
+                format!("{key} is only for kind = {owner:?}"),
             ));
         }
     }
@@ -421,69 +505,20 @@ fn job(at: &Locator, raw: RawJob, span: Range<usize>, env: Env) -> Result<JobSpe
         "reports" => {
             let ids = raw
                 .ids
+                .as_ref()
                 .ok_or_else(|| fail(kind.span(), "kind = \"reports\" needs ids = [..]".into()))?;
-            let ids_span = ids.span();
-            let mut clean: Vec<String> = Vec::new();
-            for id in ids.into_inner() {
-                let id = id.trim().to_string();
-                if id.is_empty() || id.chars().any(char::is_control) {
-                    return Err(fail(ids_span, format!("invalid report id {id:?}")));
-                }
-                if !clean.contains(&id) {
-                    clean.push(id);
-                }
-            }
-            if clean.is_empty() {
-                return Err(fail(ids_span, "ids is empty".into()));
-            }
-            JobKind::Reports(clean)
+            JobKind::Reports(reports::report_ids(&origin, ids.get_ref())?)
         }
-        "new-reports" => {
-            JobKind::NewReports(raw.filter.map(Spanned::into_inner).unwrap_or_default())
-        }
+        "new-reports" => JobKind::NewReports(
+            raw.filter
+                .as_ref()
+                .map(|f| f.get_ref().clone())
+                .unwrap_or_default(),
+        ),
         "report-list" => JobKind::ReportList,
-        "submit" => {
-            let request = raw.request.ok_or_else(|| {
-                fail(
-                    kind.span(),
-                    "kind = \"submit\" needs request = { .. }, the JSON body of POST /v1/reports"
-                        .into(),
-                )
-            })?;
-            let seconds = |value: Option<Spanned<f64>>, field: &str, default: Duration| {
-                let Some(value) = value else {
-                    return Ok(default);
-                };
-                Duration::try_from_secs_f64(*value.get_ref())
-                    .ok()
-                    .filter(|d| !d.is_zero())
-                    .ok_or_else(|| {
-                        fail(
-                            value.span(),
-                            format!("{field} must be a positive number of seconds"),
-                        )
-                    })
-            };
-            // Checked against any day: only the placeholders' names can be wrong.
-            if let Err(e) = super::dates::fill(request.get_ref(), chrono::NaiveDate::default()) {
-                return Err(fail(request.span(), format!("request: {e}")));
-            }
-            JobKind::Submit(SubmitSpec {
-                request: request.into_inner(),
-                wait_timeout: seconds(
-                    raw.wait_timeout_secs,
-                    "wait_timeout_secs",
-                    DEFAULT_WAIT_TIMEOUT,
-                )?,
-                poll_interval: seconds(
-                    raw.poll_interval_secs,
-                    "poll_interval_secs",
-                    DEFAULT_POLL_INTERVAL,
-                )?,
-            })
-        }
-        "endpoint" => JobKind::Endpoint(Box::new(endpoint::manual_job(
-            &raw, &name_text, env, &fail,
+        "submit" => JobKind::Submit(submit(&raw, kind.span(), &fail)?),
+        "endpoint" => JobKind::Endpoint(Box::new(endpoint::endpoint(
+            &raw, &name_text, &origin, &fail,
         )?)),
         other => {
             return Err(fail(
@@ -497,43 +532,76 @@ fn job(at: &Locator, raw: RawJob, span: Range<usize>, env: Env) -> Result<JobSpe
     };
     let out = raw
         .out
+        .as_ref()
         .ok_or_else(|| fail(span.clone(), "no out (the destination)".into()))?;
-    if out.get_ref().trim().is_empty() {
-        return Err(fail(out.span(), "out is empty".into()));
-    }
-    let partition_by = match raw.partition_by {
-        Some(columns) => crate::settings::partition_columns(columns.get_ref()).map_err(|e| {
-            fail(
-                columns.span(),
-                e.to_string().replace("--partition-by", "partition_by"),
-            )
-        })?,
-        None => Vec::new(),
-    };
-    let compression = match raw.compression {
-        Some(codec) => Codec::from_str(codec.get_ref()).map_err(|e| fail(codec.span(), e))?,
-        None => Codec::default(),
-    };
-    let max_partitions = match raw.max_partitions {
-        Some(n) => usize::try_from(*n.get_ref())
-            .ok()
-            .filter(|n| *n > 0)
-            .ok_or_else(|| fail(n.span(), "max_partitions must be a positive number".into()))?,
-        None => DEFAULT_MAX_PARTITIONS,
-    };
-    Ok(JobSpec {
-        name: name_text,
+    let output = output::output(
+        &origin,
+        &OutputInput {
+            out: out.get_ref().clone(),
+            partition_by: raw
+                .partition_by
+                .as_ref()
+                .map(|p| p.get_ref().clone())
+                .unwrap_or_default(),
+            compression: raw.compression.as_ref().map(|c| c.get_ref().clone()),
+            max_partitions: raw.max_partitions.as_ref().map(|n| *n.get_ref()),
+        },
+    )?;
+    Ok(Job {
+        name: name_text.clone(),
         kind: job_kind,
-        out: out.into_inner(),
-        partition_by,
-        compression,
-        max_partitions,
+        output,
+    })
+}
+
+/// Builds an error for the job at a span (the job's name is added).
+type Fail<'a> = &'a dyn Fn(Range<usize>, String) -> Error;
+
+/// `kind = "submit"`: the request (its date placeholders checked) and the waits.
+fn submit(raw: &RawJob, kind: Range<usize>, fail: Fail) -> Result<SubmitSpec> {
+    let request = raw.request.as_ref().ok_or_else(|| {
+        fail(
+            kind,
+            "kind = \"submit\" needs request = { .. }, the JSON body of POST /v1/reports".into(),
+        )
+    })?;
+    let seconds = |value: &Option<Spanned<f64>>, key: &str, default: Duration| {
+        let Some(value) = value else {
+            return Ok(default);
+        };
+        Duration::try_from_secs_f64(*value.get_ref())
+            .ok()
+            .filter(|d| !d.is_zero())
+            .ok_or_else(|| {
+                fail(
+                    value.span(),
+                    format!("{key} must be a positive number of seconds"),
+                )
+            })
+    };
+    // Checked against any day: only the placeholders' names can be wrong.
+    if let Err(e) = super::dates::fill(request.get_ref(), chrono::NaiveDate::default()) {
+        return Err(fail(request.span(), format!("request: {e}")));
+    }
+    Ok(SubmitSpec {
+        request: request.get_ref().clone(),
+        wait_timeout: seconds(
+            &raw.wait_timeout_secs,
+            "wait_timeout_secs",
+            DEFAULT_WAIT_TIMEOUT,
+        )?,
+        poll_interval: seconds(
+            &raw.poll_interval_secs,
+            "poll_interval_secs",
+            DEFAULT_POLL_INTERVAL,
+        )?,
     })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::settings::connection::ValueSource;
 
     /// The environment of the tests: only `KARGO_API_KEY` is set.
     pub(super) fn env(var: &str) -> Option<String> {
@@ -593,18 +661,25 @@ out = "out/fresh"
         .unwrap();
         assert_eq!(file.concurrency, Some(3));
         let connection = file.connection.unwrap();
-        assert_eq!(connection.api_base.as_deref(), Some("https://api.example"));
-        assert_eq!(connection.password_env.as_deref(), Some("PW"));
-        assert!(!connection.sandbox);
+        assert_eq!(
+            connection.input.api_base.as_deref(),
+            Some("https://api.example")
+        );
+        let password = connection.input.password.as_ref().map(|p| &p.from);
+        assert!(
+            matches!(password, Some(ValueSource::Env { var, required: true }) if var == "PW"),
+            "{password:?}"
+        );
+        assert!(!connection.input.sandbox);
         let names: Vec<&str> = file.jobs.iter().map(|j| j.name.as_str()).collect();
         assert_eq!(names, ["given", "nightly", "list", "fresh"]);
         assert_eq!(
             file.jobs[0].kind,
             JobKind::Reports(vec!["a".into(), "b".into()])
         );
-        assert_eq!(file.jobs[0].partition_by, ["date"]);
-        assert_eq!(file.jobs[0].compression.to_string(), "snappy");
-        assert_eq!(file.jobs[1].compression.to_string(), "zstd(3)");
+        assert_eq!(file.jobs[0].output.partition_by, ["date"]);
+        assert_eq!(file.jobs[0].output.write.compression.to_string(), "snappy");
+        assert_eq!(file.jobs[1].output.write.compression.to_string(), "zstd(3)");
         let JobKind::NewReports(filter) = &file.jobs[1].kind else {
             panic!("not new-reports")
         };

@@ -16,7 +16,6 @@
 //! `--sandbox` (or `sandbox = true`) starts one in-process sandbox for the whole run, so a
 //! report submitted by one job is the same report the export reads.
 
-mod connection;
 mod dates;
 pub mod file;
 pub mod shard;
@@ -34,17 +33,17 @@ use serde_json::{Map, Value};
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
-use crate::cli::{ConnectionArgs, RunArgs};
 use crate::error::{Error, Result};
 use crate::pipeline::{self, ExportSummary, Stopped};
 use crate::sandbox::SandboxOptions;
 use crate::session;
-use crate::settings::{Api, ExportJob, ExportSettings};
+use crate::settings::connection::{self, ConnectionInput, LimitsInput};
+use crate::settings::reports::{self as reports, ReportFieldsInput};
+use crate::settings::{Api, ExportSettings, ExportSource, Flags, checked, field, output};
 use crate::signals::Signal;
-use crate::sink::{Destination, WriteOptions};
 use crate::source::client::{ApiClient, Limits};
 use crate::source::reports::{ReportFields, ReportRequest};
-use file::{JobKind, JobSpec, JobsFile};
+use file::{Job, JobKind, JobsFile};
 use shard::Shard;
 use summary::{JobOutcome, RunSummary};
 
@@ -53,7 +52,27 @@ const DEFAULT_CONCURRENCY: usize = 2;
 /// How long reports submitted to the in-process sandbox of `run --sandbox` take to complete.
 const SANDBOX_COMPLETE_AFTER: Duration = Duration::from_secs(1);
 
-/// A validated `run`.
+/// The flags of `run`, as given (the dispatch fills it from the command line).
+#[derive(Debug, Default)]
+pub struct RunInput {
+    /// The jobs file.
+    pub jobs: PathBuf,
+    pub full_refresh: bool,
+    pub dry_run: bool,
+    pub summary_json: Option<PathBuf>,
+    /// `K/N`.
+    pub shard: Option<String>,
+    pub shards: Option<u32>,
+    pub concurrency: Option<i64>,
+    /// Each overrides the jobs file's key.
+    pub report_fields: ReportFieldsInput,
+    /// Used when the jobs file has no `[connection]` (its `sandbox` always wins).
+    pub connection: ConnectionInput,
+    /// Each overrides the jobs file's key.
+    pub limits: LimitsInput,
+}
+
+/// A checked `run`.
 pub struct RunSettings {
     pub api: Api,
     pub jobs: Vec<Job>,
@@ -67,58 +86,47 @@ pub struct RunSettings {
     pub report_fields: ReportFields,
 }
 
-/// One job with its destination opened.
-pub struct Job {
-    pub spec: JobSpec,
-    pub destination: Destination,
-}
-
 impl RunSettings {
     /// Reads the jobs file and checks everything before any request is sent: the connection,
-    /// the shard, every job and its destination.
-    pub fn new(args: RunArgs, connection: &ConnectionArgs) -> Result<Self> {
-        let file = JobsFile::read(&args.jobs)?;
+    /// the shard, every job and its destination. The flags win over the file's keys.
+    pub fn new(input: RunInput) -> Result<Self> {
+        let file = JobsFile::read(&input.jobs)?;
         let api = match &file.connection {
-            _ if connection.sandbox => Api::Sandbox(Limits::default()),
-            Some(spec) if spec.sandbox => Api::Sandbox(Limits::default()),
-            Some(spec) => connection::api(spec)?,
-            None => crate::settings::api(connection)?,
+            _ if input.connection.sandbox => Api::Sandbox(Limits::default()),
+            Some(section) => section.api(&|var| std::env::var(var).ok())?,
+            None => connection::api(&Flags, &input.connection)?,
         }
-        .with_limits(crate::settings::limits(connection)?.or(file.limits));
-        let shard = Shard::resolve(args.shard.as_deref(), args.shards, |name| {
+        .with_limits(connection::limits(&Flags, &input.limits)?.or(file.limits));
+        let shard = Shard::resolve(input.shard.as_deref(), input.shards, |name| {
             std::env::var(name).ok()
         })?;
-        let concurrency = args
-            .concurrency
-            .map(usize::from)
-            .or(file.concurrency)
-            .unwrap_or(DEFAULT_CONCURRENCY);
-        let report_fields =
-            crate::settings::report_fields(&args.fields, Some(&file.report_fields))?;
+        let concurrency = checked(
+            &Flags,
+            field::CONCURRENCY,
+            input.concurrency,
+            output::concurrency,
+        )?
+        .or(file.concurrency)
+        .unwrap_or(DEFAULT_CONCURRENCY);
+        let report_fields = reports::merged(
+            reports::report_fields(&Flags, &input.report_fields)?,
+            file.report_fields,
+        );
         let today = chrono::Utc::now().date_naive();
-        let mut jobs: Vec<Job> = Vec::new();
-        for mut spec in file.jobs {
-            if let JobKind::Submit(submit) = &mut spec.kind {
+        let mut jobs = file.jobs;
+        for job in &mut jobs {
+            if let JobKind::Submit(submit) = &mut job.kind {
                 submit.request = dates::fill(&submit.request, today)
-                    .map_err(|e| Error::Usage(format!("job {:?}: request: {e}", spec.name)))?;
-            }
-            match Destination::open(&spec.out) {
-                Ok(destination) => jobs.push(Job { spec, destination }),
-                Err(e) => {
-                    for job in &jobs {
-                        job.destination.cleanup_after_failure();
-                    }
-                    return Err(Error::Usage(format!("job {:?}: {e}", spec.name)));
-                }
+                    .map_err(|e| Error::Usage(format!("job {:?}: request: {e}", job.name)))?;
             }
         }
         Ok(Self {
             api,
             jobs,
             concurrency,
-            full_refresh: args.full_refresh,
-            dry_run: args.dry_run,
-            summary_json: args.summary_json,
+            full_refresh: input.full_refresh,
+            dry_run: input.dry_run,
+            summary_json: input.summary_json,
             shard,
             report_fields,
         })
@@ -188,7 +196,7 @@ pub async fn run(
     };
     let outcomes = if settings.dry_run {
         for job in &settings.jobs {
-            job.destination.cleanup_after_failure();
+            job.output.destination.cleanup_after_failure();
         }
         planned_outcomes(settings, &plans)
     } else {
@@ -237,7 +245,7 @@ impl Context<'_> {
             .settings
             .jobs
             .iter()
-            .any(|job| matches!(job.spec.kind, JobKind::NewReports(_)));
+            .any(|job| matches!(job.kind, JobKind::NewReports(_)));
         let listing = if needs_list {
             Some(self.completed_requests().await.map_err(|e| e.to_string()))
         } else {
@@ -258,9 +266,9 @@ impl Context<'_> {
                         let (Target::Report(id) | Target::Endpoint(id)) = target else {
                             return true;
                         };
-                        let first = claimed.insert((job.destination.display().to_string(), id.clone()));
+                        let first = claimed.insert((job.output.destination.display().to_string(), id.clone()));
                         if !first {
-                            tracing::warn!(job = %job.spec.name, report = %id, "an earlier job exports this report into the same destination");
+                            tracing::warn!(job = %job.name, report = %id, "an earlier job exports this report into the same destination");
                         }
                         first
                     })
@@ -286,11 +294,11 @@ impl Context<'_> {
         job: &Job,
         listing: Option<&std::result::Result<Vec<ReportRequest>, String>>,
     ) -> Plan {
-        let stateless = matches!(job.spec.kind, JobKind::ReportList | JobKind::Endpoint(_));
+        let stateless = matches!(job.kind, JobKind::ReportList | JobKind::Endpoint(_));
         let exported = if self.settings.full_refresh || stateless {
             HashSet::new()
         } else {
-            state::exported_reports(&job.destination)
+            state::exported_reports(&job.output.destination)
                 .await
                 .map_err(|e| e.to_string())?
         };
@@ -300,7 +308,7 @@ impl Context<'_> {
                 .map(Target::Report)
                 .collect()
         };
-        match &job.spec.kind {
+        match &job.kind {
             JobKind::Reports(ids) => Ok(new(ids.clone())),
             JobKind::NewReports(filter) => {
                 let listing = listing
@@ -310,12 +318,12 @@ impl Context<'_> {
                 Ok(new(matching_ids(listing, filter)))
             }
             JobKind::ReportList => Ok(vec![Target::ReportList]),
-            JobKind::Endpoint(_) => Ok(vec![Target::Endpoint(job.spec.name.clone())]),
+            JobKind::Endpoint(_) => Ok(vec![Target::Endpoint(job.name.clone())]),
             JobKind::Submit(spec) => {
                 if self.settings.full_refresh {
                     return Ok(vec![Target::Submit]);
                 }
-                let last = state::read_submission(&job.destination, &job.spec.name)
+                let last = state::read_submission(&job.output.destination, &job.name)
                     .await
                     .map_err(|e| e.to_string())?;
                 Ok(match last {
@@ -387,36 +395,30 @@ impl Context<'_> {
         target: &Target,
         slots: &Semaphore,
     ) -> std::result::Result<ExportSummary, Stopped> {
-        let export_job = match target {
-            Target::Report(id) => ExportJob::CompletedReports(vec![id.clone()]),
-            Target::ReportList => ExportJob::ReportList,
+        let source = match target {
+            Target::Report(id) => ExportSource::CompletedReports(vec![id.clone()]),
+            Target::ReportList => ExportSource::ReportList,
             Target::Endpoint(_) => {
-                let JobKind::Endpoint(manual) = &job.spec.kind else {
+                let JobKind::Endpoint(spec) = &job.kind else {
                     return Err(Stopped::Failed(Error::Internal(format!(
                         "job {:?} has no endpoint",
-                        job.spec.name
+                        job.name
                     ))));
                 };
-                ExportJob::Endpoint(manual.clone())
+                ExportSource::Endpoint(spec.clone())
             }
             Target::Submit | Target::Await(_) => {
                 let id = tokio::select! {
                     id = self.submit_and_wait(job, target) => id?,
                     signal = self.interrupt.clone() => return Err(Stopped::Interrupted(signal)),
                 };
-                ExportJob::CompletedReports(vec![id])
+                ExportSource::CompletedReports(vec![id])
             }
         };
         let settings = ExportSettings {
             api: self.api.clone(),
-            job: export_job,
-            destination: job.destination.clone(),
-            partition_by: job.spec.partition_by.clone(),
-            write: WriteOptions {
-                compression: job.spec.compression,
-                ..WriteOptions::default()
-            },
-            max_partitions: job.spec.max_partitions,
+            source,
+            output: job.output.clone(),
             concurrency: 1,
         };
         let _slot = slots
@@ -429,10 +431,10 @@ impl Context<'_> {
     /// Submits the job's request (or picks up the one an earlier run submitted) and waits until
     /// it is completed; returns its report id.
     async fn submit_and_wait(&self, job: &Job, target: &Target) -> Result<String> {
-        let JobKind::Submit(spec) = &job.spec.kind else {
+        let JobKind::Submit(spec) = &job.kind else {
             return Err(Error::Internal(format!(
                 "job {:?} submits nothing",
-                job.spec.name
+                job.name
             )));
         };
         let fields = &self.settings.report_fields;
@@ -442,16 +444,16 @@ impl Context<'_> {
             }
             _ => {
                 // A destination that cannot take the record would make every run submit again.
-                job.destination.check().await?;
+                job.output.destination.check().await?;
                 let id = submit::submit(&self.client, &spec.request, fields).await?;
-                tracing::info!(job = %job.spec.name, report = %id, "submitted a report request");
+                tracing::info!(job = %job.name, report = %id, "submitted a report request");
                 let record = state::Submission {
                     request_hash: state::request_hash(&spec.request),
                     report_id: id.clone(),
                     submitted_at: chrono::Utc::now()
                         .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
                 };
-                state::write_submission(&job.destination, &job.spec.name, &record).await?;
+                state::write_submission(&job.output.destination, &job.name, &record).await?;
                 id
             }
         };
@@ -474,7 +476,7 @@ fn matching_ids(listing: &[ReportRequest], filter: &Map<String, Value>) -> Vec<S
 fn shard_key(job: &Job, target: &Target) -> String {
     match target {
         Target::Report(id) | Target::Endpoint(id) => id.clone(),
-        Target::ReportList | Target::Submit | Target::Await(_) => job.spec.name.clone(),
+        Target::ReportList | Target::Submit | Target::Await(_) => job.name.clone(),
     }
 }
 

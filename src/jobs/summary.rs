@@ -54,9 +54,9 @@ pub enum Status {
 impl JobOutcome {
     fn empty(job: &Job, status: Status) -> Self {
         Self {
-            name: job.spec.name.clone(),
-            kind: job.spec.kind.name(),
-            out: job.destination.display().to_string(),
+            name: job.name.clone(),
+            kind: job.kind.name(),
+            out: job.output.destination.display().to_string(),
             status,
             reports: Vec::new(),
             rows: 0,

@@ -26,8 +26,8 @@
 //!   last page says "no more" are options ([`LinkStyle`], [`LastLink`]), because real servers
 //!   differ and the client must handle each way.
 //!
-//! `GET|POST /v1/test/rows` ([`manual`]) serves a completed report's rows in every pagination
-//! kind and content format, in a page shape of its own, for manually configured endpoints.
+//! `GET|POST /v1/test/rows` ([`test_rows`]) serves a completed report's rows in every pagination
+//! kind and content format, in a page shape of its own, for configured endpoints.
 //!
 //! Rows are kept as raw JSON and written back byte for byte, so tests can compare exported values
 //! with the exact source text (`1.50` stays `1.50`) and can serve odd rows on purpose.
@@ -73,12 +73,11 @@
 //! synthetic reports' pre-rendered pages); `server.rs` the listener, the connections and the
 //! state that answers each request (tokens, faults, pages and their next links); `routes.rs` what
 //! a request asks for (route, page, page size); `render.rs` the page bodies and the replies they
-//! go out in; `gzip.rs` the gzip answers. [`manual`], [`submit`], [`synthetic`] and
+//! go out in; `gzip.rs` the gzip answers. [`test_rows`], [`submit`], [`synthetic`] and
 //! [`request_log`] are as described above.
 
 mod data;
 mod gzip;
-pub mod manual;
 mod options;
 mod render;
 pub mod request_log;
@@ -86,6 +85,7 @@ mod routes;
 mod server;
 pub mod submit;
 pub mod synthetic;
+pub mod test_rows;
 #[cfg(test)]
 mod testing;
 

@@ -6,8 +6,8 @@ use std::ops::Range;
 
 use hyper::Method;
 
-use super::manual;
 use super::options::MAX_PAGE_SIZE;
+use super::test_rows;
 
 /// The routes of the API.
 #[derive(Debug, PartialEq, Eq)]
@@ -16,7 +16,7 @@ pub(super) enum Route<'a> {
     Reports,
     SubmitReport,
     CompletedReport(&'a str),
-    /// [`manual::ROWS_PATH`].
+    /// [`test_rows::ROWS_PATH`].
     TestRows,
     WrongMethod {
         allow: &'static str,
@@ -25,7 +25,7 @@ pub(super) enum Route<'a> {
 }
 
 pub(super) fn route<'a>(method: &Method, path: &'a str) -> Route<'a> {
-    if path == manual::ROWS_PATH {
+    if path == test_rows::ROWS_PATH {
         return match *method {
             Method::GET | Method::POST => Route::TestRows,
             _ => Route::WrongMethod { allow: "GET, POST" },

@@ -2,7 +2,7 @@
 //! keep-alive, one task per connection, graceful shutdown), and the state shared by all of them
 //! answers each request: the route's handler, the login and its token store, the injected faults,
 //! and the page answers with their next links. What a request asks for is read in `routes.rs`;
-//! bodies and replies are built in `render.rs` and `gzip.rs`; the manual endpoint ([`manual`]) and
+//! bodies and replies are built in `render.rs` and `gzip.rs`; the test endpoint ([`test_rows`]) and
 //! submitted reports ([`submit`]) have modules of their own.
 
 use std::collections::HashMap;
@@ -37,7 +37,7 @@ use super::render::{
     Reply, bad_request, chunks_reply, json_reply, links_tail, render_page, synthetic_head,
 };
 use super::routes::{PageRequest, Route, route};
-use super::{manual, submit};
+use super::{submit, test_rows};
 use crate::error::{Error, Result};
 
 /// Largest login body read; a bigger one is a 400.
@@ -197,7 +197,7 @@ impl Server {
                 reply
             }
             _ if self.fail_this_request(parts.uri.path()) => self.injected_failure(),
-            Route::TestRows => manual::respond(self, parts, body).await,
+            Route::TestRows => test_rows::respond(self, parts, body).await,
             Route::Reports => {
                 let submitted = self.submissions.listed();
                 if submitted.is_empty() {

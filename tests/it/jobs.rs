@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use kargo_export::sandbox::manual::SANDBOX_API_KEY;
+use kargo_export::sandbox::test_rows::SANDBOX_API_KEY;
 use serde_json::{Value, json};
 
 use crate::runs::*;

@@ -5,8 +5,8 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use kargo_export::sandbox::manual::SANDBOX_API_KEY;
 use kargo_export::sandbox::synthetic::SyntheticReport;
+use kargo_export::sandbox::test_rows::SANDBOX_API_KEY;
 use serde_json::Value;
 
 use crate::util::*;

@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use kargo_export::sandbox::manual::SANDBOX_API_KEY;
+use kargo_export::sandbox::test_rows::SANDBOX_API_KEY;
 use object_store::ObjectStoreExt;
 use object_store::path::Path as ObjectPath;
 use serde_json::Value;

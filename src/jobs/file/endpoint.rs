@@ -1,145 +1,160 @@
-//! `kind = "endpoint"`: a job's keys turned into the flags of `export url` ([`ManualArgs`]) and
-//! checked by the same [`crate::settings::manual::manual_job`] as the command line, so there is
-//! one checking path. What the command line cannot say is checked here: the TOML types, header
-//! values from the environment (`headers_env`), and inline header values that look like secrets.
-//! A mistake points at the key's line, with the flag in the message renamed to the key.
+//! `kind = "endpoint"`: a job's keys turned into an [`EndpointInput`] and checked by the same
+//! [`settings::endpoint::endpoint`] as the flags of `export url`. What the command line cannot
+//! say is checked here: the TOML types of tables, a body given both inline and as a file, and
+//! inline header values that look like secrets (those must come from `headers_env`).
 //!
 //! The job's `name` is also the dataset's name (the `--name` of `export url`): it names the files
 //! and the manifest, and decides the shard.
 
 use std::ops::Range;
 
-use clap::{Parser, ValueEnum};
 use serde_json::{Map, Value};
 use toml::Spanned;
 
-use super::{Env, RawJob};
-use crate::cli::manual::{ContentFormatArg, ManualArgs, OnCastErrorArg, PaginateArg};
-use crate::error::{Error, Result};
-use crate::settings::manual::{ManualJob, manual_job as check};
+use super::{Fail, RawJob, span};
+use crate::error::Result;
+use crate::settings::connection::Given;
+use crate::settings::endpoint::{
+    self, BodyInput, CONTENT_FORMATS, EndpointInput, HeaderInput, ON_CAST_ERRORS, PAGINATE_KINDS,
+    choice,
+};
+use crate::settings::field::{self, Field};
+use crate::settings::{EndpointSpec, Origin};
 
-/// Builds an error for the job at a span (the job's name is added by the caller).
-pub(super) type Fail<'a> = &'a dyn Fn(Range<usize>, String) -> Error;
-
-/// The flags' defaults, taken from clap so they are written down once.
-#[derive(Parser)]
-struct Defaults {
-    #[command(flatten)]
-    manual: ManualArgs,
-}
-
-/// Every endpoint-only key with its span when given.
-pub(super) fn fields(raw: &RawJob) -> impl Iterator<Item = (&'static str, Option<Range<usize>>)> {
-    fn span<T>(value: &Option<Spanned<T>>) -> Option<Range<usize>> {
-        value.as_ref().map(Spanned::span)
-    }
+/// The keys only an endpoint job takes.
+pub(super) fn keys_of_kind() -> impl Iterator<Item = &'static str> {
     [
-        ("url", span(&raw.url)),
-        ("method", span(&raw.method)),
-        ("query", span(&raw.query)),
-        ("headers", span(&raw.headers)),
-        ("headers_env", span(&raw.headers_env)),
-        ("body", span(&raw.body)),
-        ("body_file", span(&raw.body_file)),
-        ("data_path", span(&raw.data_path)),
-        ("paginate", span(&raw.paginate)),
-        ("next_path", span(&raw.next_path)),
-        ("page_param", span(&raw.page_param)),
-        ("page_start", span(&raw.page_start)),
-        ("offset_param", span(&raw.offset_param)),
-        ("limit_param", span(&raw.limit_param)),
-        ("limit", span(&raw.limit)),
-        ("cursor_path", span(&raw.cursor_path)),
-        ("cursor_param", span(&raw.cursor_param)),
-        ("total_path", span(&raw.total_path)),
-        ("content_format", span(&raw.content_format)),
-        ("select", span(&raw.select)),
-        ("rename", span(&raw.rename)),
-        ("cast", span(&raw.cast)),
-        ("add_column", span(&raw.add_column)),
-        ("on_cast_error", span(&raw.on_cast_error)),
+        "url",
+        "method",
+        "query",
+        "headers",
+        "headers_env",
+        "body",
+        "body_file",
+        "data_path",
+        "paginate",
+        "next_path",
+        "page_param",
+        "page_start",
+        "offset_param",
+        "limit_param",
+        "limit",
+        "cursor_path",
+        "cursor_param",
+        "total_path",
+        "content_format",
+        "select",
+        "rename",
+        "cast",
+        "add_column",
+        "on_cast_error",
     ]
     .into_iter()
 }
 
-/// The checked endpoint of job `name`; `env` gives the `headers_env` values.
-pub(super) fn manual_job(raw: &RawJob, name: &str, env: Env, fail: Fail) -> Result<ManualJob> {
-    let args = manual_args(raw, name, env, fail)?;
-    check(&args).map_err(|e| match e {
-        Error::Usage(message) => {
-            let (span, message) = locate(raw, &message);
-            // Messages naming no flag are about the URL.
-            let url = || raw.url.as_ref().map_or(0..0, Spanned::span);
-            fail(span.unwrap_or_else(url), message)
-        }
-        other => other,
-    })
+/// Every endpoint-only key with its span when given, in the order of [`keys_of_kind`].
+pub(super) fn keys(raw: &RawJob) -> Vec<(&'static str, Option<Range<usize>>)> {
+    let spans = [
+        span(&raw.url),
+        span(&raw.method),
+        span(&raw.query),
+        span(&raw.headers),
+        span(&raw.headers_env),
+        span(&raw.body),
+        span(&raw.body_file),
+        span(&raw.data_path),
+        span(&raw.paginate),
+        span(&raw.next_path),
+        span(&raw.page_param),
+        span(&raw.page_start),
+        span(&raw.offset_param),
+        span(&raw.limit_param),
+        span(&raw.limit),
+        span(&raw.cursor_path),
+        span(&raw.cursor_param),
+        span(&raw.total_path),
+        span(&raw.content_format),
+        span(&raw.select),
+        span(&raw.rename),
+        span(&raw.cast),
+        span(&raw.add_column),
+        span(&raw.on_cast_error),
+    ];
+    keys_of_kind().zip(spans).collect()
 }
 
-/// The flags `export url` would get for these keys. Header values from `headers_env` are read
-/// here; an unset variable is an error naming the variable.
-fn manual_args(raw: &RawJob, name: &str, env: Env, fail: Fail) -> Result<ManualArgs> {
-    let mut args = Defaults::try_parse_from(["endpoint", "/"])
-        .map_err(|e| Error::Internal(format!("manual flag defaults: {e}")))?
-        .manual;
-    let kind_span = raw.kind.as_ref().map_or(0..0, Spanned::span);
-    args.url = raw
-        .url
-        .as_ref()
-        .ok_or_else(|| {
-            fail(
-                kind_span,
-                "kind = \"endpoint\" needs url = \"..\" (a path such as /v1/reports, or a URL \
-                 on the API's origin)"
-                    .into(),
-            )
-        })?
-        .get_ref()
-        .clone();
-    args.name = Some(name.to_owned());
+/// The checked endpoint of job `name`.
+pub(super) fn endpoint(
+    raw: &RawJob,
+    name: &str,
+    origin: &dyn Origin,
+    fail: Fail,
+) -> Result<EndpointSpec> {
+    let input = input(raw, name, origin, fail)?;
+    endpoint::endpoint(origin, &input)
+}
+
+/// The endpoint these keys describe, defaults where a key is missing.
+fn input(raw: &RawJob, name: &str, origin: &dyn Origin, fail: Fail) -> Result<EndpointInput> {
+    let url = raw.url.as_ref().ok_or_else(|| {
+        fail(
+            raw.kind.as_ref().map_or(0..0, Spanned::span),
+            "kind = \"endpoint\" needs url = \"..\" (a path such as /v1/reports, or a URL \
+             on the API's origin)"
+                .into(),
+        )
+    })?;
+    let mut input = EndpointInput::new(url.get_ref().clone());
+    input.name = Some(name.to_owned());
     let text = |value: &Option<Spanned<String>>, into: &mut String| {
         if let Some(value) = value {
             into.clone_from(value.get_ref());
         }
     };
-    text(&raw.method, &mut args.method);
-    text(&raw.data_path, &mut args.data_path);
-    text(&raw.next_path, &mut args.next_path);
-    text(&raw.page_param, &mut args.page_param);
-    text(&raw.offset_param, &mut args.offset_param);
-    text(&raw.limit_param, &mut args.limit_param);
-    text(&raw.cursor_param, &mut args.cursor_param);
-    args.cursor_path = raw.cursor_path.as_ref().map(|p| p.get_ref().clone());
-    args.total_path = raw.total_path.as_ref().map(|p| p.get_ref().clone());
+    text(&raw.method, &mut input.method);
+    text(&raw.data_path, &mut input.data_path);
+    text(&raw.next_path, &mut input.next_path);
+    text(&raw.page_param, &mut input.page_param);
+    text(&raw.offset_param, &mut input.offset_param);
+    text(&raw.limit_param, &mut input.limit_param);
+    text(&raw.cursor_param, &mut input.cursor_param);
+    input.cursor_path = raw.cursor_path.as_ref().map(|p| p.get_ref().clone());
+    input.total_path = raw.total_path.as_ref().map(|p| p.get_ref().clone());
     if let Some(start) = &raw.page_start {
-        args.page_start = u64::try_from(*start.get_ref())
-            .map_err(|_| fail(start.span(), "page_start must not be negative".into()))?;
+        input.page_start = *start.get_ref();
     }
     if let Some(limit) = &raw.limit {
-        args.limit = u64::try_from(*limit.get_ref())
-            .ok()
-            .filter(|n| *n >= 1)
-            .ok_or_else(|| fail(limit.span(), "limit must be at least 1".into()))?;
+        input.limit = *limit.get_ref();
     }
     if let Some(paginate) = &raw.paginate {
-        args.paginate = choice::<PaginateArg>(paginate, "paginate", fail)?;
+        input.paginate = choice(origin, field::PAGINATE, paginate.get_ref(), PAGINATE_KINDS)?;
     }
     if let Some(format) = &raw.content_format {
-        args.content_format = Some(choice::<ContentFormatArg>(format, "content_format", fail)?);
+        input.content_format = Some(choice(
+            origin,
+            field::CONTENT_FORMAT,
+            format.get_ref(),
+            CONTENT_FORMATS,
+        )?);
     }
     if let Some(on_error) = &raw.on_cast_error {
-        args.on_cast_error = choice::<OnCastErrorArg>(on_error, "on_cast_error", fail)?;
+        input.on_cast_error = choice(
+            origin,
+            field::ON_CAST_ERROR,
+            on_error.get_ref(),
+            ON_CAST_ERRORS,
+        )?;
     }
-    args.query = pairs(&raw.query, "query", '=', true, fail)?;
-    args.rename = pairs(&raw.rename, "rename", '=', false, fail)?;
-    args.cast = pairs(&raw.cast, "cast", '=', false, fail)?;
-    args.add_column = pairs(&raw.add_column, "add_column", '=', false, fail)?;
-    args.select = raw
+    input.query = pairs(&raw.query, field::QUERY, true, origin)?;
+    input.rename = pairs(&raw.rename, field::RENAME, false, origin)?;
+    input.cast = pairs(&raw.cast, field::CAST, false, origin)?;
+    input.add_column = pairs(&raw.add_column, field::ADD_COLUMN, false, origin)?;
+    input.select = raw
         .select
         .as_ref()
         .map(|s| s.get_ref().clone())
         .unwrap_or_default();
-    args.body = match (&raw.body, &raw.body_file) {
+    input.body = match (&raw.body, &raw.body_file) {
         (Some(_), Some(file)) => {
             return Err(fail(file.span(), "give body or body_file, not both".into()));
         }
@@ -149,42 +164,22 @@ fn manual_args(raw: &RawJob, name: &str, env: Env, fail: Fail) -> Result<ManualA
                 "body is the JSON text itself: name a file with body_file = \"PATH\"".into(),
             ));
         }
-        (Some(body), None) => Some(body.get_ref().clone()),
-        (None, Some(file)) => Some(format!("@{}", file.get_ref())),
+        (Some(body), None) => Some(BodyInput::Text(body.get_ref().clone())),
+        (None, Some(file)) => Some(BodyInput::File(file.get_ref().into())),
         (None, None) => None,
     };
-    args.header = headers(raw, env, fail)?;
-    Ok(args)
+    input.headers = headers(raw, origin)?;
+    Ok(input)
 }
 
-/// A `ValueEnum` from its name, or an error listing the names.
-fn choice<T: ValueEnum>(value: &Spanned<String>, key: &str, fail: Fail) -> Result<T> {
-    T::from_str(value.get_ref().trim(), true).map_err(|_| {
-        let names: Vec<String> = T::value_variants()
-            .iter()
-            .filter_map(|v| v.to_possible_value().map(|p| p.get_name().to_owned()))
-            .collect();
-        fail(
-            value.span(),
-            format!(
-                "unknown {key} {:?}: expected {}",
-                value.get_ref(),
-                names.join(", ")
-            ),
-        )
-    })
-}
-
-/// A table as the `KEY<sep>VALUE` texts of its flag. Values are strings (`scalars` also lets
-/// numbers and booleans through, as their TOML text); a key holding the separator is refused,
-/// since the flag's text could not say where the key ends.
+/// A table as `(name, value)` pairs. Values are strings (`scalars` also lets numbers and
+/// booleans through, as their TOML text).
 fn pairs(
     table: &Option<Spanned<Map<String, Value>>>,
-    key: &str,
-    separator: char,
+    field: Field,
     scalars: bool,
-    fail: Fail,
-) -> Result<Vec<String>> {
+    origin: &dyn Origin,
+) -> Result<Vec<(String, String)>> {
     let Some(table) = table else {
         return Ok(Vec::new());
     };
@@ -192,12 +187,6 @@ fn pairs(
         .get_ref()
         .iter()
         .map(|(name, value)| {
-            if name.contains(separator) {
-                return Err(fail(
-                    table.span(),
-                    format!("{key}: the name {name:?} must not contain {separator:?}"),
-                ));
-            }
             let value = match value {
                 Value::String(text) => text.clone(),
                 Value::Number(n) if scalars => n.to_string(),
@@ -208,13 +197,16 @@ fn pairs(
                     } else {
                         "text"
                     };
-                    return Err(fail(
-                        table.span(),
-                        format!("{key}: the value of {name:?} must be {expected}"),
+                    return Err(origin.error(
+                        field,
+                        format!(
+                            "{}: the value of {name:?} must be {expected}",
+                            origin.name(field)
+                        ),
                     ));
                 }
             };
-            Ok(format!("{name}{separator}{value}"))
+            Ok((name.clone(), value))
         })
         .collect()
 }
@@ -236,117 +228,59 @@ fn looks_secret(header: &str) -> bool {
     .any(|word| header.contains(word))
 }
 
-/// `headers` (non-secret, inline) then `headers_env` (values from the environment), as
-/// `Name: value` texts. Errors name headers and variables, never a value.
-fn headers(raw: &RawJob, env: Env, fail: Fail) -> Result<Vec<String>> {
+/// `headers` (non-secret, inline) then `headers_env` (values from the environment). Errors
+/// name headers and variables, never a value.
+fn headers(raw: &RawJob, origin: &dyn Origin) -> Result<Vec<HeaderInput>> {
     let mut all = Vec::new();
-    if let Some(inline) = &raw.headers {
-        for (name, value) in inline.get_ref() {
-            if looks_secret(name) {
-                return Err(fail(
-                    inline.span(),
-                    format!(
-                        "header {name:?} may hold a secret and cannot be inline: name an \
-                         environment variable with headers_env = {{ {name:?} = \"VAR\" }}"
-                    ),
+    for (name, value) in raw
+        .headers
+        .as_ref()
+        .map(Spanned::get_ref)
+        .into_iter()
+        .flatten()
+    {
+        if looks_secret(name) {
+            return Err(origin.error(
+                field::HEADERS,
+                format!(
+                    "header {name:?} may hold a secret and cannot be inline: name an \
+                     environment variable with headers_env = {{ {name:?} = \"VAR\" }}"
+                ),
+            ));
+        }
+        let Value::String(value) = value else {
+            return Err(origin.error(
+                field::HEADERS,
+                format!("headers: the value of {name:?} must be text"),
+            ));
+        };
+        all.push(HeaderInput {
+            name: name.clone(),
+            value: Given::text(field::HEADERS, value.clone()),
+        });
+    }
+    for (name, var) in raw
+        .headers_env
+        .as_ref()
+        .map(Spanned::get_ref)
+        .into_iter()
+        .flatten()
+    {
+        let var = match var {
+            Value::String(var) if !var.trim().is_empty() => var.trim(),
+            _ => {
+                return Err(origin.error(
+                    field::HEADERS_ENV,
+                    format!("headers_env: {name:?} must name an environment variable"),
                 ));
             }
-            let Value::String(value) = value else {
-                return Err(fail(
-                    inline.span(),
-                    format!("headers: the value of {name:?} must be text"),
-                ));
-            };
-            all.push(header(inline, name, value, fail)?);
-        }
-    }
-    if let Some(from_env) = &raw.headers_env {
-        for (name, var) in from_env.get_ref() {
-            let var = match var {
-                Value::String(var) if !var.trim().is_empty() => var.trim(),
-                _ => {
-                    return Err(fail(
-                        from_env.span(),
-                        format!("headers_env: {name:?} must name an environment variable"),
-                    ));
-                }
-            };
-            let value = env(var).ok_or_else(|| {
-                fail(
-                    from_env.span(),
-                    format!("headers_env {name:?} names {var}, which is not set"),
-                )
-            })?;
-            all.push(header(from_env, name, &value, fail)?);
-        }
+        };
+        all.push(HeaderInput {
+            name: name.clone(),
+            value: Given::env(field::HEADERS_ENV, var, true),
+        });
     }
     Ok(all)
-}
-
-/// `Name: value`, refusing a name the flag's text would split wrongly.
-fn header(
-    table: &Spanned<Map<String, Value>>,
-    name: &str,
-    value: &str,
-    fail: Fail,
-) -> Result<String> {
-    if name.contains(':') {
-        return Err(fail(
-            table.span(),
-            format!("{name:?} is not a valid header name"),
-        ));
-    }
-    Ok(format!("{name}: {value}"))
-}
-
-/// The key a message of the flag checks is about (the given key whose flag comes first in
-/// it), and the message in the file's words (each flag replaced by its key).
-fn locate(raw: &RawJob, message: &str) -> (Option<Range<usize>>, String) {
-    let message = message.replace("--body file", "--body");
-    let lower = message.to_ascii_lowercase();
-    // Of two header tables, the one with the header the message names.
-    let names_env_header = raw.headers_env.as_ref().is_some_and(|table| {
-        table
-            .get_ref()
-            .keys()
-            .any(|name| lower.contains(&name.to_ascii_lowercase()))
-    });
-    let header_key = if raw.headers_env.is_some() && (raw.headers.is_none() || names_env_header) {
-        "headers_env"
-    } else {
-        "headers"
-    };
-    let body_key = if raw.body_file.is_some() {
-        "body_file"
-    } else {
-        "body"
-    };
-    let mut keys: Vec<(String, &str, Option<Range<usize>>)> = fields(raw)
-        .map(|(key, span)| {
-            let flag = match key {
-                "headers" | "headers_env" => "--header".to_owned(),
-                "body_file" => "--body".to_owned(),
-                _ => format!("--{}", key.replace('_', "-")),
-            };
-            (flag, key, span)
-        })
-        .filter(|(_, key, _)| match *key {
-            "headers" | "headers_env" => *key == header_key,
-            "body" | "body_file" => *key == body_key,
-            _ => true,
-        })
-        .collect();
-    // Longer flags first, so `--limit` never takes the place of `--limit-param`.
-    keys.sort_by_key(|(flag, _, _)| std::cmp::Reverse(flag.len()));
-    let at = keys
-        .iter()
-        .filter_map(|(flag, _, span)| Some((message.find(flag.as_str())?, span.as_ref()?)))
-        .min_by_key(|(at, _)| *at)
-        .map(|(_, span)| span.clone());
-    let words = keys.iter().fold(message.clone(), |words, (flag, key, _)| {
-        words.replace(flag.as_str(), key)
-    });
-    (at, words)
 }
 
 #[cfg(test)]
@@ -360,19 +294,35 @@ mod tests {
     use crate::source::paginate::Paging;
     use crate::transform::OnCastError;
 
-    /// The flags the endpoint keys `keys` become for job "rows".
-    fn to_args(keys: &str) -> Result<ManualArgs> {
-        let raw: RawJob = toml::from_str(&format!("kind = \"endpoint\"\n{keys}")).unwrap();
-        manual_args(&raw, "rows", &env, &|_, message| Error::Usage(message))
+    /// The endpoint input the keys `keys` describe for job "rows".
+    fn to_input(keys: &str) -> Result<EndpointInput> {
+        let text = format!("kind = \"endpoint\"\n{keys}");
+        let raw: RawJob = toml::from_str(&text).unwrap();
+        let spans = super::super::Spans {
+            at: std::sync::Arc::new(super::super::Locator {
+                name: "jobs.toml".into(),
+                text,
+            }),
+            keys: super::super::keys(&raw),
+            fallback: 0..0,
+        };
+        let origin = spans.origin(Some("rows"), &env);
+        input(&raw, "rows", &origin, &|_, message| {
+            crate::error::Error::Usage(message)
+        })
     }
 
     fn endpoint_job(keys: &str) -> String {
         format!("[[job]]\nname = \"rows\"\nkind = \"endpoint\"\nout = \"o\"\n{keys}")
     }
 
+    fn pairs_of(pairs: &[(String, String)]) -> Vec<String> {
+        pairs.iter().map(|(k, v)| format!("{k}={v}")).collect()
+    }
+
     #[test]
-    fn keys_become_the_flags_of_export_url() {
-        let args = to_args(
+    fn keys_become_the_fields_of_export_url() {
+        let input = to_input(
             r#"
 url = "/v1/test/rows"
 method = "post"
@@ -395,47 +345,60 @@ on_cast_error = "null"
 "#,
         )
         .unwrap();
-        assert_eq!(args.url, "/v1/test/rows");
-        assert_eq!(args.name.as_deref(), Some("rows"));
-        assert_eq!(args.method, "post");
-        // Tables come in key order (toml sorts them); no flag depends on the order of its values.
-        assert_eq!(args.query, ["flag=true", "paging=page", "size=50"]);
+        assert_eq!(input.url, "/v1/test/rows");
+        assert_eq!(input.name.as_deref(), Some("rows"));
+        assert_eq!(input.method, "post");
+        // Tables come in key order (toml sorts them); no field depends on the order of its values.
         assert_eq!(
-            args.header,
-            ["Accept: application/json", "X-Api-Key: s3cret-from-env"]
+            pairs_of(&input.query),
+            ["flag=true", "paging=page", "size=50"]
         );
-        assert_eq!(args.body.as_deref(), Some(r#"{"report": "r"}"#));
-        assert_eq!(args.data_path, "$.result[*]");
-        assert_eq!(args.paginate, PaginateArg::Page);
-        assert_eq!((args.page_param.as_str(), args.page_start), ("p", 0));
-        assert_eq!(args.limit, 7);
-        assert_eq!(args.total_path.as_deref(), Some("$.meta.total"));
-        assert_eq!(args.content_format, Some(ContentFormatArg::Ndjson));
-        assert_eq!(args.select, ["a,b", "c"], "an array is not split at commas");
-        assert_eq!(args.rename, ["a=b"]);
-        assert_eq!(args.cast, ["c=decimal(10,2)"]);
-        assert_eq!(args.add_column, ["source=x=y"]);
-        assert_eq!(args.on_cast_error, OnCastErrorArg::Null);
+        let headers: Vec<String> = input
+            .headers
+            .iter()
+            .map(|h| format!("{}: {:?}", h.name, h.value.from))
+            .collect();
         assert_eq!(
-            to_args("url = \"/x\"\nbody_file = \"b.json\"")
-                .unwrap()
-                .body
-                .as_deref(),
-            Some("@b.json")
+            headers,
+            [
+                "Accept: Text(\"application/json\")",
+                "X-Api-Key: Env { var: \"KARGO_API_KEY\", required: true }"
+            ]
         );
+        assert!(matches!(&input.body, Some(BodyInput::Text(b)) if b == r#"{"report": "r"}"#));
+        assert_eq!(input.data_path, "$.result[*]");
+        assert_eq!(input.paginate, endpoint::PaginateKind::Page);
+        assert_eq!((input.page_param.as_str(), input.page_start), ("p", 0));
+        assert_eq!(input.limit, 7);
+        assert_eq!(input.total_path.as_deref(), Some("$.meta.total"));
+        assert_eq!(
+            input.content_format,
+            Some(crate::source::formats::ContentFormat::Ndjson)
+        );
+        assert_eq!(
+            input.select,
+            ["a,b", "c"],
+            "an array is not split at commas"
+        );
+        assert_eq!(pairs_of(&input.rename), ["a=b"]);
+        assert_eq!(pairs_of(&input.cast), ["c=decimal(10,2)"]);
+        assert_eq!(pairs_of(&input.add_column), ["source=x=y"]);
+        assert_eq!(input.on_cast_error, OnCastError::Null);
+        let body_file = to_input("url = \"/x\"\nbody_file = \"b.json\"").unwrap();
+        assert!(matches!(&body_file.body, Some(BodyInput::File(p)) if p.as_os_str() == "b.json"));
     }
 
     #[test]
-    fn missing_keys_take_the_flags_defaults() {
-        let args = to_args("url = \"/x\"").unwrap();
-        assert_eq!(args.method, "GET");
-        assert_eq!(args.data_path, "$.data.rows[*]");
-        assert_eq!(args.paginate, PaginateArg::Next);
-        assert_eq!(args.next_path, "$.links.next");
-        assert_eq!((args.page_param.as_str(), args.page_start), ("page", 1));
-        assert_eq!(args.limit, 100);
-        assert_eq!(args.on_cast_error, OnCastErrorArg::Fail);
-        assert!(args.header.is_empty() && args.body.is_none() && args.select.is_empty());
+    fn missing_keys_take_the_defaults_of_export_url() {
+        let input = to_input("url = \"/x\"").unwrap();
+        assert_eq!(input.method, "GET");
+        assert_eq!(input.data_path, "$.data.rows[*]");
+        assert_eq!(input.paginate, endpoint::PaginateKind::Next);
+        assert_eq!(input.next_path, "$.links.next");
+        assert_eq!((input.page_param.as_str(), input.page_start), ("page", 1));
+        assert_eq!(input.limit, 100);
+        assert_eq!(input.on_cast_error, OnCastError::Fail);
+        assert!(input.headers.is_empty() && input.body.is_none() && input.select.is_empty());
     }
 
     #[test]
@@ -498,9 +461,9 @@ on_cast_error = "null"
                 "cast a: unknown type",
             ),
             (
-                "url = \"/x\"\nrename = { \"a=b\" = \"c\" }\n",
+                "url = \"/x\"\nrename = { a = 1 }\n",
                 "line 6",
-                "must not contain '='",
+                "rename: the value of \"a\" must be text",
             ),
             (
                 "url = \"/x\"\nbody = \"{oops\"\n",

@@ -1,13 +1,18 @@
-//! Flags of a manually configured endpoint (`export url`, `schema url`): the request, where the
-//! rows are, how pages follow, the content format and the transforms. Checked and turned into
-//! a [`crate::settings::manual::ManualJob`] in `settings/manual.rs`.
+//! Flags of a configured endpoint (`export url`, `schema url`): the request, where the rows
+//! are, how pages follow, the content format and the transforms. The dispatch turns them into
+//! a [`crate::settings::endpoint::EndpointInput`]; its defaults are the settings' own.
 
 use clap::{Args, ValueEnum};
+
+use crate::settings::endpoint::{
+    DEFAULT_CURSOR_PARAM, DEFAULT_DATA_PATH, DEFAULT_LIMIT, DEFAULT_LIMIT_PARAM, DEFAULT_METHOD,
+    DEFAULT_NEXT_PATH, DEFAULT_OFFSET_PARAM, DEFAULT_PAGE_PARAM, DEFAULT_PAGE_START,
+};
 
 /// The request, the page shape and the transforms of `export url` / `schema url`. Its `Debug`
 /// leaves out header values and the body, which may hold secrets.
 #[derive(Args)]
-pub struct ManualArgs {
+pub struct EndpointArgs {
     /// The first page: an absolute URL on the API base's origin, or a path resolved against
     /// the API base (e.g. /v1/reports).
     pub url: String,
@@ -17,12 +22,12 @@ pub struct ManualArgs {
     pub name: Option<String>,
 
     /// HTTP method.
-    #[arg(long, default_value = "GET", help_heading = "Request")]
+    #[arg(long, default_value = DEFAULT_METHOD, help_heading = "Request")]
     pub method: String,
 
     /// Query parameter added to the URL (repeatable).
-    #[arg(long, value_name = "K=V", help_heading = "Request")]
-    pub query: Vec<String>,
+    #[arg(long, value_name = "K=V", value_parser = key_value, help_heading = "Request")]
+    pub query: Vec<(String, String)>,
 
     /// Header sent with every page (repeatable). Values are treated as secrets: never logged.
     #[arg(long, value_name = "'K: V'", help_heading = "Request")]
@@ -33,7 +38,7 @@ pub struct ManualArgs {
     pub body: Option<String>,
 
     /// Where the rows are in a JSON page (JSONPath: $, .key, ['key'], [*], [N]).
-    #[arg(long, default_value = "$.data.rows[*]", help_heading = "Pages")]
+    #[arg(long, default_value = DEFAULT_DATA_PATH, help_heading = "Pages")]
     pub data_path: String,
 
     /// How pages follow.
@@ -41,35 +46,35 @@ pub struct ManualArgs {
     pub paginate: PaginateArg,
 
     /// next: where the next page's URL is in a page.
-    #[arg(long, default_value = "$.links.next", help_heading = "Pages")]
+    #[arg(long, default_value = DEFAULT_NEXT_PATH, help_heading = "Pages")]
     pub next_path: String,
 
     /// page: the query parameter holding the page number.
-    #[arg(long, default_value = "page", help_heading = "Pages")]
+    #[arg(long, default_value = DEFAULT_PAGE_PARAM, help_heading = "Pages")]
     pub page_param: String,
 
     /// page: the first page's number.
-    #[arg(long, default_value_t = 1, help_heading = "Pages")]
-    pub page_start: u64,
+    #[arg(long, default_value_t = DEFAULT_PAGE_START, help_heading = "Pages")]
+    pub page_start: i64,
 
     /// offset: the query parameter holding the offset of the first row.
-    #[arg(long, default_value = "offset", help_heading = "Pages")]
+    #[arg(long, default_value = DEFAULT_OFFSET_PARAM, help_heading = "Pages")]
     pub offset_param: String,
 
     /// offset: the query parameter holding the page size.
-    #[arg(long, default_value = "limit", help_heading = "Pages")]
+    #[arg(long, default_value = DEFAULT_LIMIT_PARAM, help_heading = "Pages")]
     pub limit_param: String,
 
     /// offset: the page size asked for.
-    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..), help_heading = "Pages")]
-    pub limit: u64,
+    #[arg(long, default_value_t = DEFAULT_LIMIT, help_heading = "Pages")]
+    pub limit: i64,
 
     /// cursor: where the next page's cursor is in a page (required for --paginate cursor).
     #[arg(long, help_heading = "Pages")]
     pub cursor_path: Option<String>,
 
     /// cursor: the query parameter the cursor is sent in.
-    #[arg(long, default_value = "cursor", help_heading = "Pages")]
+    #[arg(long, default_value = DEFAULT_CURSOR_PARAM, help_heading = "Pages")]
     pub cursor_param: String,
 
     /// Where a page states the total number of rows; the export ends once that many are read.
@@ -90,30 +95,30 @@ pub struct ManualArgs {
     pub select: Vec<String>,
 
     /// Rename a column (repeatable).
-    #[arg(long, value_name = "OLD=NEW", help_heading = "Transforms")]
-    pub rename: Vec<String>,
+    #[arg(long, value_name = "OLD=NEW", value_parser = key_value, help_heading = "Transforms")]
+    pub rename: Vec<(String, String)>,
 
     /// Convert a column: int64, float64, decimal(p,s), string, bool, date, timestamp (repeatable).
-    #[arg(long, value_name = "COL=TYPE", help_heading = "Transforms")]
-    pub cast: Vec<String>,
+    #[arg(long, value_name = "COL=TYPE", value_parser = key_value, help_heading = "Transforms")]
+    pub cast: Vec<(String, String)>,
 
     /// Add a string column holding VALUE in every row (repeatable).
-    #[arg(long, value_name = "NAME=VALUE", help_heading = "Transforms")]
-    pub add_column: Vec<String>,
+    #[arg(long, value_name = "NAME=VALUE", value_parser = key_value, help_heading = "Transforms")]
+    pub add_column: Vec<(String, String)>,
 
     /// What a value that does not cast becomes: an error naming its row and column, or null.
     #[arg(long, value_enum, default_value_t = OnCastErrorArg::Fail, help_heading = "Transforms")]
     pub on_cast_error: OnCastErrorArg,
 }
 
-impl std::fmt::Debug for ManualArgs {
+impl std::fmt::Debug for EndpointArgs {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let header_names: Vec<&str> = self
             .header
             .iter()
             .map(|h| h.split_once(':').map_or("?", |(name, _)| name.trim()))
             .collect();
-        f.debug_struct("ManualArgs")
+        f.debug_struct("EndpointArgs")
             .field("url", &self.url)
             .field("method", &self.method)
             .field("header_names", &header_names)
@@ -152,4 +157,14 @@ pub enum ContentFormatArg {
 pub enum OnCastErrorArg {
     Fail,
     Null,
+}
+
+/// `K=V` with a non-empty key (whitespace around the key trimmed, the value kept).
+fn key_value(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((key, value)) if !key.trim().is_empty() => {
+            Ok((key.trim().to_owned(), value.to_owned()))
+        }
+        _ => Err("must look like KEY=VALUE".to_owned()),
+    }
 }
