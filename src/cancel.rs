@@ -1,4 +1,4 @@
-//! Cancellation of one export: a flag its blocking decode and staging jobs check between pages,
+//! Cancellation of one export: a flag its blocking decode and staging tasks check between pages,
 //! and a way to wait until every one of them has returned (so nothing writes into the
 //! destination after the cleanup).
 
@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use crate::error::{Error, Result};
 
-/// Cancellation shared by one export and its blocking jobs. Every blocking job holds a clone,
-/// so the export can wait until none is left ([`Cancel::wait_for_jobs`]).
+/// Cancellation shared by one export and its blocking tasks. Every blocking task holds a clone,
+/// so the export can wait until none is left ([`Cancel::wait_for_tasks`]).
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Cancel(Arc<AtomicBool>);
 
@@ -30,9 +30,9 @@ impl Cancel {
         Ok(())
     }
 
-    /// Waits until this is the last clone: every blocking job that held one has returned.
+    /// Waits until this is the last clone: every blocking task that held one has returned.
     /// Call after the export's future is gone (it holds clones too).
-    pub(crate) async fn wait_for_jobs(&self) {
+    pub(crate) async fn wait_for_tasks(&self) {
         while Arc::strong_count(&self.0) > 1 {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
@@ -44,10 +44,10 @@ mod tests {
     use super::*;
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn wait_for_jobs_returns_once_every_blocking_job_has_returned() {
+    async fn wait_for_tasks_returns_once_every_blocking_task_has_returned() {
         let cancel = Cancel::default();
         let done = Arc::new(AtomicBool::new(false));
-        let job = {
+        let task = {
             let (cancel, done) = (cancel.clone(), done.clone());
             move || {
                 while !cancel.is_cancelled() {
@@ -58,9 +58,9 @@ mod tests {
                 cancel.check()
             }
         };
-        drop(tokio::task::spawn_blocking(job));
+        drop(tokio::task::spawn_blocking(task));
         cancel.cancel();
-        cancel.wait_for_jobs().await;
+        cancel.wait_for_tasks().await;
         assert!(done.load(Ordering::SeqCst));
     }
 }

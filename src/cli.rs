@@ -191,7 +191,7 @@ pub enum SchemaTarget {
         /// Report id.
         id: String,
     },
-    /// The schema of a manually configured endpoint (see `export url`).
+    /// The schema of a configured endpoint (see `export url`).
     Url {
         #[command(flatten)]
         endpoint: Box<EndpointArgs>,

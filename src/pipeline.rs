@@ -14,9 +14,9 @@
 //! was. The spool is a temporary folder (TMPDIR) removed at the end.
 //!
 //! Interruption ([`export_until`]): SIGINT or SIGTERM before the commit drops the export's
-//! future (no further fetch), raises a `Cancel` flag that the blocking decode and staging jobs
-//! check between pages (a staging job then aborts its open uploads), waits until every blocking
-//! job has returned, and only then deletes this run's staging and the spool, so nothing writes
+//! future (no further fetch), raises a `Cancel` flag that the blocking decode and staging tasks
+//! check between pages (a staging task then aborts its open uploads), waits until every blocking
+//! task has returned, and only then deletes this run's staging and the spool, so nothing writes
 //! into the destination after the cleanup. The commit itself (renames and a manifest) is not
 //! interrupted: a signal arriving then is ignored and the export completes.
 
@@ -90,7 +90,7 @@ impl From<Error> for Stopped {
 }
 
 /// Runs an export that stops when `interrupt` resolves before the commit starts. However it
-/// ends without committing, this run's staging and spool are removed once no blocking job is
+/// ends without committing, this run's staging and spool are removed once no blocking task is
 /// left, and the destination is as it was (removed again if the export created it).
 pub async fn export_until(
     settings: &ExportSettings,
@@ -107,7 +107,7 @@ pub async fn export_until(
     if result.is_err() {
         cancel.cancel();
     }
-    cancel.wait_for_jobs().await;
+    cancel.wait_for_tasks().await;
     if let Err(e) = spool.close() {
         tracing::warn!(error = %e, "removing the spool folder failed");
     }

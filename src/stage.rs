@@ -53,7 +53,7 @@ pub(crate) async fn stage_all(
     for (index, report) in spooled.iter().enumerate() {
         let numbers = FileNumbers::default();
         for task in report_tasks(report, &shape.router, workers) {
-            queue.push_back(StageJob {
+            queue.push_back(WriteTask {
                 report: index,
                 destination: settings.output.destination.clone(),
                 key: report.key.clone(),
@@ -107,27 +107,27 @@ pub(crate) async fn stage_all(
         .collect()
 }
 
-fn queue_len(queue: &Mutex<VecDeque<StageJob>>) -> usize {
+fn queue_len(queue: &Mutex<VecDeque<WriteTask>>) -> usize {
     queue.lock().map_or(0, |q| q.len())
 }
 
-/// One writer thread: runs jobs from `queue` until it is empty or a job failed (the first
+/// One writer thread: runs tasks from `queue` until it is empty or a task failed (the first
 /// failure is kept in `failure`, and the export's `cancel` stops the other threads).
 fn work_queue(
-    queue: &Mutex<VecDeque<StageJob>>,
+    queue: &Mutex<VecDeque<WriteTask>>,
     failure: &Mutex<Option<Error>>,
     cancel: &Cancel,
 ) -> Vec<(usize, StagedReport)> {
     let mut done = Vec::new();
     loop {
-        let job = queue.lock().ok().and_then(|mut q| q.pop_front());
-        let Some(job) = job else { break };
+        let task = queue.lock().ok().and_then(|mut q| q.pop_front());
+        let Some(task) = task else { break };
         let _slot = WRITE_SLOTS.acquire();
         if cancel.is_cancelled() {
             break;
         }
-        let report = job.report;
-        match job.run() {
+        let report = task.report;
+        match task.run() {
             Ok(part) => done.push((report, part)),
             Err(e) => {
                 let mut failure = failure.lock().unwrap_or_else(|p| p.into_inner());
@@ -187,7 +187,7 @@ const PARALLEL_WRITE_MIN_ROWS: usize = 100_000;
 /// The rows one writer thread stages at a time: spooled segments of one report, read in
 /// `passes` passes that each keep a disjoint share of its partitions.
 #[derive(Debug, Default)]
-struct Task {
+struct TaskRows {
     segments: Vec<(Arc<Path>, Segment)>,
     passes: u32,
 }
@@ -198,13 +198,13 @@ struct Task {
 /// are written whole and closed before the next pass. Not partitioned: contiguous runs of pages
 /// of about equal rows, one per core for a large report. Always at least one task, so that a
 /// report without rows is staged (and committed) too.
-fn report_tasks(report: &SpooledReport, router: &Router, workers: usize) -> Vec<Task> {
+fn report_tasks(report: &SpooledReport, router: &Router, workers: usize) -> Vec<TaskRows> {
     let segments = report
         .pages
         .iter()
         .flat_map(|page| page.segments.iter().map(|s| (page.file.clone(), s.clone())));
-    let mut tasks: Vec<Task> = if router.buckets() > 1 {
-        let mut buckets: BTreeMap<u32, Task> = BTreeMap::new();
+    let mut tasks: Vec<TaskRows> = if router.buckets() > 1 {
+        let mut buckets: BTreeMap<u32, TaskRows> = BTreeMap::new();
         for (file, segment) in segments {
             buckets
                 .entry(segment.bucket)
@@ -232,7 +232,7 @@ fn report_tasks(report: &SpooledReport, router: &Router, workers: usize) -> Vec<
         } else {
             workers.max(1)
         };
-        let mut tasks: Vec<Task> = (0..runs).map(|_| Task::default()).collect();
+        let mut tasks: Vec<TaskRows> = (0..runs).map(|_| TaskRows::default()).collect();
         let mut seen = 0;
         for (file, segment) in segments {
             let rows = segment.rows;
@@ -246,7 +246,7 @@ fn report_tasks(report: &SpooledReport, router: &Router, workers: usize) -> Vec<
         tasks
     };
     if tasks.is_empty() {
-        tasks.push(Task {
+        tasks.push(TaskRows {
             segments: Vec::new(),
             passes: 1,
         });
@@ -264,7 +264,7 @@ fn write_workers() -> usize {
 const GATHER_BYTES: usize = 16 * 1024 * 1024;
 
 /// Everything a writer thread needs to stage one bucket (or run of pages) of one report.
-struct StageJob {
+struct WriteTask {
     /// Index of the report in the export.
     report: usize,
     destination: Destination,
@@ -280,12 +280,12 @@ struct StageJob {
     numbers: FileNumbers,
     /// How the spool routed rows, to tell a row's pass.
     router: Router,
-    task: Task,
+    task: TaskRows,
     /// Checked before each spooled segment; when raised, the writer is aborted.
     cancel: Cancel,
 }
 
-impl StageJob {
+impl WriteTask {
     fn run(self) -> Result<StagedReport> {
         let mut writer = ReportWriter::new(
             &self.destination,
@@ -405,7 +405,7 @@ mod tests {
         }
     }
 
-    fn names(tasks: &[Task]) -> Vec<Vec<String>> {
+    fn names(tasks: &[TaskRows]) -> Vec<Vec<String>> {
         tasks
             .iter()
             .map(|task| {
@@ -418,7 +418,7 @@ mod tests {
     }
 
     #[test]
-    fn a_small_unpartitioned_report_is_one_job() {
+    fn a_small_unpartitioned_report_is_one_task() {
         let unpartitioned = Router::default();
         let tasks = report_tasks(&report(&[10, 0, 20], &[&[0], &[], &[0]]), &unpartitioned, 2);
         assert_eq!(names(&tasks), [["p0:0", "p2:0"]]);
@@ -440,7 +440,7 @@ mod tests {
     }
 
     #[test]
-    fn a_partitioned_report_is_one_job_per_bucket_with_pages_in_order() {
+    fn a_partitioned_report_is_one_task_per_bucket_with_pages_in_order() {
         let by_day = Router::new(vec!["day".into()]);
         let tasks = report_tasks(
             &report(&[4, 2, 6], &[&[3, 7], &[7], &[0, 3, 7]]),
@@ -541,7 +541,7 @@ mod tests {
         let mut parts = Vec::new();
         for mut task in report_tasks(&report, &router, 2) {
             task.passes = 3;
-            let job = StageJob {
+            let task = WriteTask {
                 report: 0,
                 destination: destination.clone(),
                 key: "r".into(),
@@ -557,7 +557,7 @@ mod tests {
                 cancel: Cancel::default(),
             };
             parts.push(
-                tokio::task::spawn_blocking(move || job.run())
+                tokio::task::spawn_blocking(move || task.run())
                     .await
                     .unwrap()
                     .unwrap(),

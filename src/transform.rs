@@ -1,4 +1,4 @@
-//! Light transforms of manual endpoints, applied to every batch after it is conformed to the
+//! Light transforms of configured endpoints, applied to every batch after it is conformed to the
 //! export's inferred schema and before it is partitioned and written, in this order:
 //! `--select` (keep these columns, in this order), `--rename old=new`, `--add-column
 //! name=value` (a string column holding `value` in every row, e.g. a report id) and

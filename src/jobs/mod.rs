@@ -9,7 +9,7 @@
 //! requests its report and waits for it ([`submit`]). One failing report fails its job but
 //! stops nothing else. [`summary`] prints the outcome and writes `--summary-json`.
 //!
-//! An endpoint job (a manually configured endpoint) has no notion of "new": its data may change
+//! An endpoint job (a configured endpoint, like `export url`) has no notion of "new": its data may change
 //! between runs, so every run exports it again under the job's name, replacing the earlier
 //! export through the ordinary commit.
 //!

@@ -1,5 +1,5 @@
 //! `GET|POST /v1/test/rows`: a completed report's rows served in any pagination kind and
-//! content format, for manually configured endpoints (`export url`) and their tests.
+//! content format, for configured endpoints (`export url`, `kind = "endpoint"`) and their tests.
 //!
 //! Query parameters (all optional):
 //! - `report=ID` (default `rpt_7f3a9c21`; a POST body `{"report": ID}` overrides it);
