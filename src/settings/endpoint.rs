@@ -62,30 +62,6 @@ pub const CONTENT_FORMATS: &[(&str, ContentFormat)] = &[
 pub const ON_CAST_ERRORS: &[(&str, OnCastError)] =
     &[("fail", OnCastError::Fail), ("null", OnCastError::Null)];
 
-/// The value `text` names in `names` (case-insensitive), or an error listing the names.
-pub fn choice<T: Copy>(
-    origin: &dyn Origin,
-    field: Field,
-    text: &str,
-    names: &[(&str, T)],
-) -> Result<T> {
-    names
-        .iter()
-        .find(|(name, _)| name.eq_ignore_ascii_case(text.trim()))
-        .map(|(_, value)| *value)
-        .ok_or_else(|| {
-            let expected: Vec<&str> = names.iter().map(|(name, _)| *name).collect();
-            origin.error(
-                field,
-                format!(
-                    "unknown {} {text:?}: expected {}",
-                    origin.name(field),
-                    expected.join(", ")
-                ),
-            )
-        })
-}
-
 /// A header as given: its name, and its value (text, or an environment variable).
 #[derive(Debug, Clone)]
 pub struct HeaderInput {
@@ -100,7 +76,8 @@ pub enum BodyInput {
     File(PathBuf),
 }
 
-/// An endpoint as given, unchecked. [`EndpointInput::new`] fills in the defaults.
+/// An endpoint as given, unchecked. [`EndpointInput::new`] fills in the defaults. No `Debug`:
+/// header values and the body may hold secrets.
 #[derive(Clone)]
 pub struct EndpointInput {
     /// An absolute URL on the API's origin, or a path resolved against the API base.
@@ -159,21 +136,6 @@ impl EndpointInput {
             add_column: Vec::new(),
             on_cast_error: OnCastError::Fail,
         }
-    }
-}
-
-/// Leaves out header values and the body, which may hold secrets.
-impl std::fmt::Debug for EndpointInput {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let header_names: Vec<&str> = self.headers.iter().map(|h| h.name.as_str()).collect();
-        f.debug_struct("EndpointInput")
-            .field("url", &self.url)
-            .field("method", &self.method)
-            .field("header_names", &header_names)
-            .field("data_path", &self.data_path)
-            .field("paginate", &self.paginate)
-            .field("content_format", &self.content_format)
-            .finish_non_exhaustive()
     }
 }
 

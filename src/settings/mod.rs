@@ -80,6 +80,30 @@ pub fn checked<T, U>(
         .transpose()
 }
 
+/// The value `text` names in `names` (case-insensitive), or an error listing the names.
+pub fn choice<T: Copy>(
+    origin: &dyn Origin,
+    field: Field,
+    text: &str,
+    names: &[(&str, T)],
+) -> Result<T> {
+    names
+        .iter()
+        .find(|(name, _)| name.eq_ignore_ascii_case(text.trim()))
+        .map(|(_, value)| *value)
+        .ok_or_else(|| {
+            let expected: Vec<&str> = names.iter().map(|(name, _)| *name).collect();
+            origin.error(
+                field,
+                format!(
+                    "unknown {} {text:?}: expected {}",
+                    origin.name(field),
+                    expected.join(", ")
+                ),
+            )
+        })
+}
+
 /// Which API to talk to.
 #[derive(Debug, Clone)]
 pub enum Api {

@@ -16,10 +16,9 @@ use crate::error::Result;
 use crate::settings::connection::Given;
 use crate::settings::endpoint::{
     self, BodyInput, CONTENT_FORMATS, EndpointInput, HeaderInput, ON_CAST_ERRORS, PAGINATE_KINDS,
-    choice,
 };
 use crate::settings::field::{self, Field};
-use crate::settings::{EndpointSpec, Origin};
+use crate::settings::{EndpointSpec, Origin, choice};
 
 /// The keys only an endpoint job takes.
 pub(super) fn keys_of_kind() -> impl Iterator<Item = &'static str> {
