@@ -9,15 +9,14 @@
 //! it goes; [`decode_rows`] decodes the runs of rows of a page read as it arrives
 //! ([`super::stream`]).
 //!
-//! It is an optimisation of the one general page reader,
-//! [`super::endpoint::for_each_row`] over [`super::endpoint::Endpoint::preset`] (which reads
-//! the same pages for the report list): a property test checks that both accept and reject
-//! the same pages, with the same rows and next link, and names the pages where they differ,
-//! none of which the API sends (bodies that are not UTF-8 outside the values read, a broken
-//! page whose bad row comes first, and JSON outside the API's shape, which this decoder
-//! refuses or reads as serde's derived structs did). A page
-//! that is not JSON or holds the wrong kind of value on a path is an [`Error::Page`] naming
-//! where it was, and a row that cannot be decoded is an [`Error::Row`].
+//! It is an optimisation of the one general page reader, [`super::endpoint::for_each_row`]
+//! over [`super::endpoint::Endpoint::preset`], which reads the report list: a property test
+//! checks that both accept and reject the same pages, with the same rows and next link, and
+//! names the pages where they differ, none of which the API sends (bodies that are not UTF-8
+//! outside the values read, a broken page whose bad row comes first, and JSON outside the API's
+//! shape, which this decoder refuses or reads as serde's derived structs did). A page that is
+//! not JSON or holds the wrong kind of value on a path is an [`Error::Page`] naming where it
+//! was, and a row that cannot be decoded is an [`Error::Row`].
 
 use crate::decode::{Json, RawBatch, RowDecoder, RowFailure, Stop, Syntax};
 use crate::error::{DecodeError, Error, PageLocation, Result};
