@@ -1,18 +1,20 @@
 //! An API session: a client for the configured API, or for an in-process sandbox started on a
-//! free loopback port (`--sandbox`), and the report list read through it.
+//! free loopback port (`--sandbox`), and the report list read through it. The report list is
+//! an endpoint like any other ([`Endpoint::preset`] of `GET /v1/reports`): its pages are
+//! followed by the same [`Pagination`] and read by the same general page reader
+//! ([`endpoint::for_each_row`]) as an export's, keeping each row's raw JSON.
 
-use bytes::Bytes;
 use reqwest::Url;
 use serde_json::value::RawValue;
 use tokio::sync::oneshot;
 
-use crate::error::{Error, PageLocation, Result, redact_url};
+use crate::error::{Error, Result, redact_url};
 use crate::sandbox::{self, SANDBOX_PASSWORD, SANDBOX_USERNAME, SandboxOptions};
 use crate::settings::Api;
 use crate::source::auth::Credentials;
 use crate::source::client::{ApiClient, Connection};
-use crate::source::extract::extract_page;
-use crate::source::for_each_page;
+use crate::source::endpoint::{self, Endpoint};
+use crate::source::paginate::Pagination;
 use crate::source::reports::{ReportFields, ReportList};
 
 /// Every report request, read with `fields` (see [`ReportFields`]).
@@ -22,26 +24,23 @@ pub async fn list_reports(api: &Api, fields: &ReportFields) -> Result<ReportList
 }
 
 /// Every report request (all pages of `GET /v1/reports`), read with `fields`; each keeps the
-/// raw JSON the API sent. A listing with rows but no recognisable id is an
-/// [`Error::ReportList`].
+/// raw JSON the API sent. A page that is not in the API's shape is an [`Error::Page`] (one
+/// without rows at `$.data.rows` names the keys it has); a listing with rows but no
+/// recognisable id is an [`Error::ReportList`].
 pub async fn report_requests(client: &ApiClient, fields: &ReportFields) -> Result<ReportList> {
-    let first = client.endpoint(&["v1", "reports"]);
+    let list = Endpoint::preset(client.endpoint(&["v1", "reports"]));
     let mut rows: Vec<Box<RawValue>> = Vec::new();
-    for_each_page(
-        client,
-        first.clone(),
-        async |body: Bytes, at: &PageLocation| {
-            let before = rows.len();
-            let info = extract_page(&body, at, |row| {
-                rows.push(row.to_owned());
-                Ok(())
-            })?;
-            crate::progress::page((rows.len() - before) as u64, body.len() as u64);
-            Ok(info.next)
-        },
-    )
-    .await?;
-    ReportList::read(redact_url(&first), rows, fields)
+    let mut pages = Pagination::new(list.url.clone(), list.paging.clone());
+    while let Some((url, at)) = pages.next_page() {
+        let page = client.fetch(&list.request, &url, &at).await?;
+        let end = endpoint::for_each_row(&list, &page, &at, |row| {
+            rows.push(row.to_owned());
+            Ok(())
+        })?;
+        crate::progress::page(end.rows as u64, page.body.len() as u64);
+        pages.advance(&url, &end, &at)?;
+    }
+    ReportList::read(redact_url(&list.url), rows, fields)
 }
 
 /// An API client, plus the in-process sandbox it talks to when `--sandbox` is given.

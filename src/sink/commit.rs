@@ -176,10 +176,11 @@ impl StagedReport {
     /// rename is a server-side copy and a delete); on failure, waits for the others, removes
     /// this run's files (published and staged) again and returns the first error.
     async fn publish(&self, dest: &Destination) -> Result<()> {
+        let store = &dest.store_for_write()?;
         let renamed: Vec<_> = stream::iter(&self.files)
             .map(|file| async move {
                 let (from, to) = (dest.full(&file.staged), dest.full(&file.path));
-                (file, dest.store().rename(&from, &to).await)
+                (file, store.rename(&from, &to).await)
             })
             .buffer_unordered(PUBLISH_AT_ONCE)
             .collect()
@@ -276,8 +277,10 @@ struct ManifestColumn<'a> {
 /// returns how many older data files went. Tries every object, then reports the first error.
 async fn retire(dest: &Destination, names: &ReportNames) -> Result<usize> {
     let prefix = (!dest.root.is_root()).then_some(&dest.root);
-    let objects: Vec<_> = dest
-        .store()
+    let Some(store) = dest.store_for_read()? else {
+        return Ok(0);
+    };
+    let objects: Vec<_> = store
         .list(prefix)
         .try_collect()
         .await
@@ -291,7 +294,7 @@ async fn retire(dest: &Destination, names: &ReportNames) -> Result<usize> {
         let Some(owned) = names.classify(&rel) else {
             continue;
         };
-        match dest.store().delete(&object.location).await {
+        match store.delete(&object.location).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => {
                 tracing::debug!(file = %rel, ?owned, "retired");
                 retired += usize::from(owned == Owned::OlderData);
@@ -307,8 +310,16 @@ async fn retire(dest: &Destination, names: &ReportNames) -> Result<usize> {
 impl Destination {
     /// Deletes `rels` (relative paths); missing objects are fine, other failures are logged.
     pub(super) async fn delete_quietly(&self, rels: &[Path]) {
+        let store = match self.store_for_read() {
+            Ok(Some(store)) => store,
+            Ok(None) => return,
+            Err(e) => {
+                tracing::warn!(error = %e, "cleanup failed");
+                return;
+            }
+        };
         for rel in rels {
-            match self.store().delete(&self.full(rel)).await {
+            match store.delete(&self.full(rel)).await {
                 Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
                 Err(e) => {
                     tracing::warn!(file = %self.show(rel), error = %self.error_text(&e), "cleanup failed")

@@ -6,17 +6,20 @@
 //! Parquet files under a hidden staging prefix (`writer.rs`); [`StagedReport::commit`]
 //! publishes them, writes the report's manifest and retires the report's older files
 //! (`commit.rs`). Object names live in one place (`layout.rs`); what is specific to S3 (building
-//! the store from the environment, the bucket check, safe error text) in `s3.rs`; what makes a
-//! local commit survive a power loss (fsync of files, folders and the manifest) in `durable.rs`. On S3 the
-//! same protocol runs: files stream as multipart uploads (invisible until completed, aborted on
-//! failure) to staged names and are published by server-side copy, so the commit semantics do
-//! not depend on the store. This module does not fetch, decode or infer anything, and it does
+//! the store from the environment, the bucket check, safe error text) in `s3.rs`; a local
+//! directory, which opening does not create (the first write does, and a failed export that
+//! created it removes it again), in `local.rs`; what makes a local commit survive a power loss
+//! (fsync of files, folders and the manifest) in `durable.rs`. On S3 the same protocol runs:
+//! files stream as multipart uploads (invisible until completed, aborted on failure) to staged
+//! names and are published by server-side copy, so the commit semantics do not depend on the
+//! store. This module does not fetch, decode or infer anything, and it does
 //! not decide the schema: it writes the schema it is given.
 
 mod codec;
 mod commit;
 mod durable;
 mod layout;
+mod local;
 pub mod partition;
 mod s3;
 mod writer;
@@ -29,11 +32,11 @@ use std::path::{Path as FsPath, PathBuf};
 use std::sync::Arc;
 
 use futures::TryStreamExt;
-use object_store::local::LocalFileSystem;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt};
 
 use crate::error::{Error, Result};
+use local::LocalDir;
 
 pub use codec::Codec;
 pub use commit::{CommitSummary, ManifestInfo, StagedFile, StagedReport};
@@ -48,11 +51,9 @@ const LOCAL_PART_BYTES: usize = 1024 * 1024;
 /// Where an export writes: a store, a root prefix inside it, and how to show it in errors.
 #[derive(Clone)]
 pub struct Destination {
-    store: Arc<dyn ObjectStore>,
+    storage: Storage,
     root: Path,
     display: String,
-    /// Set for local directories: the directory, and whether [`Destination::open`] created it.
-    local: Option<LocalDir>,
     /// Set for `s3://` destinations.
     s3: Option<s3::S3Target>,
     /// Set once [`Destination::check`] succeeded (shared by clones): a run of many reports
@@ -95,44 +96,37 @@ impl Drop for CleanupGuard<'_> {
     }
 }
 
-#[derive(Debug, Clone)]
-struct LocalDir {
-    path: PathBuf,
-    created: bool,
+/// What a destination's objects live in.
+#[derive(Clone)]
+enum Storage {
+    /// A store given whole: S3, or InMemory in unit tests.
+    Store(Arc<dyn ObjectStore>),
+    /// A local directory, created at the first write; its store is made once it exists.
+    Local(LocalDir),
 }
 
 impl Destination {
     /// Opens `out`: an `s3://bucket/prefix` (or `s3a://`) URL, configured from the `AWS_*`
     /// environment (nothing is sent before [`Destination::check`]), or a directory path
-    /// (relative or absolute) or `file://` URL, created when missing (remembering that it
-    /// was); other schemes are a usage error.
+    /// (relative or absolute) or `file://` URL; other schemes, and a path that exists but is
+    /// not a directory, are a usage error. Nothing is created or sent: a missing directory is
+    /// created by the export's first write (see [`Destination::cleanup_after_failure`]).
     pub fn open(out: &str) -> Result<Self> {
         if is_s3_url(out) {
             let (store, root, target) = s3::S3Target::open(out)?;
             return Ok(Self {
-                store,
+                storage: Storage::Store(store),
                 root,
                 display: out.trim_end_matches('/').to_owned(),
-                local: None,
                 s3: Some(target),
                 checked: Arc::default(),
                 part_bytes: REMOTE_PART_BYTES,
             });
         }
-        let path = local_path(out)?;
-        let created = ensure_dir(&path)?;
-        let path = std::fs::canonicalize(&path).map_err(|e| Error::io(path.display(), e))?;
-        let store = LocalFileSystem::new_with_prefix(&path)
-            .map_err(|source| Error::Storage {
-                path: out.to_owned(),
-                source,
-            })?
-            .with_automatic_cleanup(true);
         Ok(Self {
-            store: Arc::new(store),
+            storage: Storage::Local(LocalDir::open(local_path(out)?)?),
             root: Path::ROOT,
             display: out.to_owned(),
-            local: Some(LocalDir { path, created }),
             s3: None,
             checked: Arc::default(),
             part_bytes: LOCAL_PART_BYTES,
@@ -142,10 +136,9 @@ impl Destination {
     /// A destination over any store, rooted at the store's root (InMemory in unit tests).
     pub fn from_store(store: Arc<dyn ObjectStore>, display: String) -> Self {
         Self {
-            store,
+            storage: Storage::Store(store),
             root: Path::ROOT,
             display,
-            local: None,
             s3: None,
             checked: Arc::default(),
             part_bytes: REMOTE_PART_BYTES,
@@ -157,14 +150,37 @@ impl Destination {
         &self.display
     }
 
-    /// The store every operation goes through.
-    pub fn store(&self) -> &Arc<dyn ObjectStore> {
-        &self.store
+    /// The store, for a write: a missing local directory is created first (and this run then
+    /// removes it again after a failure).
+    fn store_for_write(&self) -> Result<Arc<dyn ObjectStore>> {
+        match &self.storage {
+            Storage::Store(store) => Ok(Arc::clone(store)),
+            Storage::Local(local) => Ok(Arc::clone(&local.create()?.store)),
+        }
+    }
+
+    /// The store, for a read or a delete; `None` while the local directory does not exist (it
+    /// holds nothing).
+    fn store_for_read(&self) -> Result<Option<Arc<dyn ObjectStore>>> {
+        match &self.storage {
+            Storage::Store(store) => Ok(Some(Arc::clone(store))),
+            Storage::Local(local) => Ok(local.find()?.map(|dir| Arc::clone(&dir.store))),
+        }
+    }
+
+    /// A local directory this run opened (found or created), for its cleanups; `None` for
+    /// other stores and for a directory this run never touched.
+    fn opened_dir(&self) -> Option<Arc<local::ExistingDir>> {
+        match &self.storage {
+            Storage::Local(local) => local.opened_dir(),
+            Storage::Store(_) => None,
+        }
     }
 
     /// Fails early when the destination cannot be used: for S3, one listing request under the
     /// prefix (wrong endpoint, credentials or bucket fail here, before any page is fetched).
-    /// A local directory was already checked by [`Destination::open`].
+    /// A local directory was checked by [`Destination::open`], and is created by the first
+    /// write.
     pub async fn check(&self) -> Result<()> {
         let Some(target) = &self.s3 else {
             return Ok(());
@@ -185,14 +201,15 @@ impl Destination {
     }
 
     /// After a failed export: removes empty staging folders, then the directory itself if
-    /// [`Destination::open`] created it and it is empty now. Never removes a file.
+    /// this run created it (at its first write) and it is empty now. Never removes a file.
+    /// Opening a destination creates nothing, so one that was only opened needs no cleanup.
     pub fn cleanup_after_failure(&self) {
-        let Some(local) = &self.local else {
+        let Some(dir) = self.opened_dir() else {
             return;
         };
-        remove_empty_dirs(&local.path.join(layout::STAGING_DIR), None);
-        if local.created && std::fs::remove_dir(&local.path).is_ok() {
-            tracing::debug!(dir = %local.path.display(), "removed the destination directory created by this run");
+        remove_empty_dirs(&dir.path.join(layout::STAGING_DIR), None);
+        if dir.created && std::fs::remove_dir(&dir.path).is_ok() {
+            tracing::debug!(dir = %dir.path.display(), "removed the destination directory created by this run");
         }
     }
 
@@ -208,7 +225,15 @@ impl Destination {
             return;
         };
         let prefix = self.full(&folder);
-        let listed: Vec<Path> = match self.store.list(Some(&prefix)).try_collect::<Vec<_>>().await {
+        let store = match self.store_for_read() {
+            Ok(Some(store)) => store,
+            Ok(None) => return,
+            Err(e) => {
+                tracing::warn!(folder = %self.show(&folder), error = %e, "listing the staging failed");
+                return;
+            }
+        };
+        let listed: Vec<Path> = match store.list(Some(&prefix)).try_collect::<Vec<_>>().await {
             Ok(objects) => objects
                 .into_iter()
                 .filter_map(|o| self.relative(&o.location))
@@ -219,7 +244,7 @@ impl Destination {
             }
         };
         self.delete_quietly(&listed).await;
-        let Some(local) = &self.local else {
+        let Some(local) = self.opened_dir() else {
             return;
         };
         let dir = local.path.join(layout::STAGING_DIR).join(run_id);
@@ -235,11 +260,13 @@ impl Destination {
     }
 
     /// Names of the objects directly inside folder `dir` (relative to the root); none when the
-    /// folder does not exist.
+    /// folder (or the local directory) does not exist.
     pub async fn list_folder(&self, dir: &str) -> Result<Vec<String>> {
         let rel = layout::parse_path(dir)?;
-        let listed = self
-            .store
+        let Some(store) = self.store_for_read()? else {
+            return Ok(Vec::new());
+        };
+        let listed = store
             .list_with_delimiter(Some(&self.full(&rel)))
             .await
             .map_err(|e| self.storage_error(&rel, e))?;
@@ -253,7 +280,10 @@ impl Destination {
     /// The bytes of object `rel` (relative to the root), or `None` when it does not exist.
     pub async fn read_object(&self, rel: &str) -> Result<Option<bytes::Bytes>> {
         let rel = layout::parse_path(rel)?;
-        let read = match self.store.get(&self.full(&rel)).await {
+        let Some(store) = self.store_for_read()? else {
+            return Ok(None);
+        };
+        let read = match store.get(&self.full(&rel)).await {
             Ok(got) => got.bytes().await,
             Err(e) => Err(e),
         };
@@ -275,15 +305,15 @@ impl Destination {
     /// file is also durable when this returns: a synced temporary file renamed over it, then
     /// its folder synced ([`durable::write_file`]); other stores acknowledge a put once durable.
     async fn put_durably(&self, rel: &Path, bytes: Vec<u8>) -> Result<()> {
-        let Some(local) = &self.local else {
+        let Storage::Local(local) = &self.storage else {
             return self
-                .store
+                .store_for_write()?
                 .put(&self.full(rel), object_store::PutPayload::from(bytes))
                 .await
                 .map(drop)
                 .map_err(|e| self.storage_error(rel, e));
         };
-        let path = local.path.join(rel.as_ref());
+        let path = local.create()?.path.join(rel.as_ref());
         let steps = tokio::task::spawn_blocking(move || durable::write_file(&path, &bytes))
             .await
             .map_err(|e| Error::Internal(format!("durable write: {e}")))?
@@ -294,13 +324,15 @@ impl Destination {
 
     /// Local directories: flushes the files `rels` (relative to the root) and every folder
     /// holding them, up to the root, to stable storage ([`durable::sync_files`]): what a
-    /// manifest names must survive a power loss. Other stores: nothing to do.
+    /// manifest names must survive a power loss. The directory is created first when missing
+    /// (a commit of no files still writes its manifest there). Other stores: nothing to do.
     async fn sync_files(&self, rels: &[Path]) -> Result<()> {
-        let Some(local) = &self.local else {
+        let Storage::Local(local) = &self.storage else {
             return Ok(());
         };
-        let root = local.path.clone();
-        let created = local.created;
+        let dir = local.create()?;
+        let root = dir.path.clone();
+        let created = dir.created;
         let files: Vec<PathBuf> = rels.iter().map(|rel| PathBuf::from(rel.as_ref())).collect();
         let started = std::time::Instant::now();
         let steps =
@@ -372,7 +404,7 @@ impl Destination {
     /// aborted uploads leave them, as only deletes clean up folders), and partial uploads of
     /// this report's earlier runs, which listings hide. Other stores have no folders.
     async fn tidy_staging(&self, names: &layout::ReportNames) {
-        let Some(local) = &self.local else {
+        let Some(local) = self.opened_dir() else {
             return;
         };
         let staging = local.path.join(layout::STAGING_DIR);
@@ -416,22 +448,6 @@ fn is_scheme(text: &str) -> bool {
         && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
 }
 
-/// Creates `path` when missing; returns whether it did.
-fn ensure_dir(path: &FsPath) -> Result<bool> {
-    match std::fs::metadata(path) {
-        Ok(meta) if meta.is_dir() => Ok(false),
-        Ok(_) => Err(Error::Usage(format!(
-            "output {} exists and is not a directory",
-            path.display()
-        ))),
-        Err(e) if e.kind() == ErrorKind::NotFound => {
-            std::fs::create_dir_all(path).map_err(|e| Error::io(path.display(), e))?;
-            Ok(true)
-        }
-        Err(e) => Err(Error::io(path.display(), e)),
-    }
-}
-
 /// Removes empty folders under `dir` (and `dir` itself) bottom-up, without following symlinks.
 /// With `names`, also removes that report's partial uploads of earlier runs (`<staged>#<n>`).
 /// Best effort: a folder that is not empty, or any error, leaves things as they are.
@@ -461,11 +477,32 @@ fn remove_empty_dirs(dir: &FsPath, names: Option<&layout::ReportNames>) {
 mod tests {
     use super::*;
 
-    #[test]
-    fn open_creates_the_directory_and_cleanup_removes_it_when_empty() {
+    #[tokio::test]
+    async fn opening_a_missing_directory_and_reading_it_create_nothing() {
         let tmp = tempfile::tempdir().unwrap();
         let out = tmp.path().join("new/out");
         let dest = Destination::open(out.to_str().unwrap()).unwrap();
+        // What planning and a dry run do: check, list the manifests, read a submission record.
+        dest.check().await.unwrap();
+        assert_eq!(
+            dest.list_folder(MANIFEST_DIR).await.unwrap(),
+            Vec::<String>::new()
+        );
+        assert_eq!(dest.read_object("_submissions/a.json").await.unwrap(), None);
+        dest.remove_run_staging("r1").await;
+        assert!(!tmp.path().join("new").exists(), "nothing was created");
+        // Nothing to clean up either: cleanup_after_failure is not needed after a mere open.
+        dest.cleanup_after_failure();
+        assert!(!tmp.path().join("new").exists());
+    }
+
+    #[test]
+    fn the_first_write_creates_the_directory_and_cleanup_removes_it_when_empty() {
+        let tmp = tempfile::tempdir().unwrap();
+        let out = tmp.path().join("new/out");
+        let dest = Destination::open(out.to_str().unwrap()).unwrap();
+        assert!(!out.exists());
+        dest.store_for_write().unwrap();
         assert!(out.is_dir());
         assert_eq!(dest.display(), out.to_str().unwrap());
         std::fs::create_dir_all(out.join("_staging/run/day=1")).unwrap();
@@ -478,10 +515,12 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let out = tmp.path().join("failed");
         let dest = Destination::open(out.to_str().unwrap()).unwrap();
+        dest.store_for_write().unwrap();
         drop(dest.cleanup_guard());
         assert!(!out.exists(), "a failed export's new directory goes");
         let out = tmp.path().join("committed");
         let dest = Destination::open(out.to_str().unwrap()).unwrap();
+        dest.store_for_write().unwrap();
         dest.cleanup_guard().keep();
         assert!(
             out.is_dir(),
@@ -498,9 +537,85 @@ mod tests {
 
         let out = tmp.path().join("made");
         let dest = Destination::open(out.to_str().unwrap()).unwrap();
+        dest.store_for_write().unwrap();
         std::fs::write(out.join("keep.txt"), "x").unwrap();
         dest.cleanup_after_failure();
         assert!(out.join("keep.txt").is_file());
+    }
+
+    /// Stages report `rep` of run `run` (two partitions) in `dest`, as an export does before
+    /// it fails.
+    async fn stage_two_days(dest: &Destination, run: &str) {
+        let batch = test_util::sample_batch(&["a", "b"], 0);
+        let options = WriteOptions::default();
+        // The export fails before its commit: the staged report is dropped.
+        let _never_committed = test_util::stage(dest, "rep", run, vec![batch], &["day"], options)
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failed_export_removes_only_what_it_created() {
+        let tmp = tempfile::tempdir().unwrap();
+        // A new directory: the first staged file creates it, the failure removes it again.
+        let out = tmp.path().join("new");
+        let dest = Destination::open(out.to_str().unwrap()).unwrap();
+        let guard = dest.cleanup_guard();
+        stage_two_days(&dest, "r1").await;
+        assert_eq!(test_util::list_files(&out).len(), 2);
+        dest.remove_run_staging("r1").await;
+        drop(guard);
+        assert!(!out.exists());
+        // A directory that existed: the staging goes, the directory and its files stay.
+        std::fs::write(tmp.path().join("notes.txt"), "mine").unwrap();
+        let dest = Destination::open(tmp.path().to_str().unwrap()).unwrap();
+        let guard = dest.cleanup_guard();
+        stage_two_days(&dest, "r2").await;
+        dest.remove_run_staging("r2").await;
+        drop(guard);
+        assert_eq!(test_util::list_files(tmp.path()), ["notes.txt"]);
+        assert_eq!(test_util::list_dirs(tmp.path()), Vec::<String>::new());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_commit_of_no_files_creates_the_directory_for_its_manifest() {
+        let tmp = tempfile::tempdir().unwrap();
+        let out = tmp.path().join("empty");
+        let dest = Destination::open(out.to_str().unwrap()).unwrap();
+        let staged = test_util::stage(
+            &dest,
+            "rep",
+            "r1",
+            Vec::new(),
+            &["day"],
+            WriteOptions::default(),
+        )
+        .await
+        .unwrap();
+        assert!(!out.exists(), "no rows, no file yet");
+        let info = ManifestInfo {
+            report_id: "rep".into(),
+            source_url: "http://127.0.0.1:1/reports/rep".into(),
+            schema: test_util::sample_schema(),
+            partition_by: vec!["day".into()],
+            compression: "zstd(3)".into(),
+        };
+        let summary = staged.commit(&dest, info).await.unwrap();
+        assert_eq!((summary.rows, summary.files), (0, 0));
+        assert_eq!(test_util::list_files(&out), ["_manifests/rep.json"]);
+        assert!(dest.opened_dir().unwrap().created);
+    }
+
+    #[tokio::test]
+    async fn a_submission_record_creates_the_directory() {
+        let tmp = tempfile::tempdir().unwrap();
+        let out = tmp.path().join("records");
+        let dest = Destination::open(out.to_str().unwrap()).unwrap();
+        dest.write_object("_submissions/a.json", b"{}".to_vec())
+            .await
+            .unwrap();
+        assert_eq!(test_util::list_files(&out), ["_submissions/a.json"]);
+        assert_eq!(dest.list_folder("_submissions").await.unwrap(), ["a.json"]);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -525,7 +640,9 @@ mod tests {
     fn file_urls_are_directories_and_other_schemes_are_usage_errors() {
         let tmp = tempfile::tempdir().unwrap();
         let url = reqwest::Url::from_directory_path(tmp.path().join("via url")).unwrap();
-        Destination::open(url.as_str()).unwrap();
+        let dest = Destination::open(url.as_str()).unwrap();
+        assert!(!tmp.path().join("via url").exists());
+        dest.store_for_write().unwrap();
         assert!(tmp.path().join("via url").is_dir());
 
         for out in ["gs://b/p", "", "s3:///no-bucket"] {

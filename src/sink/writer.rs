@@ -263,9 +263,10 @@ impl ReportWriter {
         let path = self.names.data_file(dirs, self.numbers.next(dirs))?;
         let staged = self.names.staged(&path)?;
         let full = self.dest.full(&staged);
+        let store = self.dest.store_for_write()?;
         let upload = self
             .handle
-            .block_on(self.dest.store().put_multipart(&full))
+            .block_on(store.put_multipart(&full))
             .map_err(|e| self.dest.storage_error(&staged, e))?;
         let sink = UploadSink {
             handle: self.handle.clone(),

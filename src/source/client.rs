@@ -274,17 +274,10 @@ impl ApiClient {
         url
     }
 
-    /// GETs `url` with the bearer token and returns the body of a 2xx answer. Transient
-    /// failures are retried as [`RetryPolicy`] says; a 401 leads to one fresh login and one
-    /// retry. An error after more than one attempt says how many there were and how long they
-    /// took.
-    pub async fn get(&self, url: &Url, at: &PageLocation) -> Result<Bytes> {
-        let fetched = self.fetch(&Request::default(), url, at).await?;
-        Ok(fetched.body)
-    }
-
-    /// Sends `request` to `url` like [`ApiClient::get`] and returns the body of a 2xx answer
-    /// with the format it is read in.
+    /// Sends `request` to `url` with the bearer token and returns the body of a 2xx answer
+    /// with the format it is read in. Transient failures are retried as [`RetryPolicy`] says;
+    /// a 401 leads to one fresh login and one retry. An error after more than one attempt says
+    /// how many there were and how long they took.
     pub async fn fetch(&self, request: &Request, url: &Url, at: &PageLocation) -> Result<Fetched> {
         self.fetch_within(request, url, at, self.retry.max_attempts, None)
             .await
@@ -736,7 +729,10 @@ mod tests {
         assert!(gate.held_for(&page).is_some(), "the origin is held");
         // Any other request to the origin waits for the hold too.
         let list = client.endpoint(&["v1", "reports"]);
-        client.get(&list, &located(&list)).await.unwrap();
+        client
+            .fetch(&Request::default(), &list, &located(&list))
+            .await
+            .unwrap();
         assert!(started.elapsed() >= Duration::from_secs(1));
         let fetched = client
             .fetch_after(&Request::default(), &page, &located(&page), failed)
@@ -768,13 +764,19 @@ mod tests {
         let (client, gate, _stop) = failing_once(429, Some("120")).await;
         let page = client.endpoint(&["v1", "completed-reports", "rpt_7f3a9c21"]);
         let started = Instant::now();
-        let error = client.get(&page, &located(&page)).await.unwrap_err();
+        let error = client
+            .fetch(&Request::default(), &page, &located(&page))
+            .await
+            .unwrap_err();
         assert!(error.to_string().contains("HTTP 429"), "{error}");
         assert!(started.elapsed() < Duration::from_secs(5));
         assert!(gate.held_for(&page) > Some(Duration::from_secs(115)));
         // Nothing more is sent there: the next request fails unsent.
         let list = client.endpoint(&["v1", "reports"]);
-        let error = client.get(&list, &located(&list)).await.unwrap_err();
+        let error = client
+            .fetch(&Request::default(), &list, &located(&list))
+            .await
+            .unwrap_err();
         assert!(error.to_string().contains("not sent"), "{error}");
     }
 

@@ -1,14 +1,17 @@
 //! What one export reads: an [`Endpoint`] names the first URL, how each page is requested
 //! ([`Request`]), where the rows are (a [`JsonPath`]), how pages follow ([`Paging`]) and,
 //! optionally, where a page states the total number of rows. The templates (`export report`,
-//! `export reports`) are presets of it ([`Endpoint::preset`]); `export url` configures every
-//! part by hand.
+//! `export reports`) and the report list (`reports`, `run`) are presets of it
+//! ([`Endpoint::preset`]); `export url` configures every part by hand.
 //!
-//! [`decode_page`] turns one fetched page into a raw Arrow batch and its [`PageEnd`]. Pages of
-//! the API's own shape (JSON, rows at `$.data.rows[*]`, next link at `$.links.next`, no total)
-//! take the one-pass decoder of [`super::extract`]; every other shape takes the general path:
-//! the page is walked with [`JsonPath`]s over borrowed raw values (JSON), or read as NDJSON or
-//! CSV ([`super::formats`]), and each row goes to the same [`RowDecoder`].
+//! There is one reader for every page shape, [`for_each_row`]: a JSON page is walked with
+//! [`JsonPath`]s over borrowed raw values, an NDJSON or CSV page is read by [`super::formats`],
+//! and each row goes to a callback as a `&RawValue`, with the page's [`PageEnd`] returned.
+//! [`decode_page`] turns one fetched page into a raw Arrow batch through it, except that pages
+//! of the API's own shape (JSON, rows at `$.data.rows[*]`, next link at `$.links.next`, no
+//! total) take the one-pass decoder of [`super::extract`], the export's hot path; a property
+//! test there checks that it reads what [`for_each_row`] reads over [`Endpoint::preset`], and
+//! names the pages (ones the API never sends) where the two differ.
 
 use reqwest::Url;
 use serde_json::value::RawValue;
@@ -64,10 +67,11 @@ impl Endpoint {
 }
 
 /// Decodes one page of `endpoint` into a raw batch (through `decoder`, left empty afterwards)
-/// and reads how the page ends. Errors: [`Error::Page`] for a body that is not in its format,
-/// a data path that matches nothing (naming the path and the keys the page has instead), or a
-/// next, cursor or total path holding the wrong kind of value; [`Error::Row`] for a row that
-/// cannot be decoded.
+/// and reads how the page ends: pages of the API's own shape with the one-pass decoder of
+/// [`super::extract`], every other page with [`for_each_row`]. Errors: [`Error::Page`] for a
+/// body that is not in its format, a data path that matches nothing (naming the path and the
+/// keys the page has instead), or a next, cursor or total path holding the wrong kind of value;
+/// [`Error::Row`] for a row that cannot be decoded.
 pub fn decode_page(
     endpoint: &Endpoint,
     page: &Fetched,
@@ -87,9 +91,24 @@ pub fn decode_page(
         ));
     }
     decoder.reset();
-    let mut push = |row: &RawValue| decoder.push_row(row);
+    let end = for_each_row(endpoint, page, at, |row| decoder.push_row(row))?;
+    let raw = decoder.finish().map_err(|source| row_error(at, source))?;
+    Ok((raw, end))
+}
+
+/// The general page reader: hands each row of `page` to `on_row` in order, as a borrowed raw
+/// value, and reads how the page ends. A JSON page is walked with the endpoint's paths (any
+/// shape, the API's own included: this is how the report list is read); NDJSON and CSV pages
+/// are read by [`super::formats`]. Errors as [`decode_page`]; a row `on_row` refuses is an
+/// [`Error::Row`].
+pub fn for_each_row(
+    endpoint: &Endpoint,
+    page: &Fetched,
+    at: &PageLocation,
+    mut on_row: impl FnMut(&RawValue) -> Result<(), DecodeError>,
+) -> Result<PageEnd> {
     let end = match page.format {
-        ContentFormat::Json => json_page(endpoint, &page.body, at, &mut push)?,
+        ContentFormat::Json => json_page(endpoint, &page.body, at, &mut on_row)?,
         format => {
             if let Some(path) = endpoint.next_path().or(endpoint.total.as_ref()) {
                 return Err(page_error(
@@ -98,8 +117,8 @@ pub fn decode_page(
                 ));
             }
             let rows = match format {
-                ContentFormat::Csv => formats::csv_rows(&page.body, push),
-                _ => formats::ndjson_rows(&page.body, push),
+                ContentFormat::Csv => formats::csv_rows(&page.body, on_row),
+                _ => formats::ndjson_rows(&page.body, on_row),
             }
             .map_err(|source| row_error(at, source))?;
             PageEnd {
@@ -108,21 +127,19 @@ pub fn decode_page(
             }
         }
     };
-    let raw = decoder.finish().map_err(|source| row_error(at, source))?;
-    let end = PageEnd {
+    Ok(PageEnd {
         digest: endpoint.paging.counts().then(|| digest(&page.body)),
         ..end
-    };
-    Ok((raw, end))
+    })
 }
 
-/// A JSON page on the general path: every value at the data path is pushed as a row, then the
+/// A JSON page on the general path: every value at the data path goes to `on_row`, then the
 /// next (or cursor) and total paths are read.
 fn json_page(
     endpoint: &Endpoint,
     body: &[u8],
     at: &PageLocation,
-    push: &mut impl FnMut(&RawValue) -> Result<(), DecodeError>,
+    on_row: &mut impl FnMut(&RawValue) -> Result<(), DecodeError>,
 ) -> Result<PageEnd> {
     let root: &RawValue = serde_json::from_slice(body)
         .map_err(|e| page_error(at, format!("body is not valid JSON: {e}")))?;
@@ -145,7 +162,7 @@ fn json_page(
         ));
     }
     for row in &rows {
-        push(row).map_err(|source| row_error(at, source))?;
+        on_row(row).map_err(|source| row_error(at, source))?;
     }
     let next = match endpoint.next_path() {
         Some(path) => text_at(path, root, at)?,
@@ -287,6 +304,93 @@ mod tests {
                 }
             );
         }
+    }
+
+    /// The rows (raw) and the end of `body` read by the general reader over the preset.
+    fn preset_rows(body: &str) -> Result<(Vec<String>, PageEnd)> {
+        let preset = Endpoint::preset(Url::parse("http://h/r").unwrap());
+        let page = Fetched {
+            body: Bytes::from(body.to_owned()),
+            format: ContentFormat::Json,
+            rest: None,
+        };
+        let mut rows = Vec::new();
+        let end = for_each_row(&preset, &page, &at(), |row| {
+            rows.push(row.get().to_owned());
+            Ok(())
+        })?;
+        Ok((rows, end))
+    }
+
+    #[test]
+    fn the_preset_reads_raw_rows_and_next_in_any_key_order() {
+        let body = r#"{"links": {"next": "/v1/x?page=2", "self": "a"}, "meta": {"rows": [9]},
+                       "data": {"total": 2, "rows": [{"a": 1}, {"a": "\u00e9"}]}}"#;
+        let (rows, end) = preset_rows(body).unwrap();
+        assert_eq!(rows, [r#"{"a": 1}"#, r#"{"a": "\u00e9"}"#]);
+        assert_eq!(end.rows, 2);
+        assert_eq!(end.next.as_deref(), Some("/v1/x?page=2"));
+    }
+
+    #[test]
+    fn the_preset_next_may_be_absent_null_or_links_null() {
+        for body in [
+            r#"{"data": {"rows": []}}"#,
+            r#"{"data": {"rows": []}, "links": {}}"#,
+            r#"{"data": {"rows": []}, "links": {"next": null}}"#,
+            r#"{"data": {"rows": []}, "links": null}"#,
+        ] {
+            let (rows, end) = preset_rows(body).unwrap();
+            assert!(rows.is_empty());
+            assert_eq!(end.next, None, "{body}");
+        }
+    }
+
+    #[test]
+    fn the_preset_without_rows_names_the_path_and_what_was_there() {
+        let err = preset_rows(r#"{"result": [], "links": {}}"#)
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            "invalid page (http://h/r, page 1): $.data.rows[*] matched nothing; \
+             the page has keys links, result"
+        );
+    }
+
+    #[test]
+    fn the_preset_on_invalid_json_is_a_page_error() {
+        let err = preset_rows(r#"{"data": {"rows": [{"a": 1}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("invalid page (http://h/r, page 1): body is not valid JSON"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_row_the_callback_refuses_is_a_row_error() {
+        let preset = Endpoint::preset(Url::parse("http://h/r").unwrap());
+        let page = Fetched {
+            body: Bytes::from_static(br#"{"data": {"rows": [1, 2]}}"#),
+            format: ContentFormat::Json,
+            rest: None,
+        };
+        let err = for_each_row(&preset, &page, &at(), |_| {
+            Err(DecodeError {
+                row: 0,
+                column: String::new(),
+                reason: "expected a JSON object, found a number".into(),
+            })
+        })
+        .unwrap_err();
+        assert!(matches!(err, Error::Row { .. }));
+        assert_eq!(
+            err.to_string(),
+            "cannot decode row 0, column \"\": expected a JSON object, found a number \
+             (http://h/r, page 1)"
+        );
     }
 
     #[test]

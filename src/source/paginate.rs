@@ -6,7 +6,8 @@
 //! missing, null or empty cursor), or a single page. Any kind also ends once the rows seen reach
 //! a total the pages state. Every kind refuses a URL it has already visited in this export, so
 //! a looping API can never make an export run forever. It does not fetch anything;
-//! [`super::for_each_page`] and [`super::readahead`] drive it.
+//! [`super::readahead`] (an export's pages) and `session::report_requests` (the report list)
+//! drive it.
 
 use std::collections::HashSet;
 
@@ -72,16 +73,6 @@ pub struct PageEnd {
     /// A digest of the page's body, for kinds that count ([`Paging::counts`]): a server that
     /// ignores the page or offset parameter serves the same page again and again.
     pub digest: Option<u64>,
-}
-
-impl PageEnd {
-    /// A page of the default shape seen only for its next link.
-    pub fn link(next: Option<String>) -> Self {
-        PageEnd {
-            next,
-            ..PageEnd::default()
-        }
-    }
 }
 
 /// Pagination state of one listing.
@@ -272,7 +263,10 @@ mod tests {
     fn walk(first: &str, links: &[Option<&str>]) -> Result<Vec<String>> {
         let ends: Vec<PageEnd> = links
             .iter()
-            .map(|link| PageEnd::link(link.map(str::to_owned)))
+            .map(|link| PageEnd {
+                next: link.map(str::to_owned),
+                ..PageEnd::default()
+            })
             .collect();
         walk_kind(first, Paging::default_next(), &ends)
     }

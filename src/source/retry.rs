@@ -1,4 +1,4 @@
-//! When and how long [`crate::source::client::ApiClient::get`] waits before trying a request
+//! When and how long [`crate::source::client::ApiClient::fetch`] waits before trying a request
 //! again. It owns the rules only: which answers are worth another attempt (408, 429, 500, 502,
 //! 503, 504, and transport failures: connection errors, timeouts, bodies cut off mid-stream),
 //! exponential backoff with full jitter, `Retry-After` as the minimum wait, the attempt and
