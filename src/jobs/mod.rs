@@ -195,9 +195,6 @@ pub async fn run(
         signal = context.interrupt.clone() => return Err(signal.into()),
     };
     let outcomes = if settings.dry_run {
-        for job in &settings.jobs {
-            job.output.destination.cleanup_after_failure();
-        }
         planned_outcomes(settings, &plans)
     } else {
         context.execute(&plans, started).await?

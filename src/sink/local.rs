@@ -61,6 +61,24 @@ impl LocalDir {
         Ok(dir)
     }
 
+    /// Fails when the first write could not create or write the directory: the directory, or
+    /// the nearest folder above it that exists, must be writable by this process (a file in
+    /// the way already failed [`LocalDir::open`]). Creates nothing, so an export fails before
+    /// it fetches a page.
+    pub(super) fn check_writable(&self) -> Result<()> {
+        let Some(existing) = self.absolute.ancestors().find(|dir| dir.exists()) else {
+            return Ok(());
+        };
+        if !writable(existing) {
+            return Err(Error::Usage(format!(
+                "output {}: cannot write to {}",
+                self.given.display(),
+                existing.display()
+            )));
+        }
+        Ok(())
+    }
+
     /// The directory if it exists, without creating it: for a read (a missing directory holds
     /// nothing).
     pub(super) fn find(&self) -> Result<Option<Arc<ExistingDir>>> {
@@ -128,9 +146,32 @@ impl LocalDir {
     }
 }
 
+/// Whether this process may create entries in directory `dir` (write and search permission).
+fn writable(dir: &std::path::Path) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(path) = std::ffi::CString::new(dir.as_os_str().as_bytes()) else {
+        return false;
+    };
+    // SAFETY: `path` is a valid NUL-terminated string that outlives the call; access(2) only
+    // reads it.
+    unsafe { libc::access(path.as_ptr(), libc::W_OK | libc::X_OK) == 0 }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_writable_check_creates_nothing_and_a_file_in_the_way_fails_at_open() {
+        let tmp = tempfile::tempdir().unwrap();
+        let file = tmp.path().join("file");
+        std::fs::write(&file, "x").unwrap();
+        assert!(LocalDir::open(file.join("a/b")).is_err());
+        let fine = LocalDir::open(tmp.path().join("new/deeper")).unwrap();
+        fine.check_writable().unwrap();
+        assert!(!tmp.path().join("new").exists());
+        assert!(writable(tmp.path()));
+    }
 
     #[test]
     fn opening_a_missing_directory_creates_nothing_and_finds_nothing() {

@@ -179,9 +179,12 @@ impl Destination {
 
     /// Fails early when the destination cannot be used: for S3, one listing request under the
     /// prefix (wrong endpoint, credentials or bucket fail here, before any page is fetched).
-    /// A local directory was checked by [`Destination::open`], and is created by the first
-    /// write.
+    /// A local directory is created by the first write; here it (or the folder it will be
+    /// made in) must be writable.
     pub async fn check(&self) -> Result<()> {
+        if let Storage::Local(local) = &self.storage {
+            local.check_writable()?;
+        }
         let Some(target) = &self.s3 else {
             return Ok(());
         };
