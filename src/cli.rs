@@ -221,6 +221,18 @@ pub struct OutputArgs {
     /// How many reports to export at once.
     #[arg(long, default_value_t = 2)]
     pub concurrency: i64,
+
+    /// When the export's schema differs from the other reports' in DEST: fail (publish
+    /// nothing), evolve (give every file the merged schema) or allow (publish and record it).
+    #[arg(long, value_name = "POLICY", default_value = "fail", value_parser = policies())]
+    pub on_schema_change: String,
+}
+
+/// The names of the schema-change policies.
+fn policies() -> clap::builder::PossibleValuesParser {
+    clap::builder::PossibleValuesParser::new(
+        crate::drift::ON_SCHEMA_CHANGE.iter().map(|(name, _)| *name),
+    )
 }
 
 /// How log lines are written.

@@ -33,6 +33,7 @@ pub mod app;
 mod cancel;
 pub mod cli;
 pub mod decode;
+pub mod drift;
 pub mod error;
 mod hash;
 pub mod infer;

@@ -560,6 +560,7 @@ async fn commit_all(
             schema: schema.clone(),
             partition_by: settings.output.partition_by.clone(),
             compression: settings.output.write.compression.to_string(),
+            schema_drift: Default::default(),
         };
         match staged.commit(&settings.output.destination, manifest).await {
             Ok(summary) => summaries.push(summary),

@@ -74,6 +74,7 @@ pub fn output(args: &OutputArgs) -> OutputInput {
         partition_by: args.partition_by.clone(),
         compression: Some(args.compression.clone()),
         max_partitions: Some(args.max_partitions),
+        on_schema_change: Some(args.on_schema_change.clone()),
     }
 }
 

@@ -163,6 +163,7 @@ struct RawJob {
     partition_by: Option<Spanned<Vec<String>>>,
     compression: Option<Spanned<String>>,
     max_partitions: Option<Spanned<i64>>,
+    on_schema_change: Option<Spanned<String>>,
     // kind = "endpoint": the fields of `export url`, in snake_case (see `endpoint`).
     url: Option<Spanned<String>>,
     method: Option<Spanned<String>>,
@@ -443,6 +444,7 @@ fn keys(raw: &RawJob) -> Vec<(&'static str, Option<Range<usize>>)> {
         ("partition_by", span(&raw.partition_by)),
         ("compression", span(&raw.compression)),
         ("max_partitions", span(&raw.max_partitions)),
+        ("on_schema_change", span(&raw.on_schema_change)),
         ("ids", span(&raw.ids)),
         ("where", span(&raw.filter)),
         ("request", span(&raw.request)),
@@ -545,6 +547,7 @@ fn job(at: &Arc<Locator>, raw: RawJob, span: Range<usize>, env: Env) -> Result<J
                 .unwrap_or_default(),
             compression: raw.compression.as_ref().map(|c| c.get_ref().clone()),
             max_partitions: raw.max_partitions.as_ref().map(|n| *n.get_ref()),
+            on_schema_change: raw.on_schema_change.as_ref().map(|p| p.get_ref().clone()),
         },
     )?;
     Ok(Job {

@@ -42,6 +42,7 @@ pub const PARTITION_BY: Field = field("--partition-by", "partition_by");
 pub const COMPRESSION: Field = field("--compression", "compression");
 pub const MAX_PARTITIONS: Field = field("--max-partitions", "max_partitions");
 pub const CONCURRENCY: Field = field("--concurrency", "concurrency");
+pub const ON_SCHEMA_CHANGE: Field = field("--on-schema-change", "on_schema_change");
 
 // A configured endpoint.
 pub const URL: Field = field("URL", "url");

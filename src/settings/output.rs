@@ -1,11 +1,13 @@
 //! The output of an export: the destination (opened, which checks it without writing), the
-//! partition columns, the Parquet codec, the partition limit, and how many reports run at once.
+//! partition columns, the Parquet codec, the partition limit, the schema-change policy, and
+//! how many reports run at once.
 
 use std::collections::HashSet;
 use std::str::FromStr;
 
 use super::field;
-use super::{Origin, checked, invalid};
+use super::{Origin, checked, choice, invalid};
+use crate::drift::{ON_SCHEMA_CHANGE, OnSchemaChange};
 use crate::error::{Error, Result};
 use crate::sink::partition::DEFAULT_MAX_PARTITIONS;
 use crate::sink::{Codec, Destination, WriteOptions};
@@ -23,6 +25,8 @@ pub struct OutputInput {
     pub compression: Option<String>,
     /// [default: [`DEFAULT_MAX_PARTITIONS`]]
     pub max_partitions: Option<i64>,
+    /// A policy of [`ON_SCHEMA_CHANGE`] [default: fail].
+    pub on_schema_change: Option<String>,
 }
 
 /// A checked output.
@@ -33,6 +37,8 @@ pub struct Output {
     pub write: WriteOptions,
     /// Most distinct partitions an export may have.
     pub max_partitions: usize,
+    /// What to do when the export's schema differs from the destination's other reports.
+    pub on_schema_change: OnSchemaChange,
 }
 
 /// Checks an output and opens its destination.
@@ -57,6 +63,10 @@ pub fn output(origin: &dyn Origin, input: &OutputInput) -> Result<Output> {
         at_least_one,
     )?
     .unwrap_or(DEFAULT_MAX_PARTITIONS);
+    let on_schema_change = match &input.on_schema_change {
+        Some(text) => choice(origin, field::ON_SCHEMA_CHANGE, text, ON_SCHEMA_CHANGE)?,
+        None => OnSchemaChange::default(),
+    };
     let destination = Destination::open(&input.out).map_err(|e| match e {
         Error::Usage(message) => origin.error(field::OUT, message),
         other => other,
@@ -69,6 +79,7 @@ pub fn output(origin: &dyn Origin, input: &OutputInput) -> Result<Output> {
             ..WriteOptions::default()
         },
         max_partitions,
+        on_schema_change,
     })
 }
 

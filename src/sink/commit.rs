@@ -16,10 +16,11 @@ use chrono::{SecondsFormat, Utc};
 use futures::{StreamExt, TryStreamExt, stream};
 use object_store::ObjectStoreExt;
 use object_store::path::Path;
-use serde::Serialize;
 
 use super::Destination;
 use super::layout::{Owned, ReportNames};
+use super::manifest::{Manifest, ManifestColumn, ManifestFile};
+use crate::drift::Drift;
 use crate::error::{Error, Result};
 
 /// Files renamed at once when publishing: S3 copies run on the server, so a few in parallel
@@ -62,6 +63,9 @@ pub struct ManifestInfo {
     pub partition_by: Vec<String>,
     /// Compression as shown to users, e.g. `zstd(3)`.
     pub compression: String,
+    /// How the export's schema differs from the destination's other reports (empty: it does
+    /// not, or it was not compared).
+    pub schema_drift: Drift,
 }
 
 /// Outcome of a commit.
@@ -211,66 +215,30 @@ impl StagedReport {
         dest.put_durably(&path, json).await
     }
 
-    fn manifest<'a>(&'a self, info: &'a ManifestInfo) -> Manifest<'a> {
+    fn manifest(&self, info: &ManifestInfo) -> Manifest {
         Manifest {
-            report_id: &info.report_id,
-            run_id: self.names.run_id(),
+            report_id: info.report_id.clone(),
+            run_id: self.names.run_id().to_owned(),
             rows: self.rows,
             bytes: self.bytes,
             files: self
                 .files
                 .iter()
                 .map(|f| ManifestFile {
-                    path: f.path.as_ref(),
+                    path: f.path.to_string(),
                     rows: f.rows,
                     bytes: f.bytes,
                 })
                 .collect(),
-            schema: info
-                .schema
-                .fields()
-                .iter()
-                .map(|f| ManifestColumn {
-                    name: f.name(),
-                    r#type: f.data_type().to_string(),
-                })
-                .collect(),
-            partition_by: &info.partition_by,
-            compression: &info.compression,
-            source_url: &info.source_url,
+            schema: ManifestColumn::of(&info.schema),
+            partition_by: info.partition_by.clone(),
+            compression: info.compression.clone(),
+            source_url: info.source_url.clone(),
             exported_at: Utc::now().to_rfc3339_opts(SecondsFormat::Secs, true),
-            tool_version: env!("CARGO_PKG_VERSION"),
+            tool_version: env!("CARGO_PKG_VERSION").to_owned(),
+            schema_drift: info.schema_drift.clone(),
         }
     }
-}
-
-/// `_manifests/<key>.json`: what one committed export holds.
-#[derive(Debug, Serialize)]
-struct Manifest<'a> {
-    report_id: &'a str,
-    run_id: &'a str,
-    rows: u64,
-    bytes: u64,
-    files: Vec<ManifestFile<'a>>,
-    schema: Vec<ManifestColumn<'a>>,
-    partition_by: &'a [String],
-    compression: &'a str,
-    source_url: &'a str,
-    exported_at: String,
-    tool_version: &'static str,
-}
-
-#[derive(Debug, Serialize)]
-struct ManifestFile<'a> {
-    path: &'a str,
-    rows: u64,
-    bytes: u64,
-}
-
-#[derive(Debug, Serialize)]
-struct ManifestColumn<'a> {
-    name: &'a str,
-    r#type: String,
 }
 
 /// Deletes this report's objects that are not part of the run (see [`ReportNames::classify`]);
@@ -342,6 +310,7 @@ mod tests {
             schema: sample_schema(),
             partition_by: vec!["day".into()],
             compression: "zstd(3)".into(),
+            schema_drift: Default::default(),
         }
     }
 

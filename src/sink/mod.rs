@@ -20,6 +20,7 @@ mod commit;
 mod durable;
 mod layout;
 mod local;
+pub mod manifest;
 pub mod partition;
 mod s3;
 mod writer;
@@ -602,6 +603,7 @@ mod tests {
             schema: test_util::sample_schema(),
             partition_by: vec!["day".into()],
             compression: "zstd(3)".into(),
+            schema_drift: Default::default(),
         };
         let summary = staged.commit(&dest, info).await.unwrap();
         assert_eq!((summary.rows, summary.files), (0, 0));

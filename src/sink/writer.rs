@@ -918,6 +918,7 @@ mod tests {
             schema: sample_schema(),
             partition_by: vec!["day".into()],
             compression: "zstd(3)".into(),
+            schema_drift: Default::default(),
         };
         staged.await.unwrap().commit(&dest, info).await.unwrap();
         let mut top: Vec<String> = std::fs::read_dir(tmp.path())
