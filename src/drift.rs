@@ -9,9 +9,15 @@
 //! writes files.
 
 use std::fmt;
+use std::sync::Arc;
 
-use arrow::datatypes::DataType;
+use arrow::array::{ArrayRef, RecordBatch, RecordBatchOptions, new_null_array};
+use arrow::compute::cast;
+use arrow::datatypes::{DataType, SchemaRef};
 use serde::{Deserialize, Serialize};
+
+use crate::decode::scalars_to_text;
+use crate::error::{Error, Result};
 
 /// What an export does when its schema differs from the other reports of its destination
 /// (`--on-schema-change`, `on_schema_change`).
@@ -197,10 +203,53 @@ impl Drift {
         self.differences.is_empty()
     }
 
-    /// The differences as one line: `a; b; c`.
+    /// The differences as one line: `a; b; c`, columns added to (or missing from) the same
+    /// reports named together.
     pub fn describe(&self) -> String {
-        let parts: Vec<String> = self.differences.iter().map(ToString::to_string).collect();
-        parts.join("; ")
+        let mut parts: Vec<String> = Vec::new();
+        let mut grouped: Vec<(&str, &[String], Vec<String>)> = Vec::new();
+        for difference in &self.differences {
+            let (what, reports, column) = match difference {
+                Difference::Added {
+                    column,
+                    r#type,
+                    reports,
+                } => ("new", reports, (column, r#type)),
+                Difference::Missing {
+                    column,
+                    r#type,
+                    reports,
+                } => ("no", reports, (column, r#type)),
+                other => {
+                    parts.push(other.to_string());
+                    continue;
+                }
+            };
+            let text = format!("{:?} ({})", column.0, column.1);
+            match grouped
+                .iter_mut()
+                .find(|(w, r, _)| *w == what && *r == reports.as_slice())
+            {
+                Some((_, _, columns)) => columns.push(text),
+                None => grouped.push((what, reports, vec![text])),
+            }
+        }
+        let columns = grouped.into_iter().map(|(what, reports, columns)| {
+            let noun = if columns.len() == 1 {
+                "column"
+            } else {
+                "columns"
+            };
+            let link = if what == "new" { "not in" } else { "of" };
+            format!(
+                "{what} {noun} {} {link} {}",
+                columns.join(", "),
+                list(reports)
+            )
+        });
+        let mut all: Vec<String> = columns.collect();
+        all.extend(parts);
+        all.join("; ")
     }
 
     /// The differences that have no merged schema: a type pair without a merged type, or other
@@ -217,16 +266,16 @@ impl Drift {
     }
 }
 
-/// The one schema `ours` and `others` converge on: the export's columns in its order, then the
-/// columns only others have (first seen first), each of the type every report's merges into.
-/// `None` when some pair has no merged type.
+/// The one schema `ours` and `others` converge on: the columns the others have, in their
+/// first-seen order (so a dataset keeps its column order), then the columns only `ours` has,
+/// each of the type every report's merges into. `None` when some pair has no merged type.
 pub fn merged_schema(
     ours: &ReportSchema,
     others: &[ReportSchema],
 ) -> Option<Vec<(String, DataType)>> {
-    let mut columns = ours.columns.clone();
-    for other in others {
-        for (name, data_type) in &other.columns {
+    let mut columns: Vec<(String, DataType)> = Vec::new();
+    for report in others.iter().chain(std::iter::once(ours)) {
+        for (name, data_type) in &report.columns {
             match columns.iter_mut().find(|(n, _)| n == name) {
                 Some((_, merged)) => *merged = merge_types(merged, data_type)?,
                 None => columns.push((name.clone(), data_type.clone())),
@@ -246,6 +295,41 @@ pub fn merge_types(a: &DataType, b: &DataType) -> Option<DataType> {
         (a, b) if !a.is_nested() && !b.is_nested() => Some(Utf8),
         _ => None,
     }
+}
+
+/// `batch` with exactly the fields of `schema`, by name: a column it lacks becomes nulls, a
+/// column of another type is converted by [`widen`]. `schema` must hold every column of
+/// `batch` (it is a merged schema).
+pub fn conform_to(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch> {
+    let rows = batch.num_rows();
+    let columns = schema
+        .fields()
+        .iter()
+        .map(|field| match batch.column_by_name(field.name()) {
+            Some(column) => widen(field.name(), column, field.data_type()),
+            None => Ok(new_null_array(field.data_type(), rows)),
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let options = RecordBatchOptions::new().with_row_count(Some(rows));
+    RecordBatch::try_new_with_options(schema.clone(), columns, &options)
+        .map_err(|e| Error::arrow("conforming rows to the merged schema", e))
+}
+
+/// One column converted to the merged type `to` ([`merge_types`] of its type and another):
+/// Int64 to Float64 by value, booleans and numbers to their JSON text (as an export writes a
+/// column that mixes them), other scalars to text as Arrow prints them (dates `YYYY-MM-DD`).
+pub fn widen(name: &str, column: &ArrayRef, to: &DataType) -> Result<ArrayRef> {
+    let from = column.data_type();
+    if from == to {
+        return Ok(column.clone());
+    }
+    if *to == DataType::Utf8
+        && let Some(text) = scalars_to_text(column.as_ref())
+    {
+        return Ok(Arc::new(text));
+    }
+    cast(column, to)
+        .map_err(|e| Error::arrow(format!("converting column {name:?} from {from} to {to}"), e))
 }
 
 /// Columns of `reports` in first-seen order, each with its first-seen type.
@@ -363,9 +447,9 @@ mod tests {
         let drift = Drift::compare(&ours, &[old.clone(), other.clone()]);
         assert_eq!(
             drift.describe(),
-            "column \"n\" is Int64 here but Float64 in report old; \
-             new column \"extra\" (Utf8), not in reports old, other; \
+            "new column \"extra\" (Utf8) not in reports old, other; \
              no column \"gone\" (Boolean) of report old; \
+             column \"n\" is Int64 here but Float64 in report old; \
              partitioned by [date] here but by [site] in report other"
         );
         assert_eq!(
@@ -378,8 +462,8 @@ mod tests {
             vec![
                 ("date".to_string(), DataType::Date32),
                 ("n".to_string(), DataType::Float64),
-                ("extra".to_string(), DataType::Utf8),
                 ("gone".to_string(), DataType::Boolean),
+                ("extra".to_string(), DataType::Utf8),
             ]
         );
         assert_eq!(dataset_differences(&[ours, old, other]).len(), 3);

@@ -124,6 +124,18 @@ pub enum Error {
     #[error("interrupted ({signal})")]
     Interrupted { signal: String, exit_code: u8 },
 
+    /// The export's schema differs from the other reports of its destination and the policy
+    /// (`--on-schema-change`) refuses it; nothing was published.
+    #[error(
+        "the schema of {reports} differs from the other reports in {dest}: {differences}; {hint}"
+    )]
+    SchemaDrift {
+        reports: String,
+        dest: String,
+        differences: String,
+        hint: String,
+    },
+
     /// A submitted report request failed, or did not complete in time.
     #[error("report request {id}: {reason}")]
     Submit { id: String, reason: String },

@@ -42,6 +42,7 @@ pub mod output;
 pub mod pipeline;
 pub mod progress;
 pub mod sandbox;
+mod schema_check;
 pub mod secret;
 pub mod session;
 pub mod settings;

@@ -127,6 +127,12 @@ pub fn print_export_summary(summary: &ExportSummary, destination: &str) -> Resul
             }
         ));
     }
+    for report in &summary.rewritten {
+        out.push_str(&format!(
+            "rewrote {} to the merged schema: {} rows, {} files, {} bytes\n",
+            report.report_id, report.rows, report.files, report.bytes
+        ));
+    }
     let rows: u64 = summary.reports.iter().map(|r| r.rows).sum();
     let seconds = summary.elapsed.as_secs_f64();
     out.push_str(&format!(

@@ -36,10 +36,12 @@ use crate::cancel::Cancel;
 use crate::decode::{RawBatch, RowDecoder};
 use crate::error::{Error, PageLocation, Result, redact_url};
 use crate::infer::SchemaInference;
+use crate::schema_check::{self, SchemaPlan};
 use crate::session::ApiSession;
 use crate::settings::{Api, EndpointSpec, ExportSettings, ExportSource};
 use crate::signals::Signal;
-use crate::sink::{CommitSummary, ManifestInfo, StagedReport};
+use crate::sink::manifest::Manifest;
+use crate::sink::{CommitSummary, Destination, ManifestInfo, StagedReport};
 use crate::source::body::BodyRest;
 use crate::source::client::{ApiClient, Fetched};
 use crate::source::endpoint::{self, Endpoint};
@@ -56,6 +58,9 @@ use crate::transform::Transforms;
 pub struct ExportSummary {
     /// One entry per report, in command order.
     pub reports: Vec<CommitSummary>,
+    /// Other reports of the destination rewritten to the merged schema
+    /// (`--on-schema-change evolve`).
+    pub rewritten: Vec<CommitSummary>,
     /// Pages fetched over all reports.
     pub pages: u64,
     /// Body bytes received over all reports (JSON, NDJSON or CSV, after any gzip).
@@ -168,12 +173,12 @@ async fn run_export(
             return Err(Stopped::Interrupted(signal));
         }
     };
-    let (spooled, staged, schema) = prepared;
-    let pages = spooled.iter().map(|r| r.page_count).sum();
-    let bytes_fetched = spooled.iter().map(|r| r.bytes_fetched).sum();
-    let reports = commit_all(settings, staged, &spooled, &schema).await?;
+    let pages = prepared.spooled.iter().map(|r| r.page_count).sum();
+    let bytes_fetched = prepared.spooled.iter().map(|r| r.bytes_fetched).sum();
+    let (reports, rewritten) = commit_all(settings, prepared).await?;
     Ok(ExportSummary {
         reports,
+        rewritten,
         pages,
         bytes_fetched,
         elapsed: started.elapsed(),
@@ -183,10 +188,10 @@ async fn run_export(
 /// Phases 1 and 2: every report spooled and staged, not committed.
 async fn prepare(
     settings: &ExportSettings,
-    spool: &Path,
+    spool_dir: &Path,
     run_id: &str,
     cancel: &Cancel,
-) -> Result<(Vec<SpooledReport>, Vec<StagedReport>, SchemaRef)> {
+) -> Result<Prepared> {
     let session = ApiSession::start(&settings.api).await?;
     let (sources, transforms): (Vec<Source>, Transforms) = match &settings.source {
         ExportSource::CompletedReports(ids) => (
@@ -205,7 +210,7 @@ async fn prepare(
         ),
     };
     let spool = SpoolTo {
-        dir: spool.to_path_buf(),
+        dir: spool_dir.to_path_buf(),
         router: Router::new(raw_partition_columns(
             &settings.output.partition_by,
             &transforms,
@@ -223,14 +228,44 @@ async fn prepare(
     for report in &spooled {
         inference.merge(&report.inference);
     }
+    let transformed = transforms.schema(&inference.schema())?;
+    let keys: Vec<String> = spooled.iter().map(|r| r.key.clone()).collect();
+    let plan = schema_check::check(&settings.output, &keys, &transformed).await?;
     let shape = Shape {
         inferred: inference.schema(),
-        schema: transforms.schema(&inference.schema())?,
+        schema: plan.schema.clone(),
+        transformed,
         transforms,
         router: spool.router,
     };
     let staged = stage_all(settings, &spooled, &shape, run_id, cancel).await?;
-    Ok((spooled, staged, shape.schema))
+    let rewrites = match plan
+        .stage_rewrites(&settings.output, run_id, spool_dir, cancel)
+        .await
+    {
+        Ok(rewrites) => rewrites,
+        Err(e) => {
+            for report in staged {
+                report.discard(&settings.output.destination).await;
+            }
+            return Err(e);
+        }
+    };
+    Ok(Prepared {
+        spooled,
+        staged,
+        plan,
+        rewrites,
+    })
+}
+
+/// An export ready to commit: its reports spooled and staged, the schema check's plan, and the
+/// other reports it rewrote (`evolve`).
+struct Prepared {
+    spooled: Vec<SpooledReport>,
+    staged: Vec<StagedReport>,
+    plan: SchemaPlan,
+    rewrites: Vec<(Manifest, StagedReport)>,
 }
 
 /// A report to read: its key in file names and manifests, and its endpoint. The templates are
@@ -543,36 +578,82 @@ thread_local! {
     static DECODER: RefCell<RowDecoder> = RefCell::new(RowDecoder::new());
 }
 
-/// Commits every staged report, in command order.
+/// Commits every staged report, in command order, then the reports `evolve` rewrote. Under
+/// `fail` the schema check runs once more first, so an export of another shape committed into
+/// the destination meanwhile is not joined silently.
 async fn commit_all(
     settings: &ExportSettings,
-    staged: Vec<StagedReport>,
-    spooled: &[SpooledReport],
-    schema: &SchemaRef,
-) -> Result<Vec<CommitSummary>> {
+    prepared: Prepared,
+) -> Result<(Vec<CommitSummary>, Vec<CommitSummary>)> {
+    let Prepared {
+        spooled,
+        staged,
+        plan,
+        rewrites,
+    } = prepared;
+    let dest = &settings.output.destination;
+    let keys: Vec<String> = spooled.iter().map(|r| r.key.clone()).collect();
+    if let Err(e) = schema_check::check_again(&settings.output, &keys, &plan).await {
+        discard(
+            dest,
+            staged
+                .into_iter()
+                .chain(rewrites.into_iter().map(|(_, r)| r)),
+        )
+        .await;
+        return Err(e);
+    }
     let mut summaries = Vec::new();
     let mut pending = staged.into_iter();
-    for report in spooled {
+    for report in &spooled {
         let Some(staged) = pending.next() else { break };
         let manifest = ManifestInfo {
             report_id: report.key.clone(),
             source_url: report.source_url.clone(),
-            schema: schema.clone(),
+            schema: plan.schema.clone(),
             partition_by: settings.output.partition_by.clone(),
             compression: settings.output.write.compression.to_string(),
-            schema_drift: Default::default(),
+            schema_drift: plan.drift.clone(),
         };
-        match staged.commit(&settings.output.destination, manifest).await {
+        match staged.commit(dest, manifest).await {
             Ok(summary) => summaries.push(summary),
             Err(e) => {
-                for rest in pending {
-                    rest.discard(&settings.output.destination).await;
-                }
+                discard(dest, pending.chain(rewrites.into_iter().map(|(_, r)| r))).await;
                 return Err(e);
             }
         }
     }
-    Ok(summaries)
+    let mut rewritten = Vec::new();
+    let mut rewrites = rewrites.into_iter();
+    while let Some((old, staged)) = rewrites.next() {
+        let info = schema_check::rewritten_manifest(&old, &plan, &settings.output);
+        let committed = staged.commit(dest, info).await;
+        if let Ok(summary) = committed {
+            rewritten.push(summary);
+            continue;
+        }
+        if let Err(e) = committed {
+            discard(dest, rewrites.map(|(_, r)| r)).await;
+            return Err(Error::SchemaDrift {
+                reports: format!("report {}", old.report_id),
+                dest: dest.display().to_owned(),
+                differences: plan.drift.describe(),
+                hint: format!(
+                    "the export was committed, but rewriting report {} to the merged schema \
+                     failed ({e}); run the export again with --on-schema-change evolve",
+                    old.report_id
+                ),
+            });
+        }
+    }
+    Ok((summaries, rewritten))
+}
+
+/// Discards staged reports that will not be committed.
+async fn discard(dest: &Destination, reports: impl Iterator<Item = StagedReport>) {
+    for report in reports {
+        report.discard(dest).await;
+    }
 }
 
 /// `20261129T141500Z-3fa9c2`: sortable by time, unique per run, no dots.

@@ -13,6 +13,7 @@ use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 
 use crate::cancel::Cancel;
+use crate::drift::conform_to;
 use crate::error::{Error, Result};
 use crate::infer::conform;
 use crate::settings::ExportSettings;
@@ -20,10 +21,12 @@ use crate::sink::{Destination, FileNumbers, ReportWriter, StagedReport};
 use crate::spool::{self, Router, Segment, SpooledReport};
 use crate::transform::Transforms;
 
-/// The schema inferred over every page, the transforms and the schema they write.
+/// The schema inferred over every page, the transforms, the schema they make and the schema
+/// written (the same, or the destination's merged schema under `--on-schema-change evolve`).
 pub(crate) struct Shape {
     pub(crate) inferred: SchemaRef,
     pub(crate) transforms: Arc<Transforms>,
+    pub(crate) transformed: SchemaRef,
     pub(crate) schema: SchemaRef,
     /// How the spool routed rows to buckets.
     pub(crate) router: Router,
@@ -60,6 +63,7 @@ pub(crate) async fn stage_all(
                 run_id: run_id.to_string(),
                 inferred: shape.inferred.clone(),
                 transforms: shape.transforms.clone(),
+                transformed: shape.transformed.clone(),
                 schema: shape.schema.clone(),
                 partition_by: partition_by.clone(),
                 options: options.clone(),
@@ -273,6 +277,8 @@ struct WriteTask {
     /// The schema every spooled batch is conformed to, before the transforms.
     inferred: SchemaRef,
     transforms: Arc<Transforms>,
+    /// The schema the transforms make.
+    transformed: SchemaRef,
     /// The schema written.
     schema: SchemaRef,
     partition_by: Vec<String>,
@@ -362,7 +368,12 @@ impl WriteTask {
             };
             drop(run);
             let conformed = conform(&batch, &self.inferred)?;
-            shaped.push(self.transforms.apply(&conformed, &self.schema)?);
+            let transformed = self.transforms.apply(&conformed, &self.transformed)?;
+            shaped.push(if self.transformed == self.schema {
+                transformed
+            } else {
+                conform_to(&transformed, &self.schema)?
+            });
         }
         match shaped.as_slice() {
             [one] => Ok(one.clone()),
@@ -548,6 +559,7 @@ mod tests {
                 run_id: "run".into(),
                 inferred: schema.clone(),
                 transforms: Arc::new(Transforms::default()),
+                transformed: schema.clone(),
                 schema: schema.clone(),
                 partition_by: vec!["day".into()],
                 options: crate::sink::WriteOptions::default(),

@@ -1,6 +1,7 @@
 //! What a run did, per job: a table on stdout and, with `--summary-json FILE`, the same as
 //! JSON for schedulers. Errors are the crate's error messages, which never hold a secret.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
@@ -8,6 +9,7 @@ use serde::Serialize;
 
 use super::shard::Shard;
 use super::{Job, Plan, Target};
+use crate::drift::Drift;
 use crate::error::{Error, Result};
 use crate::pipeline::{ExportSummary, Stopped};
 
@@ -39,6 +41,13 @@ pub struct JobOutcome {
     pub duration: Duration,
     /// Every failure of the job, `; `-separated, each naming its report.
     pub error: Option<String>,
+    /// Reports exported with a schema that differs from their destination's other reports,
+    /// and how (`on_schema_change = "allow"` or `"evolve"`).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub schema_drift: BTreeMap<String, Drift>,
+    /// Other reports of the destination rewritten to the merged schema (`evolve`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub rewritten: Vec<String>,
 }
 
 /// How a job ended.
@@ -64,6 +73,8 @@ impl JobOutcome {
             bytes: 0,
             duration: Duration::ZERO,
             error: None,
+            schema_drift: BTreeMap::new(),
+            rewritten: Vec::new(),
         }
     }
 
@@ -105,7 +116,15 @@ impl JobOutcome {
             outcome.duration = outcome.duration.max(finished);
             match result {
                 Ok(summary) => {
+                    outcome
+                        .rewritten
+                        .extend(summary.rewritten.iter().map(|r| r.report_id.clone()));
                     for report in &summary.reports {
+                        if !report.schema_drift.is_empty() {
+                            outcome
+                                .schema_drift
+                                .insert(report.report_id.clone(), report.schema_drift.clone());
+                        }
                         outcome.reports.push(report.report_id.clone());
                         outcome.rows += report.rows;
                         outcome.files += report.files;
@@ -246,6 +265,8 @@ mod tests {
             bytes: 300,
             duration: Duration::from_millis(1500),
             error: error.map(str::to_owned),
+            schema_drift: BTreeMap::new(),
+            rewritten: Vec::new(),
         }
     }
 

@@ -81,6 +81,8 @@ pub struct CommitSummary {
     pub bytes: u64,
     /// Data files of earlier runs deleted.
     pub retired: usize,
+    /// The schema drift the manifest records.
+    pub schema_drift: Drift,
 }
 
 impl StagedReport {
@@ -166,6 +168,7 @@ impl StagedReport {
             files: self.files.len(),
             bytes: self.bytes,
             retired,
+            schema_drift: manifest.schema_drift,
         })
     }
 

@@ -22,6 +22,7 @@ mod layout;
 mod local;
 pub mod manifest;
 pub mod partition;
+mod rewrite;
 mod s3;
 mod writer;
 
@@ -42,6 +43,7 @@ use local::LocalDir;
 pub use codec::Codec;
 pub use commit::{CommitSummary, ManifestInfo, StagedFile, StagedReport};
 pub use layout::MANIFEST_DIR;
+pub(crate) use rewrite::{Rewrite, rewrite_report};
 pub use writer::{FileNumbers, ReportWriter, WriteOptions};
 
 /// Multipart part size for remote stores: S3 refuses smaller parts (except the last).

@@ -218,7 +218,8 @@ fn the_reports_of_a_run_share_one_login() {
         dir.path(),
         &sandbox,
         &format!(
-            "[[job]]\nname = \"given\"\nkind = \"reports\"\nids = [\"rpt_7f3a9c21\", \"rpt_2b8e4d10\"]\nout = \"{0}\"\n\n\
+            // Two report types in one destination: this test is about the login, not the schema.
+            "[[job]]\nname = \"given\"\nkind = \"reports\"\nids = [\"rpt_7f3a9c21\", \"rpt_2b8e4d10\"]\nout = \"{0}\"\non_schema_change = \"allow\"\n\n\
              [[job]]\nname = \"list\"\nkind = \"report-list\"\nout = \"{0}/list\"\n",
             dest.display()
         ),

@@ -24,6 +24,8 @@
 //! - `jobs`: `run JOBS.toml`: file errors, incremental state, submit-and-wait, shards, dry runs.
 //! - `crash`: SIGKILL at any moment publishes nothing and a rerun is exact; SIGINT/SIGTERM clean up.
 //! - `s3`: exports to a real S3-compatible server (moto), read back through the S3 API.
+//! - `schema_changes`: reports of different shapes in one destination under each
+//!   `--on-schema-change` policy, read back with pyarrow.dataset (local and S3).
 //!
 //! Shared helpers: `util` (the binary, the sandbox, fixtures, reading Parquet back, the secret
 //! check), `runs` (`run JOBS.toml` with a summary, for `jobs` and `s3`) and `s3_support` (the S3
@@ -47,6 +49,7 @@ mod runs;
 mod s3;
 mod s3_support;
 mod schema;
+mod schema_changes;
 mod secrets;
 mod types;
 mod util;
