@@ -37,6 +37,24 @@ The password is read from KARGO_PASSWORD or --password-file, a ready bearer toke
 KARGO_TOKEN or --token-file: never from a flag value.
 Try it without credentials: kargo-export --sandbox export report rpt_7f3a9c21 --out ./out";
 
+/// The shape of `inspect --json`, shown by `inspect --help`.
+const INSPECT_JSON: &str = "\
+With --json, one object:
+  {\"destination\": DEST, \"uniform\": true | false,
+   \"reports\": [{\"report_id\", \"rows\", \"files\", \"bytes\", \"exported_at\", \"partition_by\": [COL],
+                \"columns\": N}],
+   \"schema\": [{\"name\", \"type\": TYPE or null for a conflict, \"types\": [TYPE], \"reports\": N}],
+   \"differences\": [{\"report\": ID, \"differences\": [CHANGE]}]}
+Reports are in key order, each with how many columns its manifest lists (0: an empty report
+exported alone, which has no schema and is left out of the comparison). Schema columns come
+first seen first, each with the type all reports merge into, every type they hold it as and how
+many reports have it. Only reports that differ from the others are in differences; a CHANGE
+compares the report ID with the reports it lists:
+  {\"change\": \"added\", \"column\", \"type\", \"reports\": [ID]}     a column they lack
+  {\"change\": \"missing\", \"column\", \"type\", \"reports\": [ID]}   a column of theirs it lacks
+  {\"change\": \"type\", \"column\", \"ours\", \"theirs\", \"merged\": TYPE or null, \"reports\": [ID]}
+  {\"change\": \"partition\", \"ours\": [COL], \"theirs\": [COL], \"reports\": [ID]}";
+
 /// Where the API is and how to log in.
 #[derive(Debug, Args)]
 #[command(next_help_heading = "Connection")]
@@ -99,6 +117,22 @@ pub enum Command {
     Schema {
         #[command(subcommand)]
         target: SchemaTarget,
+    },
+    /// Show what DEST holds: its reports, their merged schema and how their schemas differ.
+    ///
+    /// Reads the manifests (`_manifests/`) only, never a data file, and writes nothing. Exits 0
+    /// when DEST is uniform (every report has the same columns, types and partition columns; a
+    /// DEST without reports is uniform too), 1 when it is not (after printing everything) or
+    /// cannot be read.
+    #[command(after_long_help = INSPECT_JSON)]
+    Inspect {
+        /// A directory, a file:// URL or s3://bucket/prefix (configured from AWS_* variables).
+        #[arg(value_name = "DEST")]
+        dest: String,
+
+        /// Print one JSON object (its shape is below) instead of text.
+        #[arg(long)]
+        json: bool,
     },
     /// Run the jobs of a jobs file: scheduled, incremental batch exports.
     Run(RunArgs),

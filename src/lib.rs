@@ -27,6 +27,7 @@
 //!   Kargo-compatible API over `sample_data/` for trying the tool and for tests;
 //! - [`jobs`] runs the scheduled batch exports of a jobs file (`run`), each report through
 //!   [`pipeline`], with the incremental state kept at the destination;
+//! - [`inspect`] reads a destination's manifests back: its reports, schema and schema drift;
 //! - [`progress`] draws pages, rows and bytes fetched on a terminal.
 
 pub mod app;
@@ -37,6 +38,7 @@ pub mod drift;
 pub mod error;
 mod hash;
 pub mod infer;
+pub mod inspect;
 pub mod jobs;
 pub mod output;
 pub mod pipeline;

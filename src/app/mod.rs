@@ -11,7 +11,7 @@ use crate::error::{Error, Result};
 use crate::pipeline::{self, Stopped};
 use crate::settings::{self, ExportSettings, ExportSource, Flags};
 use crate::signals::Signal;
-use crate::{jobs, output, session};
+use crate::{inspect, jobs, output, session};
 
 /// Runs the parsed command line.
 ///
@@ -88,6 +88,15 @@ pub async fn run(cli: Cli) -> Result<()> {
                 Err(Stopped::Failed(e)) => Err(e),
                 Err(Stopped::Interrupted(signal)) => Err(signal.into()),
             }
+        }
+        Command::Inspect { dest, json } => {
+            let inspection = inspect::inspect(dest).await?;
+            if *json {
+                output::print_inspection_json(&inspection)?;
+            } else {
+                output::print_inspection(&inspection)?;
+            }
+            inspection.verdict()
         }
         Command::Run(args) => {
             let settings = jobs::RunSettings::new(flags::run(args, &cli.connection))?;

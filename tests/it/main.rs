@@ -21,6 +21,7 @@
 //!   none), `--max-requests-per-second` holds over a whole export, `--retries` and
 //!   `--retry-max-time` bound a failing request.
 //! - `hostile`: broken JSON refetched, stalled servers, pagination loops, cross-origin links.
+//! - `inspect`: `inspect DEST` over local and S3 destinations: reports, merged schema, drift.
 //! - `jobs`: `run JOBS.toml`: file errors, incremental state, submit-and-wait, shards, dry runs.
 //! - `crash`: SIGKILL at any moment publishes nothing and a rerun is exact; SIGINT/SIGTERM clean up.
 //! - `s3`: exports to a real S3-compatible server (moto), read back through the S3 API.
@@ -36,6 +37,7 @@ mod crash;
 mod export;
 mod failures;
 mod hostile;
+mod inspect;
 mod jobs;
 mod manual;
 mod pagination;
