@@ -136,6 +136,14 @@ pub enum Error {
         hint: String,
     },
 
+    /// `inspect`: the reports of a destination do not all have the same schema (the
+    /// differences were printed on stdout).
+    #[error(
+        "{dest} is not uniform: its {reports} reports do not all have the same columns, types \
+         and partition columns (differences on stdout)"
+    )]
+    NotUniform { dest: String, reports: usize },
+
     /// A submitted report request failed, or did not complete in time.
     #[error("report request {id}: {reason}")]
     Submit { id: String, reason: String },

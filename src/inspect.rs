@@ -9,8 +9,6 @@
 //! rather than reported as lacking every column. This module gathers and judges; printing is
 //! [`crate::output`]'s, and it never writes to the destination.
 
-use std::path::PathBuf;
-
 use arrow::datatypes::DataType;
 use serde::{Serialize, Serializer};
 
@@ -101,28 +99,8 @@ impl Column {
 /// exist (a typo is an error, not an empty dataset) but need not be writable.
 pub async fn inspect(out: &str) -> Result<Inspection> {
     let dest = Destination::open(out)?;
-    match local_dir(out) {
-        Some(dir) if !dir.is_dir() => {
-            return Err(Error::Destination {
-                dest: out.to_owned(),
-                reason: "no such directory".into(),
-            });
-        }
-        Some(_) => {}
-        None => dest.check().await?,
-    }
+    dest.check_readable().await?;
     Inspection::read(&dest).await
-}
-
-/// The directory a local `out` names; `None` for an `s3://` URL ([`Destination::open`] refused
-/// every other scheme already).
-fn local_dir(out: &str) -> Option<PathBuf> {
-    let scheme = out.split_once("://").map(|(s, _)| s.to_ascii_lowercase());
-    match scheme.as_deref() {
-        Some("s3" | "s3a") => None,
-        Some("file") => reqwest::Url::parse(out).ok()?.to_file_path().ok(),
-        _ => Some(PathBuf::from(out)),
-    }
 }
 
 impl Inspection {
@@ -155,13 +133,9 @@ impl Inspection {
         if self.uniform {
             return Ok(());
         }
-        Err(Error::Destination {
+        Err(Error::NotUniform {
             dest: self.destination.clone(),
-            reason: format!(
-                "not uniform: its {} reports do not all have the same columns, types and \
-                 partition columns (differences on stdout)",
-                self.reports.len()
-            ),
+            reports: self.reports.len(),
         })
     }
 }
@@ -388,13 +362,5 @@ mod tests {
         assert_eq!(columns, [("a", 1, 2), ("empty", 0, 0)]);
         assert_eq!(inspection.schema.len(), 2);
         assert!(inspection.schema.iter().all(|c| c.reports == 1));
-    }
-
-    #[test]
-    fn local_destinations_are_told_from_s3_ones() {
-        assert_eq!(local_dir("s3://b/p"), None);
-        assert_eq!(local_dir("S3A://b/p"), None);
-        assert_eq!(local_dir("out/x"), Some(PathBuf::from("out/x")));
-        assert_eq!(local_dir("file:///tmp/x"), Some(PathBuf::from("/tmp/x")));
     }
 }

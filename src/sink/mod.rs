@@ -197,6 +197,22 @@ impl Destination {
             .map(drop)
     }
 
+    /// Fails when the destination cannot be read: for S3, the check of
+    /// [`Destination::check`]; a local directory must exist (a typo is an error, not an empty
+    /// dataset) but need not be writable.
+    pub async fn check_readable(&self) -> Result<()> {
+        match &self.storage {
+            Storage::Local(local) => match local.find()? {
+                Some(_) => Ok(()),
+                None => Err(Error::Destination {
+                    dest: self.display.clone(),
+                    reason: "no such directory".into(),
+                }),
+            },
+            Storage::Store(_) => self.check().await,
+        }
+    }
+
     /// A guard that runs [`Destination::cleanup_after_failure`] when dropped, unless
     /// [`CleanupGuard::keep`] says the export committed.
     pub fn cleanup_guard(&self) -> CleanupGuard<'_> {
