@@ -42,49 +42,52 @@ pub(crate) struct Rewrite<'a> {
 }
 
 /// Report `key` (committed as `manifest`) rewritten as `how` says. On error, what was staged
-/// is removed again.
+/// is removed again. The whole report is rewritten on one blocking thread (downloads included),
+/// so the memory its batches and encoders take is reused from file to file rather than spread
+/// over the allocator arenas of many threads.
 pub(crate) async fn rewrite_report(
     dest: &Destination,
     key: &str,
     manifest: &Manifest,
     how: &Rewrite<'_>,
 ) -> Result<StagedReport> {
-    let (schema, cancel) = (how.schema, how.cancel);
-    let mut writer = ReportWriter::new(
+    let writer = ReportWriter::new(
         dest,
         key,
         how.run_id,
-        schema.clone(),
+        how.schema.clone(),
         &manifest.partition_by,
         how.options.clone(),
     )?;
-    for (index, file) in manifest.files.iter().enumerate() {
-        let local = how.tmp.join(format!("rewrite-{key}-{index}.parquet"));
-        let copied = download(dest, file, &local).await;
-        let written = match copied {
-            Ok(()) => {
-                let (schema, file, cancel) = (schema.clone(), file.clone(), cancel.clone());
-                let partition_by = manifest.partition_by.clone();
-                tokio::task::spawn_blocking(move || {
-                    let result =
-                        rewrite_file(&mut writer, &local, &file, &schema, &partition_by, &cancel);
-                    let _ = std::fs::remove_file(&local);
-                    (writer, result)
-                })
-                .await
-                .map_err(|e| Error::Internal(format!("rewriting a file: {e}")))?
+    let handle = tokio::runtime::Handle::current();
+    let (dest, manifest, schema) = (dest.clone(), manifest.clone(), how.schema.clone());
+    let (cancel, tmp) = (
+        how.cancel.clone(),
+        how.tmp.join(format!("rewrite-{key}.parquet")),
+    );
+    tokio::task::spawn_blocking(move || {
+        let mut writer = writer;
+        for file in &manifest.files {
+            let result = handle.block_on(download(&dest, file, &tmp)).and_then(|()| {
+                rewrite_file(
+                    &mut writer,
+                    &tmp,
+                    file,
+                    &schema,
+                    &manifest.partition_by,
+                    &cancel,
+                )
+            });
+            let _ = std::fs::remove_file(&tmp);
+            if let Err(e) = result {
+                writer.abort();
+                return Err(e);
             }
-            Err(e) => (writer, Err(e)),
-        };
-        writer = written.0;
-        if let Err(e) = written.1 {
-            writer.abort();
-            return Err(e);
         }
-    }
-    tokio::task::spawn_blocking(move || writer.finish())
-        .await
-        .map_err(|e| Error::Internal(format!("rewriting a report: {e}")))?
+        writer.finish()
+    })
+    .await
+    .map_err(|e| Error::Internal(format!("rewriting a report: {e}")))?
 }
 
 /// Copies data file `file` of the destination to `local`, chunk by chunk.
