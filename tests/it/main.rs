@@ -22,6 +22,8 @@
 //!   `--retry-max-time` bound a failing request.
 //! - `hostile`: broken JSON refetched, stalled servers, pagination loops, cross-origin links.
 //! - `jobs`: `run JOBS.toml`: file errors, incremental state, submit-and-wait, shards, dry runs.
+//! - `out_templates`: a job's `out` naming request fields: a dataset per report type, errors
+//!   naming the field and the line, values that never leave DEST, submit jobs, S3 keys.
 //! - `crash`: SIGKILL at any moment publishes nothing and a rerun is exact; SIGINT/SIGTERM clean up.
 //! - `s3`: exports to a real S3-compatible server (moto), read back through the S3 API.
 //!
@@ -36,6 +38,7 @@ mod failures;
 mod hostile;
 mod jobs;
 mod manual;
+mod out_templates;
 mod pagination;
 mod partition;
 mod ratelimit;
