@@ -21,10 +21,11 @@ use serde::de::IgnoredAny;
 use serde_json::{Map, Value};
 use toml::Spanned;
 
+use super::out::{JobOutput, OutTemplate};
 use crate::error::{Error, Result};
 use crate::settings::connection::{self, ConnectionInput, Given, LimitsInput};
 use crate::settings::field::{self, Field};
-use crate::settings::output::{self, Output, OutputInput};
+use crate::settings::output::{self, OutputInput};
 use crate::settings::reports::{self, ReportFieldsInput};
 use crate::settings::{Api, EndpointSpec, Origin, checked};
 use crate::source::client::Limits;
@@ -70,7 +71,8 @@ impl ConnectionSection {
 pub struct Job {
     pub name: String,
     pub kind: JobKind,
-    pub output: Output,
+    /// Where it writes: `out`, perhaps naming fields of the report request.
+    pub output: JobOutput,
 }
 
 /// What a job exports.
@@ -302,15 +304,21 @@ struct Locator {
 
 impl Locator {
     fn error(&self, span: Range<usize>, message: &str) -> Error {
+        located(&self.place(span), message)
+    }
+
+    /// `FILE, line L, column C` of a span's start.
+    fn place(&self, span: Range<usize>) -> String {
         let before = &self.text[..span.start.min(self.text.len())];
         let line = before.matches('\n').count() + 1;
         let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
-        Error::Usage(format!(
-            "invalid jobs file ({}, line {line}, column {column}): {}",
-            self.name,
-            message.trim()
-        ))
+        format!("{}, line {line}, column {column}", self.name)
     }
+}
+
+/// A usage error about the jobs file at `place` (`FILE, line L, column C`).
+pub(super) fn located(place: &str, message: &str) -> Error {
+    Error::Usage(format!("invalid jobs file ({place}): {}", message.trim()))
 }
 
 /// Where the keys of one table (the top level, `[connection]` or a job) are.
@@ -536,10 +544,11 @@ fn job(at: &Arc<Locator>, raw: RawJob, span: Range<usize>, env: Env) -> Result<J
         .out
         .as_ref()
         .ok_or_else(|| fail(span.clone(), "no out (the destination)".into()))?;
-    let output = output::output(
+    let template = out_template(out, &job_kind, &fail)?;
+    let checked = output::output(
         &origin,
         &OutputInput {
-            out: out.get_ref().clone(),
+            out: template.base(),
             partition_by: raw
                 .partition_by
                 .as_ref()
@@ -551,10 +560,41 @@ fn job(at: &Arc<Locator>, raw: RawJob, span: Range<usize>, env: Env) -> Result<J
         },
     )?;
     Ok(Job {
-        name: name_text.clone(),
+        output: JobOutput::new(template, checked, at.place(out.span()), name_text.clone()),
+        name: name_text,
         kind: job_kind,
-        output,
     })
+}
+
+/// `out` as a template: its placeholders need a kind with a report request, and a submit
+/// job's request must fill them (checked with its dates filled for any day).
+fn out_template(out: &Spanned<String>, kind: &JobKind, fail: Fail) -> Result<OutTemplate> {
+    let template =
+        OutTemplate::parse(out.get_ref()).map_err(|e| fail(out.span(), format!("out {e}")))?;
+    let Some(field) = template.fields().next() else {
+        return Ok(template);
+    };
+    match kind {
+        JobKind::Reports(_) | JobKind::NewReports(_) => {}
+        JobKind::Submit(spec) => {
+            let request = super::dates::fill(&spec.request, chrono::NaiveDate::default())
+                .map_err(|e| fail(out.span(), format!("request: {e}")))?;
+            template
+                .render(&request, "this submit job")
+                .map_err(|e| fail(out.span(), format!("out: {e}")))?;
+        }
+        JobKind::ReportList | JobKind::Endpoint(_) => {
+            return Err(fail(
+                out.span(),
+                format!(
+                    "out names {{{field}}}, but a job of kind {:?} has no report request to \
+                     fill it (only reports, new-reports and submit jobs have one)",
+                    kind.name()
+                ),
+            ));
+        }
+    }
+    Ok(template)
 }
 
 /// Builds an error for the job at a span (the job's name is added).
@@ -680,9 +720,11 @@ out = "out/fresh"
             file.jobs[0].kind,
             JobKind::Reports(vec!["a".into(), "b".into()])
         );
-        assert_eq!(file.jobs[0].output.partition_by, ["date"]);
-        assert_eq!(file.jobs[0].output.write.compression.to_string(), "snappy");
-        assert_eq!(file.jobs[1].output.write.compression.to_string(), "zstd(3)");
+        let output = |job: usize| file.jobs[job].output.fixed().unwrap();
+        assert_eq!(output(0).partition_by, ["date"]);
+        assert_eq!(output(0).write.compression.to_string(), "snappy");
+        assert_eq!(output(1).write.compression.to_string(), "zstd(3)");
+        assert_eq!(output(1).destination.display(), "out/nightly");
         let JobKind::NewReports(filter) = &file.jobs[1].kind else {
             panic!("not new-reports")
         };
@@ -803,6 +845,110 @@ out = "out/fresh"
             assert!(message.contains("job \"a\""), "{extra}: {message}");
             assert!(message.contains(what), "{extra}: {message}");
         }
+    }
+
+    #[test]
+    fn out_placeholders_are_checked_with_the_line_of_out() {
+        let job =
+            |kind: &str, out: &str| format!("[[job]]\nname = \"a\"\n{kind}\nout = \"{out}\"\n");
+        let cases = [
+            (
+                job("kind = \"new-reports\"", "o/{report_type"),
+                "without its \"}\"",
+            ),
+            (job("kind = \"new-reports\"", "o/{}"), "names no field"),
+            (
+                job("kind = \"new-reports\"", "o/{a b}"),
+                "{a b} is not a field name",
+            ),
+            (
+                job("kind = \"new-reports\"", "s3://{b}/o"),
+                "cannot stand in the scheme, bucket or host",
+            ),
+            (
+                job("kind = \"report-list\"", "o/{report_type}"),
+                "out names {report_type}, but a job of kind \"report-list\" has no report request",
+            ),
+            (
+                job(
+                    "kind = \"submit\"\nrequest = { report_type = \"x\" }",
+                    "o/{nope}",
+                ),
+                "out: the request of this submit job has no field \"nope\"",
+            ),
+            (
+                job(
+                    "kind = \"submit\"\nrequest = { t = \"a/${today}\" }",
+                    "o/{t}",
+                ),
+                "field \"t\" of the request of this submit job is \"a/1970-01-01\"",
+            ),
+        ];
+        for (text, what) in cases {
+            let message = error(&text);
+            let line = if text.contains("request") {
+                "line 5"
+            } else {
+                "line 4"
+            };
+            assert!(message.contains(line), "{text}: {message}");
+            assert!(message.contains("job \"a\""), "{text}: {message}");
+            assert!(message.contains(what), "{text}: {message}");
+        }
+        let endpoint =
+            "[[job]]\nname = \"a\"\nkind = \"endpoint\"\nurl = \"/v1/x\"\nout = \"o/{x}\"\n";
+        assert!(
+            error(endpoint).contains("line 5, column 7"),
+            "{}",
+            error(endpoint)
+        );
+
+        let file = parse(&format!(
+            "{}\n{}",
+            job("kind = \"new-reports\"", "o/{report_type}/{{x}}"),
+            job("kind = \"report-list\"", "p/{{x}}").replace("\"a\"", "\"b\""),
+        ))
+        .unwrap();
+        let templated = &file.jobs[0].output;
+        assert_eq!(templated.destination.display(), "o/{report_type}/{{x}}");
+        assert!(templated.has_fields() && templated.fixed().is_none());
+        let fixed = file.jobs[1].output.fixed().unwrap();
+        assert_eq!(fixed.destination.display(), "p/{x}");
+    }
+
+    #[test]
+    fn a_request_that_cannot_fill_out_fails_with_the_line_of_out() {
+        let file = parse(
+            "[[job]]\nname = \"a\"\nkind = \"reports\"\nids = [\"r1\"]\npartition_by = [\"date\"]\nout = \"s3://bucket/k/{report_type}\"\n",
+        )
+        .unwrap();
+        let output = &file.jobs[0].output;
+        let mut resolver = output.resolver();
+        let fields = |v: Value| v.as_object().unwrap().clone();
+        let by_day = resolver
+            .resolve(
+                &fields(serde_json::json!({"report_type": "by day"})),
+                "report r1",
+            )
+            .unwrap();
+        assert_eq!(by_day.destination.display(), "s3://bucket/k/by day");
+        assert_eq!(by_day.partition_by, ["date"]);
+        let message = resolver
+            .resolve(&fields(serde_json::json!({"type": "x"})), "report r2")
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            message,
+            "invalid jobs file (jobs.toml, line 6, column 7): job \"a\": out: the request of \
+             report r2 has no field \"report_type\""
+        );
+        let message = output.unknown_request("r3", "is not listed").to_string();
+        assert!(
+            message.ends_with(
+                "job \"a\": out: report r3 is not listed, so {report_type} cannot be filled"
+            ),
+            "{message}"
+        );
     }
 
     #[test]

@@ -9,6 +9,12 @@
 //! requests its report and waits for it ([`submit`]). One failing report fails its job but
 //! stops nothing else. [`summary`] prints the outcome and writes `--summary-json`.
 //!
+//! A job's `out` may name fields of the report request ([`out`]): each report then goes to
+//! the destination its request gives, and the state, the export and a submit job's record
+//! use that destination. The request of a `new-reports` report is its row in the report
+//! list, of a `reports` report too (the list is fetched when such a job's `out` needs it), of
+//! a submit job the body it posts. A report whose request cannot fill `out` fails on its own.
+//!
 //! An endpoint job (a configured endpoint, like `export url`) has no notion of "new": its data may change
 //! between runs, so every run exports it again under the job's name, replacing the earlier
 //! export through the ordinary commit.
@@ -18,12 +24,13 @@
 
 mod dates;
 pub mod file;
+pub mod out;
 pub mod shard;
 pub mod state;
 pub mod submit;
 pub mod summary;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -39,11 +46,12 @@ use crate::sandbox::SandboxOptions;
 use crate::session;
 use crate::settings::connection::{self, ConnectionInput, LimitsInput};
 use crate::settings::reports::{self as reports, ReportFieldsInput};
-use crate::settings::{Api, ExportSettings, ExportSource, Flags, checked, field, output};
+use crate::settings::{Api, ExportSettings, ExportSource, Flags, Output, checked, field, output};
 use crate::signals::Signal;
+use crate::sink::Destination;
 use crate::source::client::{ApiClient, Limits};
 use crate::source::reports::{ReportFields, ReportRequest};
-use file::{Job, JobKind, JobsFile};
+use file::{Job, JobKind, JobsFile, SubmitSpec};
 use shard::Shard;
 use summary::{JobOutcome, RunSummary};
 
@@ -159,8 +167,18 @@ impl Target {
     }
 }
 
+/// One unit of work: what to export and where.
+struct Unit {
+    target: Target,
+    /// The job's output for it, or why the job's `out` gives it no destination.
+    output: std::result::Result<Output, String>,
+}
+
 /// The planned work of one job, or why it could not be planned.
-type Plan = std::result::Result<Vec<Target>, String>;
+type Plan = std::result::Result<Vec<Unit>, String>;
+
+/// The completed report requests, or why they could not be read.
+type Requests = std::result::Result<Vec<ReportRequest>, String>;
 
 /// Runs every job; `Ok` even when jobs failed (the summary says which). `Err` only when the
 /// run could not start, or a signal stopped it.
@@ -238,37 +256,28 @@ struct UnitResult {
 impl Context<'_> {
     /// The work of every job, after the state and the shard.
     async fn plan(&self) -> Vec<Plan> {
-        let needs_list = self
-            .settings
-            .jobs
-            .iter()
-            .any(|job| matches!(job.kind, JobKind::NewReports(_)));
-        let listing = if needs_list {
+        let needs_list = self.settings.jobs.iter().any(|job| match job.kind {
+            JobKind::NewReports(_) => true,
+            JobKind::Reports(_) => job.output.has_fields(),
+            _ => false,
+        });
+        let listing: Option<Requests> = if needs_list {
             Some(self.completed_requests().await.map_err(|e| e.to_string()))
         } else {
             None
         };
         let mut plans = Vec::new();
         // Two exports of one report into one destination at once would retire each other's
-        // files: a report a job shares with an earlier job of the same destination is left to
-        // the earlier one.
+        // files: a report an earlier unit of the run exports into the same destination is left
+        // to that unit.
         let mut claimed = HashSet::new();
         for job in &self.settings.jobs {
             let plan = self.plan_job(job, listing.as_ref()).await;
-            plans.push(plan.map(|targets| {
-                targets
+            plans.push(plan.map(|units| {
+                units
                     .into_iter()
-                    .filter(|target| self.settings.shard.owns(&shard_key(job, target)))
-                    .filter(|target| {
-                        let (Target::Report(id) | Target::Endpoint(id)) = target else {
-                            return true;
-                        };
-                        let first = claimed.insert((job.output.destination.display().to_string(), id.clone()));
-                        if !first {
-                            tracing::warn!(job = %job.name, report = %id, "an earlier job exports this report into the same destination");
-                        }
-                        first
-                    })
+                    .filter(|unit| self.settings.shard.owns(&shard_key(job, &unit.target)))
+                    .filter(|unit| claim(&mut claimed, job, unit))
                     .collect()
             }));
         }
@@ -286,76 +295,135 @@ impl Context<'_> {
             .collect())
     }
 
-    async fn plan_job(
-        &self,
-        job: &Job,
-        listing: Option<&std::result::Result<Vec<ReportRequest>, String>>,
-    ) -> Plan {
-        let stateless = matches!(job.kind, JobKind::ReportList | JobKind::Endpoint(_));
-        let exported = if self.settings.full_refresh || stateless {
-            HashSet::new()
-        } else {
-            state::exported_reports(&job.output.destination)
-                .await
-                .map_err(|e| e.to_string())?
+    /// The units of one job: its reports with their outputs, minus those already exported.
+    async fn plan_job(&self, job: &Job, listing: Option<&Requests>) -> Plan {
+        let mut outputs = job.output.resolver();
+        let mut report = |id: &str, fields: &Map<String, Value>| Unit {
+            target: Target::Report(id.to_owned()),
+            output: outputs
+                .resolve(fields, &format!("report {id}"))
+                .map_err(|e| e.to_string()),
         };
-        let new = |ids: Vec<String>| -> Vec<Target> {
-            ids.into_iter()
-                .filter(|id| !exported.contains(id))
-                .map(Target::Report)
-                .collect()
-        };
-        match &job.kind {
-            JobKind::Reports(ids) => Ok(new(ids.clone())),
-            JobKind::NewReports(filter) => {
-                let listing = listing
-                    .ok_or("the report list was not fetched")?
-                    .as_ref()
-                    .map_err(Clone::clone)?;
-                Ok(new(matching_ids(listing, filter)))
+        let units = match &job.kind {
+            JobKind::Reports(ids) if job.output.has_fields() => {
+                let listing = listed(listing)?;
+                ids.iter()
+                    .map(
+                        |id| match listing.iter().find(|r| r.id.as_deref() == Some(id)) {
+                            Some(request) => report(id, &request.fields),
+                            None => unlisted(job, id),
+                        },
+                    )
+                    .collect()
             }
-            JobKind::ReportList => Ok(vec![Target::ReportList]),
-            JobKind::Endpoint(_) => Ok(vec![Target::Endpoint(job.name.clone())]),
-            JobKind::Submit(spec) => {
-                if self.settings.full_refresh {
-                    return Ok(vec![Target::Submit]);
-                }
-                let last = state::read_submission(&job.output.destination, &job.name)
+            JobKind::Reports(ids) => ids.iter().map(|id| report(id, &Map::new())).collect(),
+            JobKind::NewReports(filter) => matching(listed(listing)?, filter)
+                .map(|(id, request)| report(id, &request.fields))
+                .collect(),
+            JobKind::ReportList => return Ok(vec![fixed_unit(job, Target::ReportList)]),
+            JobKind::Endpoint(_) => {
+                return Ok(vec![fixed_unit(job, Target::Endpoint(job.name.clone()))]);
+            }
+            JobKind::Submit(spec) => return self.plan_submit(job, spec).await,
+        };
+        self.unexported(job, units).await
+    }
+
+    /// `units` without the reports already exported into their destination. The state of each
+    /// destination is read once; a job whose `out` has no placeholders reads (and so checks) its
+    /// destination even when it has no reports.
+    async fn unexported(&self, job: &Job, units: Vec<Unit>) -> Plan {
+        if self.settings.full_refresh {
+            return Ok(units);
+        }
+        let mut exported: HashMap<String, HashSet<String>> = HashMap::new();
+        let outputs = job
+            .output
+            .fixed()
+            .into_iter()
+            .chain(units.iter().filter_map(|unit| unit.output.as_ref().ok()));
+        for output in outputs {
+            let dest = &output.destination;
+            if !exported.contains_key(dest.display()) {
+                let reports = state::exported_reports(dest)
                     .await
                     .map_err(|e| e.to_string())?;
-                Ok(match last {
-                    Some(last) if last.request_hash == state::request_hash(&spec.request) => {
-                        if exported.contains(&last.report_id) {
-                            Vec::new()
-                        } else {
-                            vec![Target::Await(last.report_id)]
-                        }
-                    }
-                    _ => vec![Target::Submit],
-                })
+                exported.insert(dest.display().to_owned(), reports);
             }
+        }
+        Ok(units
+            .into_iter()
+            .filter(|unit| match (&unit.target, &unit.output) {
+                (Target::Report(id), Ok(output)) => !exported
+                    .get(output.destination.display())
+                    .is_some_and(|done| done.contains(id)),
+                _ => true,
+            })
+            .collect())
+    }
+
+    /// A submit job: its request (and so its destination) is known before it is posted.
+    /// Nothing to do once the report of the same request is exported; a report an earlier run
+    /// submitted is waited for.
+    async fn plan_submit(&self, job: &Job, spec: &SubmitSpec) -> Plan {
+        let unit = |target, output: &Output| {
+            Ok(vec![Unit {
+                target,
+                output: Ok(output.clone()),
+            }])
+        };
+        let output = match job
+            .output
+            .resolver()
+            .resolve(&spec.request, "this submit job")
+        {
+            Ok(output) => output,
+            Err(e) => {
+                return Ok(vec![Unit {
+                    target: Target::Submit,
+                    output: Err(e.to_string()),
+                }]);
+            }
+        };
+        if self.settings.full_refresh {
+            return unit(Target::Submit, &output);
+        }
+        let dest = &output.destination;
+        let exported = state::exported_reports(dest)
+            .await
+            .map_err(|e| e.to_string())?;
+        let last = state::read_submission(dest, &job.name)
+            .await
+            .map_err(|e| e.to_string())?;
+        match last {
+            Some(last) if last.request_hash == state::request_hash(&spec.request) => {
+                if exported.contains(&last.report_id) {
+                    Ok(Vec::new())
+                } else {
+                    unit(Target::Await(last.report_id), &output)
+                }
+            }
+            _ => unit(Target::Submit, &output),
         }
     }
 
     /// Runs every planned unit. Exports run up to the run's concurrency at once; waits for
     /// submitted reports do not take a slot, so a slow report never holds up the others.
     async fn execute(&self, plans: &[Plan], started: Instant) -> Result<Vec<JobOutcome>> {
-        let units: Vec<(usize, Target)> = plans
+        let units: Vec<(usize, &Unit)> = plans
             .iter()
             .enumerate()
-            .filter_map(|(job, plan)| plan.as_ref().ok().map(|targets| (job, targets)))
-            .flat_map(|(job, targets)| targets.iter().map(move |t| (job, t.clone())))
+            .filter_map(|(job, plan)| plan.as_ref().ok().map(|units| (job, units)))
+            .flat_map(|(job, units)| units.iter().map(move |unit| (job, unit)))
             .collect();
         let slots = Semaphore::new(self.settings.concurrency);
-        let results: Vec<UnitResult> = join_all(units.into_iter().map(|(job, target)| {
+        let results: Vec<UnitResult> = join_all(units.into_iter().map(|(job, unit)| {
             let slots = &slots;
             async move {
-                let result = self
-                    .run_unit(&self.settings.jobs[job], &target, slots)
-                    .await;
+                let result = self.run_unit(&self.settings.jobs[job], unit, slots).await;
                 UnitResult {
                     job,
-                    target,
+                    target: unit.target.clone(),
                     result,
                     finished: started.elapsed(),
                 }
@@ -389,10 +457,11 @@ impl Context<'_> {
     async fn run_unit(
         &self,
         job: &Job,
-        target: &Target,
+        unit: &Unit,
         slots: &Semaphore,
     ) -> std::result::Result<ExportSummary, Stopped> {
-        let source = match target {
+        let output = unit.output.clone().map_err(Error::Usage)?;
+        let source = match &unit.target {
             Target::Report(id) => ExportSource::CompletedReports(vec![id.clone()]),
             Target::ReportList => ExportSource::ReportList,
             Target::Endpoint(_) => {
@@ -404,9 +473,9 @@ impl Context<'_> {
                 };
                 ExportSource::Endpoint(spec.clone())
             }
-            Target::Submit | Target::Await(_) => {
+            target @ (Target::Submit | Target::Await(_)) => {
                 let id = tokio::select! {
-                    id = self.submit_and_wait(job, target) => id?,
+                    id = self.submit_and_wait(job, target, &output.destination) => id?,
                     signal = self.interrupt.clone() => return Err(Stopped::Interrupted(signal)),
                 };
                 ExportSource::CompletedReports(vec![id])
@@ -415,7 +484,7 @@ impl Context<'_> {
         let settings = ExportSettings {
             api: self.api.clone(),
             source,
-            output: job.output.clone(),
+            output,
             concurrency: 1,
         };
         let _slot = slots
@@ -426,8 +495,13 @@ impl Context<'_> {
     }
 
     /// Submits the job's request (or picks up the one an earlier run submitted) and waits until
-    /// it is completed; returns its report id.
-    async fn submit_and_wait(&self, job: &Job, target: &Target) -> Result<String> {
+    /// it is completed; returns its report id. The submission is recorded in `dest`.
+    async fn submit_and_wait(
+        &self,
+        job: &Job,
+        target: &Target,
+        dest: &Destination,
+    ) -> Result<String> {
         let JobKind::Submit(spec) = &job.kind else {
             return Err(Error::Internal(format!(
                 "job {:?} submits nothing",
@@ -441,7 +515,7 @@ impl Context<'_> {
             }
             _ => {
                 // A destination that cannot take the record would make every run submit again.
-                job.output.destination.check().await?;
+                dest.check().await?;
                 let id = submit::submit(&self.client, &spec.request, fields).await?;
                 tracing::info!(job = %job.name, report = %id, "submitted a report request");
                 let record = state::Submission {
@@ -450,7 +524,7 @@ impl Context<'_> {
                     submitted_at: chrono::Utc::now()
                         .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
                 };
-                state::write_submission(&job.output.destination, &job.name, &record).await?;
+                state::write_submission(dest, &job.name, &record).await?;
                 id
             }
         };
@@ -459,13 +533,59 @@ impl Context<'_> {
     }
 }
 
-/// Ids of the requests in `listing` whose fields equal every entry of `filter`.
-fn matching_ids(listing: &[ReportRequest], filter: &Map<String, Value>) -> Vec<String> {
+/// The one unit of a job without a report request (its `out` has no placeholders).
+fn fixed_unit(job: &Job, target: Target) -> Unit {
+    let output = job.output.fixed().cloned().ok_or_else(|| {
+        format!(
+            "job {:?}: out names fields, but the job has no report request",
+            job.name
+        )
+    });
+    Unit { target, output }
+}
+
+/// The unit of a given report the report list lacks, when `out` needs its request.
+fn unlisted(job: &Job, id: &str) -> Unit {
+    let error = job
+        .output
+        .unknown_request(id, "is not a completed report of the report list");
+    Unit {
+        target: Target::Report(id.to_owned()),
+        output: Err(error.to_string()),
+    }
+}
+
+/// The completed requests a job needs, or why the run could not read them.
+fn listed(listing: Option<&Requests>) -> std::result::Result<&[ReportRequest], String> {
+    match listing {
+        Some(Ok(requests)) => Ok(requests),
+        Some(Err(e)) => Err(e.clone()),
+        None => Err("the report list was not fetched".into()),
+    }
+}
+
+/// The requests in `listing` whose fields equal every entry of `filter`, with their ids.
+fn matching<'a>(
+    listing: &'a [ReportRequest],
+    filter: &'a Map<String, Value>,
+) -> impl Iterator<Item = (&'a str, &'a ReportRequest)> {
     listing
         .iter()
         .filter(|request| request.matches(filter))
-        .filter_map(|request| request.id.clone())
-        .collect()
+        .filter_map(|request| Some((request.id.as_deref()?, request)))
+}
+
+/// Claims a unit's report in its destination: `false` when an earlier unit of the run has it.
+fn claim(claimed: &mut HashSet<(String, String)>, job: &Job, unit: &Unit) -> bool {
+    let (Target::Report(id) | Target::Endpoint(id), Ok(output)) = (&unit.target, &unit.output)
+    else {
+        return true;
+    };
+    let first = claimed.insert((output.destination.display().to_owned(), id.clone()));
+    if !first {
+        tracing::warn!(job = %job.name, report = %id, "an earlier job exports this report into the same destination");
+    }
+    first
 }
 
 /// What decides the worker of a unit: the report id, or the job name for the report list and
@@ -484,12 +604,41 @@ fn planned_outcomes(settings: &RunSettings, plans: &[Plan]) -> Vec<JobOutcome> {
         .iter()
         .zip(plans)
         .map(|(job, plan)| {
-            JobOutcome::planned(
-                job,
-                plan.as_ref().map(|t| t.iter().map(Target::label).collect()),
-            )
+            let planned = plan
+                .as_ref()
+                .map_err(Clone::clone)
+                .and_then(|units| planned_reports(job, units));
+            match planned {
+                Ok(reports) => JobOutcome::planned(job, Ok(reports)),
+                Err(e) => JobOutcome::planned(job, Err(&e)),
+            }
         })
         .collect()
+}
+
+/// What a dry run lists for a job: its units, each logged with its destination, or the
+/// errors of the units its `out` gives no destination.
+fn planned_reports(job: &Job, units: &[Unit]) -> std::result::Result<Vec<String>, String> {
+    let errors: Vec<String> = units
+        .iter()
+        .filter_map(|unit| {
+            let error = unit.output.as_ref().err()?;
+            Some(format!("{}: {error}", unit.target.label()))
+        })
+        .collect();
+    if !errors.is_empty() {
+        return Err(errors.join("; "));
+    }
+    Ok(units
+        .iter()
+        .map(|unit| {
+            let label = unit.target.label();
+            if let Ok(output) = &unit.output {
+                tracing::info!(job = %job.name, report = %label, out = %output.destination.display(), "would export");
+            }
+            label
+        })
+        .collect())
 }
 
 #[cfg(test)]
@@ -515,6 +664,12 @@ mod tests {
             .unwrap()
             .requests;
         let filter = |v: Value| v.as_object().unwrap().clone();
+        let matching_ids =
+            |listing: &[ReportRequest], filter: &Map<String, Value>| -> Vec<String> {
+                matching(listing, filter)
+                    .map(|(id, _)| id.to_owned())
+                    .collect()
+            };
         assert_eq!(matching_ids(&listing, &Map::new()), ["a", "b", "c"]);
         assert_eq!(
             matching_ids(

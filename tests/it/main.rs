@@ -23,6 +23,8 @@
 //! - `hostile`: broken JSON refetched, stalled servers, pagination loops, cross-origin links.
 //! - `inspect`: `inspect DEST` over local and S3 destinations: reports, merged schema, drift.
 //! - `jobs`: `run JOBS.toml`: file errors, incremental state, submit-and-wait, shards, dry runs.
+//! - `out_templates`: a job's `out` naming request fields: a dataset per report type, errors
+//!   naming the field and the line, values that never leave DEST, submit jobs, S3 keys.
 //! - `crash`: SIGKILL at any moment publishes nothing and a rerun is exact; SIGINT/SIGTERM clean up.
 //! - `s3`: exports to a real S3-compatible server (moto), read back through the S3 API.
 //! - `schema_changes`: reports of different shapes in one destination under each
@@ -40,6 +42,7 @@ mod hostile;
 mod inspect;
 mod jobs;
 mod manual;
+mod out_templates;
 mod pagination;
 mod partition;
 mod ratelimit;
