@@ -282,7 +282,7 @@ fn count(n: usize, noun: &str) -> String {
 
 /// Rows of cells as text: each column as wide as its widest cell, two spaces between columns,
 /// no trailing spaces.
-fn aligned(rows: &[Vec<String>]) -> String {
+pub(crate) fn aligned(rows: &[Vec<String>]) -> String {
     let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
     let widths: Vec<usize> = (0..columns)
         .map(|i| {

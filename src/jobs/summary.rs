@@ -183,19 +183,7 @@ impl RunSummary {
                 job.error.clone().unwrap_or_default(),
             ]);
         }
-        let widths: Vec<usize> = (0..header.len())
-            .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
-            .collect();
-        let mut out = String::new();
-        for row in &rows {
-            let cells: Vec<String> = row
-                .iter()
-                .zip(&widths)
-                .map(|(cell, width)| format!("{cell:width$}"))
-                .collect();
-            out.push_str(cells.join("  ").trim_end());
-            out.push('\n');
-        }
+        let mut out = crate::output::aligned(&rows);
         if self.dry_run {
             for job in &self.jobs {
                 for report in &job.reports {
