@@ -138,6 +138,14 @@ pub enum Command {
     Run(RunArgs),
     /// Serve a Kargo-compatible API over the sample data, for trying the tool and for tests.
     Sandbox(SandboxArgs),
+    /// Print a shell completion script (bash, zsh, fish, powershell or elvish) on stdout.
+    Completions {
+        /// The shell to complete for.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff) on stdout.
+    Man,
 }
 
 /// Flags of the `run` command.

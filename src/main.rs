@@ -40,6 +40,7 @@ fn usage_message(error: &clap::Error) -> String {
         .lines()
         .take_while(|line| !line.starts_with("Usage:"))
         .filter(|line| !line.trim_start().starts_with("tip:"))
+        .filter(|line| !line.starts_with("For more information"))
         .collect();
     let message = message.join(" ");
     let message = message.trim().trim_start_matches("error:").trim();

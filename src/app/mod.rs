@@ -6,6 +6,8 @@
 mod flags;
 mod sandbox;
 
+use clap::CommandFactory;
+
 use crate::cli::{Cli, Command, ExportTarget, SchemaTarget};
 use crate::error::{Error, Result};
 use crate::pipeline::{self, Stopped};
@@ -109,10 +111,43 @@ pub async fn run(cli: Cli) -> Result<()> {
             }
             summary.result()
         }
+        Command::Completions { shell } => {
+            let mut script = Vec::new();
+            clap_complete::generate(*shell, &mut Cli::command(), "kargo-export", &mut script);
+            output::write_stdout(&String::from_utf8_lossy(&script))
+        }
+        Command::Man => output::write_stdout(&man_page()?),
         Command::Sandbox(args) => {
             let (addr, options) = sandbox::options(args)?;
             sandbox::serve(addr, options).await
         }
+    }
+}
+
+/// The man page (roff) from the clap definitions, so it never drifts from `--help`: the top
+/// command's page, with every command, nested ones included, listed at its end.
+fn man_page() -> Result<String> {
+    let command = Cli::command();
+    let mut commands = String::from("Every command:\n");
+    list_commands(&command, "kargo-export", &mut commands);
+    let after = match command.get_after_long_help().or(command.get_after_help()) {
+        Some(text) => format!("{text}\n\n{commands}"),
+        None => commands,
+    };
+    let mut page = Vec::new();
+    clap_mangen::Man::new(command.after_long_help(after))
+        .render(&mut page)
+        .map_err(|e| Error::io("the man page", e))?;
+    Ok(String::from_utf8_lossy(&page).into_owned())
+}
+
+/// `  kargo-export export report: <about>` for every subcommand below `command`.
+fn list_commands(command: &clap::Command, path: &str, out: &mut String) {
+    for sub in command.get_subcommands().filter(|s| s.get_name() != "help") {
+        let path = format!("{path} {}", sub.get_name());
+        let about = sub.get_about().map(ToString::to_string).unwrap_or_default();
+        out.push_str(&format!("  {path}: {about}\n"));
+        list_commands(sub, &path, out);
     }
 }
 

@@ -25,6 +25,7 @@
 //! - `jobs`: `run JOBS.toml`: file errors, incremental state, submit-and-wait, shards, dry runs.
 //! - `out_templates`: a job's `out` naming request fields: a dataset per report type, errors
 //!   naming the field and the line, values that never leave DEST, submit jobs, S3 keys.
+//! - `completions`: the completion scripts and the man page name every command.
 //! - `crash`: SIGKILL at any moment publishes nothing and a rerun is exact; SIGINT/SIGTERM clean up.
 //! - `s3`: exports to a real S3-compatible server (moto), read back through the S3 API.
 //! - `schema_changes`: reports of different shapes in one destination under each
@@ -35,6 +36,7 @@
 //! server, buckets read back through the S3 API and a fault-injecting proxy, for `s3`).
 
 mod auth;
+mod completions;
 mod crash;
 mod export;
 mod failures;
