@@ -10,8 +10,10 @@ use crate::sink::partition::DEFAULT_MAX_PARTITIONS;
 use crate::source::client::DEFAULT_API_BASE;
 
 pub mod endpoint;
+pub mod transform;
 
 pub use endpoint::EndpointArgs;
+pub use transform::TransformArgs;
 
 /// Export Kargo Data Sharing API reports to partitioned Apache Parquet.
 #[derive(Debug, Parser)]
@@ -209,10 +211,14 @@ pub enum ExportTarget {
         #[arg(required = true, value_name = "ID")]
         ids: Vec<String>,
         #[command(flatten)]
+        transforms: TransformArgs,
+        #[command(flatten)]
         output: OutputArgs,
     },
     /// The report requests themselves (GET /v1/reports) as a dataset.
     Reports {
+        #[command(flatten)]
+        transforms: TransformArgs,
         #[command(flatten)]
         output: OutputArgs,
     },
@@ -220,6 +226,8 @@ pub enum ExportTarget {
     Url {
         #[command(flatten)]
         endpoint: Box<EndpointArgs>,
+        #[command(flatten)]
+        transforms: TransformArgs,
         #[command(flatten)]
         output: OutputArgs,
     },
@@ -232,11 +240,15 @@ pub enum SchemaTarget {
     Report {
         /// Report id.
         id: String,
+        #[command(flatten)]
+        transforms: TransformArgs,
     },
     /// The schema of a configured endpoint (see `export url`).
     Url {
         #[command(flatten)]
         endpoint: Box<EndpointArgs>,
+        #[command(flatten)]
+        transforms: TransformArgs,
     },
 }
 
@@ -451,7 +463,7 @@ mod tests {
         ])
         .unwrap();
         let Command::Export {
-            target: ExportTarget::Report { ids, output },
+            target: ExportTarget::Report { ids, output, .. },
         } = cli.command
         else {
             panic!("not an export");

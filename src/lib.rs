@@ -4,9 +4,9 @@
 //! that no two modules import each other, directly or through others):
 //! - [`cli`] is the command line as clap sees it, nothing else; [`app`] is the dispatch, the
 //!   one reader of clap types: it turns them into the source-neutral inputs of [`settings`]
-//!   (connection, output, endpoint, report fields), which checks them through one set of
-//!   functions shared with the jobs file of [`jobs`], naming a field as `--flag` or as `key`
-//!   at line N; then it calls the pipeline, the jobs runner or the sandbox, and [`output`]
+//!   (connection, output, endpoint, transforms, report fields), which checks them through one
+//!   set of functions shared with the jobs file of [`jobs`], naming a field as `--flag` or as
+//!   `key` at line N; then it calls the pipeline, the jobs runner or the sandbox, and [`output`]
 //!   prints the outcome;
 //! - [`source`] logs in, fetches pages over HTTP, follows them (next links, page numbers,
 //!   offsets, cursors) and reads the rows of each page: every page is read through an
@@ -15,8 +15,8 @@
 //!   (a huge page as it arrives);
 //! - [`decode`] turns the rows of one page into an Arrow batch with column kinds observed on the
 //!   way, and [`infer`] merges those kinds into the one schema of an export and conforms every
-//!   batch to it; [`transform`] applies the light transforms of configured endpoints (select,
-//!   rename, cast, added columns) before partitioning;
+//!   batch to it; [`transform`] applies the light transforms of any export (select, rename,
+//!   cast, added columns) before partitioning;
 //! - [`sink`] splits batches by partition (Hive layout), writes Parquet files under a staging
 //!   prefix through `object_store`, then publishes them and retires a report's older files;
 //! - [`pipeline`] wires the stages of one export: phase 1 decodes pages and spools them in

@@ -8,9 +8,10 @@
 //! partition values ([`spool`]). Nothing is written to the destination yet, because the export's
 //! schema is only known once every page has been seen. Phase 2: merge the inferences into the
 //! one schema of the export; one writer thread per core (process-wide) takes the next bucket of
-//! any report, conforms its rows, applies the [`Transforms`] of a configured endpoint and stages
-//! Parquet files ([`ReportWriter`]), a partition's whole rows at a time; when every report is
-//! staged, commit them. Any failure discards what was staged, so the destination is left as it
+//! any report, conforms its rows, applies the export's [`Transforms`] (the same for every
+//! source: completed reports, the report list, a configured endpoint) and stages Parquet files
+//! ([`ReportWriter`]), a partition's whole rows at a time; when every report is staged, commit
+//! them. Any failure discards what was staged, so the destination is left as it
 //! was. The spool is a temporary folder (TMPDIR) removed at the end.
 //!
 //! Interruption ([`export_until`]): SIGINT or SIGTERM before the commit drops the export's
@@ -130,17 +131,26 @@ pub async fn export_until(
     result
 }
 
-/// Every row of report `report_id` decoded, and the schema an export of it would write.
-pub async fn report_schema(api: &Api, report_id: &str) -> Result<SchemaRef> {
+/// Every row of report `report_id` decoded, and the schema an export of it with `transforms`
+/// would write.
+pub async fn report_schema(
+    api: &Api,
+    report_id: &str,
+    transforms: Transforms,
+) -> Result<SchemaRef> {
     let source = |client: &ApiClient| Ok(Source::completed_report(client, report_id));
-    source_schema(api, source, Transforms::default()).await
+    source_schema(api, source, transforms).await
 }
 
-/// Every row of a configured endpoint decoded, and the schema an export of it would write (after
-/// its transforms).
-pub async fn endpoint_schema(api: &Api, spec: &EndpointSpec) -> Result<SchemaRef> {
+/// Every row of a configured endpoint decoded, and the schema an export of it with
+/// `transforms` would write.
+pub async fn endpoint_schema(
+    api: &Api,
+    spec: &EndpointSpec,
+    transforms: Transforms,
+) -> Result<SchemaRef> {
     let source = |client: &ApiClient| Source::endpoint(client, spec);
-    source_schema(api, source, spec.transforms.clone()).await
+    source_schema(api, source, transforms).await
 }
 
 /// Phase 1 without a spool for one source, and the schema its export would write.
@@ -193,32 +203,24 @@ async fn prepare(
     cancel: &Cancel,
 ) -> Result<Prepared> {
     let session = ApiSession::start(&settings.api).await?;
-    let (sources, transforms): (Vec<Source>, Transforms) = match &settings.source {
-        ExportSource::CompletedReports(ids) => (
-            ids.iter()
-                .map(|id| Source::completed_report(&session.client, id))
-                .collect(),
-            Transforms::default(),
-        ),
-        ExportSource::ReportList => (
-            vec![Source::report_list(&session.client)],
-            Transforms::default(),
-        ),
-        ExportSource::Endpoint(spec) => (
-            vec![Source::endpoint(&session.client, spec)?],
-            spec.transforms.clone(),
-        ),
+    let sources: Vec<Source> = match &settings.source {
+        ExportSource::CompletedReports(ids) => ids
+            .iter()
+            .map(|id| Source::completed_report(&session.client, id))
+            .collect(),
+        ExportSource::ReportList => vec![Source::report_list(&session.client)],
+        ExportSource::Endpoint(spec) => vec![Source::endpoint(&session.client, spec)?],
     };
     let spool = SpoolTo {
         dir: spool_dir.to_path_buf(),
         router: Router::new(raw_partition_columns(
             &settings.output.partition_by,
-            &transforms,
+            &settings.transforms,
         )),
         partition_by: settings.output.partition_by.clone(),
         max_partitions: settings.output.max_partitions,
     };
-    let transforms = Arc::new(transforms);
+    let transforms = Arc::new(settings.transforms.clone());
     let spooled: Vec<SpooledReport> = stream::iter(sources)
         .map(|source| spool_report(&session.client, source, &transforms, Some(&spool), cancel))
         .buffered(settings.concurrency)

@@ -1,5 +1,6 @@
-//! Light transforms of configured endpoints, applied to every batch after it is conformed to the
-//! export's inferred schema and before it is partitioned and written, in this order:
+//! Light transforms of an export, whatever it reads (completed reports, the report list, a
+//! configured endpoint), applied to every batch after it is conformed to the export's inferred
+//! schema and before it is partitioned and written, in this order:
 //! `--select` (keep these columns, in this order), `--rename old=new`, `--add-column
 //! name=value` (a string column holding `value` in every row, e.g. a report id) and
 //! `--cast col=TYPE` (names after renaming and adding).
@@ -106,7 +107,7 @@ pub enum OnCastError {
     Null,
 }
 
-/// The transforms of one export; empty for the templates.
+/// The transforms of one export; empty unless asked for.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Transforms {
     pub select: Vec<String>,

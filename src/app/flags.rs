@@ -2,8 +2,11 @@
 //! sets, with nothing checked here but the syntax of `--header` (`Name: value`). The checks
 //! are [`crate::settings`]'s, shared with the jobs file.
 
-use crate::cli::endpoint::{ContentFormatArg, OnCastErrorArg, PaginateArg};
-use crate::cli::{ConnectionArgs, EndpointArgs, OutputArgs, ReportFieldArgs, RunArgs};
+use crate::cli::endpoint::{ContentFormatArg, PaginateArg};
+use crate::cli::transform::OnCastErrorArg;
+use crate::cli::{
+    ConnectionArgs, EndpointArgs, OutputArgs, ReportFieldArgs, RunArgs, TransformArgs,
+};
 use crate::error::{Error, Result};
 use crate::jobs::RunInput;
 use crate::settings::connection::{self, ConnectionInput, Given, LimitsInput};
@@ -11,6 +14,7 @@ use crate::settings::endpoint::{BodyInput, EndpointInput, HeaderInput, PaginateK
 use crate::settings::field;
 use crate::settings::output::OutputInput;
 use crate::settings::reports::ReportFieldsInput;
+use crate::settings::transform::TransformInput;
 use crate::settings::{Api, Flags};
 use crate::source::formats::ContentFormat;
 use crate::transform::OnCastError;
@@ -135,6 +139,12 @@ pub fn endpoint(args: &EndpointArgs) -> Result<EndpointInput> {
             ContentFormatArg::Ndjson => ContentFormat::Ndjson,
             ContentFormatArg::Csv => ContentFormat::Csv,
         }),
+    })
+}
+
+/// `--select`, `--rename`, `--cast`, `--add-column`, `--on-cast-error`.
+pub fn transforms(args: &TransformArgs) -> TransformInput {
+    TransformInput {
         select: args.select.clone(),
         rename: args.rename.clone(),
         cast: args.cast.clone(),
@@ -143,7 +153,7 @@ pub fn endpoint(args: &EndpointArgs) -> Result<EndpointInput> {
             OnCastErrorArg::Fail => OnCastError::Fail,
             OnCastErrorArg::Null => OnCastError::Null,
         },
-    })
+    }
 }
 
 /// `--header 'Name: value'`; the error never repeats the text, whose value may be a secret.
@@ -160,26 +170,44 @@ fn header(text: &str) -> Result<HeaderInput> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cli::{Cli, Command, ExportTarget, SchemaTarget};
     use crate::settings::EndpointSpec;
     use crate::source::paginate::Paging;
+    use crate::transform::{CastType, Transforms};
     use clap::Parser;
     use reqwest::{Method, Url};
 
+    /// The parsed command line `kargo-export ARGS`, or its usage error.
+    fn parse(args: &[&str]) -> Result<Cli> {
+        Cli::try_parse_from(["kargo-export"].iter().chain(args))
+            .map_err(|e| Error::Usage(e.to_string()))
+    }
+
+    /// The checked transform flags.
+    fn checked(args: &TransformArgs) -> Result<Transforms> {
+        crate::settings::transform::transforms(&Flags, &self::transforms(args))
+    }
+
     /// The checked endpoint of `schema url ARGS`, or the usage error of the flags.
     fn job(args: &[&str]) -> Result<EndpointSpec> {
-        let cli = match crate::cli::Cli::try_parse_from(
-            ["kargo-export", "schema", "url"].iter().chain(args),
-        ) {
-            Ok(cli) => cli,
-            Err(e) => return Err(Error::Usage(e.to_string())),
-        };
-        let crate::cli::Command::Schema {
-            target: crate::cli::SchemaTarget::Url { endpoint },
+        Ok(job_and_transforms(args)?.0)
+    }
+
+    /// The checked endpoint and transforms of `schema url ARGS`, or the usage error.
+    fn job_and_transforms(args: &[&str]) -> Result<(EndpointSpec, Transforms)> {
+        let cli = parse(&[&["schema", "url"], args].concat())?;
+        let Command::Schema {
+            target:
+                SchemaTarget::Url {
+                    endpoint,
+                    transforms,
+                },
         } = cli.command
         else {
             panic!("not schema url");
         };
-        crate::settings::endpoint::endpoint(&Flags, &self::endpoint(&endpoint)?)
+        let spec = crate::settings::endpoint::endpoint(&Flags, &self::endpoint(&endpoint)?)?;
+        Ok((spec, checked(&transforms)?))
     }
 
     #[test]
@@ -203,7 +231,7 @@ mod tests {
         };
         let message = usage(&["/x", "--header", "Authorization: Bearer s3cr\u{7}t"]);
         assert!(!message.contains("s3cr"), "{message}");
-        let cli = crate::cli::Cli::try_parse_from([
+        let cli = Cli::try_parse_from([
             "kargo-export",
             "schema",
             "url",
@@ -234,7 +262,7 @@ mod tests {
 
     #[test]
     fn flags_build_the_request_paging_and_transforms() {
-        let post = job(&[
+        let (post, transforms) = job_and_transforms(&[
             "/x",
             "--method",
             "post",
@@ -267,28 +295,79 @@ mod tests {
                 size: 50
             }
         );
-        assert_eq!(
-            post.transforms.add,
-            [("report".to_owned(), "r=1".to_owned())]
-        );
-        assert_eq!(post.transforms.on_cast_error, OnCastError::Null);
+        assert_eq!(transforms.add, [("report".to_owned(), "r=1".to_owned())]);
+        assert_eq!(transforms.on_cast_error, OnCastError::Null);
+    }
+
+    #[test]
+    fn every_export_and_schema_command_takes_the_transform_flags() {
+        let flags = [
+            "--select",
+            "date,spend",
+            "--rename",
+            "date=day",
+            "--cast",
+            "spend=decimal(18,6)",
+            "--add-column",
+            "source=kargo",
+            "--on-cast-error",
+            "null",
+        ];
+        let want = Transforms {
+            select: vec!["date".into(), "spend".into()],
+            rename: vec![("date".into(), "day".into())],
+            add: vec![("source".into(), "kargo".into())],
+            cast: vec![("spend".into(), CastType::Decimal(18, 6))],
+            on_cast_error: OnCastError::Null,
+        };
+        for command in [
+            &["export", "report", "r1", "--out", "o"][..],
+            &["export", "reports", "--out", "o"],
+            &["export", "url", "/x", "--out", "o"],
+            &["schema", "report", "r1"],
+            &["schema", "url", "/x"],
+        ] {
+            let cli = parse(&[command, &flags].concat()).unwrap();
+            let transforms = match &cli.command {
+                Command::Export { target } => match target {
+                    ExportTarget::Report { transforms, .. }
+                    | ExportTarget::Reports { transforms, .. }
+                    | ExportTarget::Url { transforms, .. } => transforms,
+                },
+                Command::Schema { target } => match target {
+                    SchemaTarget::Report { transforms, .. }
+                    | SchemaTarget::Url { transforms, .. } => transforms,
+                },
+                _ => panic!("{command:?}"),
+            };
+            assert_eq!(checked(transforms).unwrap(), want, "{command:?}");
+        }
+        let cli = parse(&["export", "report", "r1", "--out", "o", "--cast", "a=int"]).unwrap();
+        let Command::Export {
+            target: ExportTarget::Report { transforms, .. },
+        } = &cli.command
+        else {
+            panic!("not export report");
+        };
+        let message = checked(transforms).unwrap_err().to_string();
+        assert!(message.contains("--cast a: unknown type"), "{message}");
     }
 
     #[test]
     fn max_partitions_below_one_is_refused_before_the_destination_is_opened() {
         for bad in ["0", "-2"] {
-            let cli = crate::cli::Cli::try_parse_from([
-                "kargo-export",
+            let max_partitions = format!("--max-partitions={bad}");
+            let cli = parse(&[
                 "export",
                 "report",
                 "a",
                 "--out",
                 "never-created",
-                &format!("--max-partitions={bad}"),
+                &max_partitions,
             ])
             .unwrap();
-            let crate::cli::Command::Export {
-                target: crate::cli::ExportTarget::Report { output, .. },
+            let Command::Export {
+                target: ExportTarget::Report { output, .. },
             } = cli.command
             else {
                 panic!("not an export");

@@ -40,33 +40,54 @@ pub async fn run(cli: Cli) -> Result<()> {
             }
         }
         Command::Schema {
-            target: SchemaTarget::Report { id },
+            target: SchemaTarget::Report { id, transforms },
         } => {
             let id = settings::reports::report_ids(&Flags, std::slice::from_ref(id))?;
+            let transforms =
+                settings::transform::transforms(&Flags, &flags::transforms(transforms))?;
             let api = api()?;
-            let schema = with_progress(pipeline::report_schema(&api, &id[0])).await?;
+            let schema = with_progress(pipeline::report_schema(&api, &id[0], transforms)).await?;
             output::print_schema(&schema)
         }
         Command::Schema {
-            target: SchemaTarget::Url { endpoint },
+            target:
+                SchemaTarget::Url {
+                    endpoint,
+                    transforms,
+                },
         } => {
             let spec = settings::endpoint::endpoint(&Flags, &flags::endpoint(endpoint)?)?;
+            let transforms =
+                settings::transform::transforms(&Flags, &flags::transforms(transforms))?;
             let api = api()?;
-            let schema = pipeline::endpoint_schema(&api, &spec).await?;
+            let schema = pipeline::endpoint_schema(&api, &spec, transforms).await?;
             output::print_schema(&schema)
         }
         Command::Export { target } => {
-            let (source, output) = match target {
-                ExportTarget::Report { ids, output } => (
+            let (source, transforms, output) = match target {
+                ExportTarget::Report {
+                    ids,
+                    transforms,
+                    output,
+                } => (
                     ExportSource::CompletedReports(settings::reports::report_ids(&Flags, ids)?),
+                    transforms,
                     output,
                 ),
-                ExportTarget::Reports { output } => (ExportSource::ReportList, output),
-                ExportTarget::Url { endpoint, output } => {
+                ExportTarget::Reports { transforms, output } => {
+                    (ExportSource::ReportList, transforms, output)
+                }
+                ExportTarget::Url {
+                    endpoint,
+                    transforms,
+                    output,
+                } => {
                     let spec = settings::endpoint::endpoint(&Flags, &flags::endpoint(endpoint)?)?;
-                    (ExportSource::Endpoint(Box::new(spec)), output)
+                    (ExportSource::Endpoint(Box::new(spec)), transforms, output)
                 }
             };
+            let transforms =
+                settings::transform::transforms(&Flags, &flags::transforms(transforms))?;
             let concurrency = settings::check(
                 &Flags,
                 settings::field::CONCURRENCY,
@@ -79,6 +100,7 @@ pub async fn run(cli: Cli) -> Result<()> {
                 api,
                 source,
                 output,
+                transforms,
                 concurrency,
             };
             let interrupt = interrupt

@@ -1,6 +1,7 @@
 //! Flags of a configured endpoint (`export url`, `schema url`): the request, where the rows
-//! are, how pages follow, the content format and the transforms. The dispatch turns them into
-//! a [`crate::settings::endpoint::EndpointInput`]; its defaults are the settings' own.
+//! are, how pages follow and the content format (the transforms are every export's,
+//! [`super::transform`]). The dispatch turns them into a
+//! [`crate::settings::endpoint::EndpointInput`]; its defaults are the settings' own.
 
 use clap::{Args, ValueEnum};
 
@@ -9,7 +10,7 @@ use crate::settings::endpoint::{
     DEFAULT_NEXT_PATH, DEFAULT_OFFSET_PARAM, DEFAULT_PAGE_PARAM, DEFAULT_PAGE_START,
 };
 
-/// The request, the page shape and the transforms of `export url` / `schema url`. Its `Debug`
+/// The request and the page shape of `export url` / `schema url`. Its `Debug`
 /// leaves out header values and the body, which may hold secrets.
 #[derive(Args)]
 pub struct EndpointArgs {
@@ -84,31 +85,6 @@ pub struct EndpointArgs {
     /// How pages are written [default: from each answer's Content-Type, JSON when unknown].
     #[arg(long, value_enum, help_heading = "Pages")]
     pub content_format: Option<ContentFormatArg>,
-
-    /// Keep only these columns, in this order (comma-separated).
-    #[arg(
-        long,
-        value_name = "COL[,COL...]",
-        value_delimiter = ',',
-        help_heading = "Transforms"
-    )]
-    pub select: Vec<String>,
-
-    /// Rename a column (repeatable).
-    #[arg(long, value_name = "OLD=NEW", value_parser = key_value, help_heading = "Transforms")]
-    pub rename: Vec<(String, String)>,
-
-    /// Convert a column: int64, float64, decimal(p,s), string, bool, date, timestamp (repeatable).
-    #[arg(long, value_name = "COL=TYPE", value_parser = key_value, help_heading = "Transforms")]
-    pub cast: Vec<(String, String)>,
-
-    /// Add a string column holding VALUE in every row (repeatable).
-    #[arg(long, value_name = "NAME=VALUE", value_parser = key_value, help_heading = "Transforms")]
-    pub add_column: Vec<(String, String)>,
-
-    /// What a value that does not cast becomes: an error naming its row and column, or null.
-    #[arg(long, value_enum, default_value_t = OnCastErrorArg::Fail, help_heading = "Transforms")]
-    pub on_cast_error: OnCastErrorArg,
 }
 
 impl std::fmt::Debug for EndpointArgs {
@@ -152,15 +128,8 @@ pub enum ContentFormatArg {
     Csv,
 }
 
-/// `--on-cast-error` values.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum OnCastErrorArg {
-    Fail,
-    Null,
-}
-
 /// `K=V` with a non-empty key (whitespace around the key trimmed, the value kept).
-fn key_value(text: &str) -> Result<(String, String), String> {
+pub(super) fn key_value(text: &str) -> Result<(String, String), String> {
     match text.split_once('=') {
         Some((key, value)) if !key.trim().is_empty() => {
             Ok((key.trim().to_owned(), value.to_owned()))

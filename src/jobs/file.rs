@@ -10,6 +10,7 @@
 //! API or writes to a destination.
 
 mod endpoint;
+mod transform;
 
 use std::ops::Range;
 use std::path::{Path, PathBuf};
@@ -30,6 +31,7 @@ use crate::settings::reports::{self, ReportFieldsInput};
 use crate::settings::{Api, EndpointSpec, Origin, checked};
 use crate::source::client::Limits;
 use crate::source::reports::ReportFields;
+use crate::transform::Transforms;
 
 /// How long a submitted report is waited for when the job does not say.
 const DEFAULT_WAIT_TIMEOUT: Duration = Duration::from_secs(3600);
@@ -73,6 +75,8 @@ pub struct Job {
     pub kind: JobKind,
     /// Where it writes: `out`, perhaps naming fields of the report request.
     pub output: JobOutput,
+    /// `select`, `rename`, `cast`, `add_column`, `on_cast_error`: every kind takes them.
+    pub transforms: Transforms,
 }
 
 /// What a job exports.
@@ -166,6 +170,12 @@ struct RawJob {
     compression: Option<Spanned<String>>,
     max_partitions: Option<Spanned<i64>>,
     on_schema_change: Option<Spanned<String>>,
+    // Any kind: the transforms (see `transform`).
+    select: Option<Spanned<Vec<String>>>,
+    rename: Option<Spanned<Map<String, Value>>>,
+    cast: Option<Spanned<Map<String, Value>>>,
+    add_column: Option<Spanned<Map<String, Value>>>,
+    on_cast_error: Option<Spanned<String>>,
     // kind = "endpoint": the fields of `export url`, in snake_case (see `endpoint`).
     url: Option<Spanned<String>>,
     method: Option<Spanned<String>>,
@@ -186,11 +196,6 @@ struct RawJob {
     cursor_param: Option<Spanned<String>>,
     total_path: Option<Spanned<String>>,
     content_format: Option<Spanned<String>>,
-    select: Option<Spanned<Vec<String>>>,
-    rename: Option<Spanned<Map<String, Value>>>,
-    cast: Option<Spanned<Map<String, Value>>>,
-    add_column: Option<Spanned<Map<String, Value>>>,
-    on_cast_error: Option<Spanned<String>>,
 }
 
 /// Keys only some kinds take, and the kind that takes each (`endpoint`'s are listed in
@@ -459,6 +464,7 @@ fn keys(raw: &RawJob) -> Vec<(&'static str, Option<Range<usize>>)> {
         ("wait_timeout_secs", span(&raw.wait_timeout_secs)),
         ("poll_interval_secs", span(&raw.poll_interval_secs)),
     ];
+    keys.extend(transform::keys(raw));
     keys.extend(endpoint::keys(raw));
     keys
 }
@@ -540,6 +546,7 @@ fn job(at: &Arc<Locator>, raw: RawJob, span: Range<usize>, env: Env) -> Result<J
             ));
         }
     };
+    let transforms = transform::transforms(&raw, &origin)?;
     let out = raw
         .out
         .as_ref()
@@ -563,6 +570,7 @@ fn job(at: &Arc<Locator>, raw: RawJob, span: Range<usize>, env: Env) -> Result<J
         output: JobOutput::new(template, checked, at.place(out.span()), name_text.clone()),
         name: name_text,
         kind: job_kind,
+        transforms,
     })
 }
 
@@ -595,6 +603,45 @@ fn out_template(out: &Spanned<String>, kind: &JobKind, fail: Fail) -> Result<Out
         }
     }
     Ok(template)
+}
+
+/// A table as `(name, value)` pairs. Values are strings (`scalars` also lets numbers and
+/// booleans through, as their TOML text).
+fn pairs(
+    table: &Option<Spanned<Map<String, Value>>>,
+    field: Field,
+    scalars: bool,
+    origin: &dyn Origin,
+) -> Result<Vec<(String, String)>> {
+    let Some(table) = table else {
+        return Ok(Vec::new());
+    };
+    table
+        .get_ref()
+        .iter()
+        .map(|(name, value)| {
+            let value = match value {
+                Value::String(text) => text.clone(),
+                Value::Number(n) if scalars => n.to_string(),
+                Value::Bool(b) if scalars => b.to_string(),
+                _ => {
+                    let expected = if scalars {
+                        "text, a number or a boolean"
+                    } else {
+                        "text"
+                    };
+                    return Err(origin.error(
+                        field,
+                        format!(
+                            "{}: the value of {name:?} must be {expected}",
+                            origin.name(field)
+                        ),
+                    ));
+                }
+            };
+            Ok((name.clone(), value))
+        })
+        .collect()
 }
 
 /// Builds an error for the job at a span (the job's name is added).

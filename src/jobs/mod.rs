@@ -485,6 +485,7 @@ impl Context<'_> {
             api: self.api.clone(),
             source,
             output,
+            transforms: job.transforms.clone(),
             concurrency: 1,
         };
         let _slot = slots

@@ -1,6 +1,7 @@
 //! A configured endpoint (`export url`, `schema url`, a jobs file's `kind = "endpoint"`)
 //! checked once into an [`EndpointSpec`]: the URL checked, paths parsed, headers and body
-//! validated (a header value never appears in an error), pagination and transforms built.
+//! validated (a header value never appears in an error), pagination built. Its transforms are
+//! those of any export ([`super::transform`]).
 
 use std::path::PathBuf;
 
@@ -17,7 +18,6 @@ use crate::source::endpoint::Endpoint;
 use crate::source::formats::ContentFormat;
 use crate::source::jsonpath::JsonPath;
 use crate::source::paginate::Paging;
-use crate::transform::{OnCastError, Transforms};
 
 /// The HTTP method when none is given.
 pub const DEFAULT_METHOD: &str = "GET";
@@ -45,8 +45,7 @@ pub enum PaginateKind {
     None,
 }
 
-/// The names of the paging kinds, content formats and cast-error policies, as both sources
-/// spell them.
+/// The names of the paging kinds and content formats, as both sources spell them.
 pub const PAGINATE_KINDS: &[(&str, PaginateKind)] = &[
     ("next", PaginateKind::Next),
     ("page", PaginateKind::Page),
@@ -59,8 +58,6 @@ pub const CONTENT_FORMATS: &[(&str, ContentFormat)] = &[
     ("ndjson", ContentFormat::Ndjson),
     ("csv", ContentFormat::Csv),
 ];
-pub const ON_CAST_ERRORS: &[(&str, OnCastError)] =
-    &[("fail", OnCastError::Fail), ("null", OnCastError::Null)];
 
 /// A header as given: its name, and its value (text, or an environment variable).
 #[derive(Debug, Clone)]
@@ -101,11 +98,6 @@ pub struct EndpointInput {
     pub total_path: Option<String>,
     /// [default: from each answer's Content-Type]
     pub content_format: Option<ContentFormat>,
-    pub select: Vec<String>,
-    pub rename: Vec<(String, String)>,
-    pub cast: Vec<(String, String)>,
-    pub add_column: Vec<(String, String)>,
-    pub on_cast_error: OnCastError,
 }
 
 impl EndpointInput {
@@ -130,11 +122,6 @@ impl EndpointInput {
             cursor_param: DEFAULT_CURSOR_PARAM.into(),
             total_path: None,
             content_format: None,
-            select: Vec::new(),
-            rename: Vec::new(),
-            cast: Vec::new(),
-            add_column: Vec::new(),
-            on_cast_error: OnCastError::Fail,
         }
     }
 }
@@ -152,7 +139,6 @@ pub struct EndpointSpec {
     rows: JsonPath,
     paging: Paging,
     total: Option<JsonPath>,
-    pub transforms: Transforms,
 }
 
 impl EndpointSpec {
@@ -212,7 +198,6 @@ pub fn endpoint(origin: &dyn Origin, input: &EndpointInput) -> Result<EndpointSp
         rows: path(origin, field::DATA_PATH, &input.data_path)?,
         paging,
         total,
-        transforms: transforms(origin, input)?,
         url,
     })
 }
@@ -381,33 +366,6 @@ fn paging(origin: &dyn Origin, input: &EndpointInput) -> Result<Paging> {
             }
         }
         PaginateKind::None => Paging::None,
-    })
-}
-
-fn transforms(origin: &dyn Origin, input: &EndpointInput) -> Result<Transforms> {
-    let select: Vec<String> = input.select.iter().map(|c| c.trim().to_owned()).collect();
-    if select.iter().any(String::is_empty) {
-        return Err(invalid(origin, field::SELECT, "has an empty column name"));
-    }
-    let cast = input
-        .cast
-        .iter()
-        .map(|(column, to)| {
-            let to = to.parse().map_err(|e| {
-                origin.error(
-                    field::CAST,
-                    format!("{} {column}: {e}", origin.name(field::CAST)),
-                )
-            })?;
-            Ok((column.clone(), to))
-        })
-        .collect::<Result<_>>()?;
-    Ok(Transforms {
-        select,
-        rename: input.rename.clone(),
-        add: input.add_column.clone(),
-        cast,
-        on_cast_error: input.on_cast_error,
     })
 }
 

@@ -65,6 +65,8 @@ pub const CURSOR_PATH: Field = field("--cursor-path", "cursor_path");
 pub const CURSOR_PARAM: Field = field("--cursor-param", "cursor_param");
 pub const TOTAL_PATH: Field = field("--total-path", "total_path");
 pub const CONTENT_FORMAT: Field = field("--content-format", "content_format");
+
+// The transforms of any export.
 pub const SELECT: Field = field("--select", "select");
 pub const RENAME: Field = field("--rename", "rename");
 pub const CAST: Field = field("--cast", "cast");

@@ -4,11 +4,11 @@
 //!
 //! Both sources of settings, the command line and the jobs file, describe the same
 //! source-neutral inputs: a connection ([`connection`]), an output ([`output`]), an endpoint
-//! ([`endpoint`]) and the report list's fields and ids ([`reports`]). One set of functions
-//! checks each input. Their errors name a [`Field`](field::Field) through the input's
-//! [`Origin`], which spells it as its source does: `--partition-by` on the command line
-//! ([`Flags`]), `partition_by` at line N in the jobs file. Mistakes are [`Error::Usage`]
-//! (exit code 2).
+//! ([`endpoint`]), the transforms of any export ([`transform`]) and the report list's fields
+//! and ids ([`reports`]). One set of functions checks each input. Their errors name a
+//! [`Field`](field::Field) through the input's [`Origin`], which spells it as its source does:
+//! `--partition-by` on the command line ([`Flags`]), `partition_by` at line N in the jobs
+//! file. Mistakes are [`Error::Usage`] (exit code 2).
 //!
 //! This module knows neither clap nor TOML: the dispatch (`app`) turns the parsed command line
 //! into these inputs, and `jobs::file` turns the jobs file into them.
@@ -18,9 +18,11 @@ pub mod endpoint;
 pub mod field;
 pub mod output;
 pub mod reports;
+pub mod transform;
 
 use crate::error::{Error, Result};
 use crate::source::client::{Connection, Limits};
+use crate::transform::Transforms;
 use field::Field;
 
 pub use endpoint::EndpointSpec;
@@ -134,11 +136,13 @@ pub enum ExportSource {
     Endpoint(Box<EndpointSpec>),
 }
 
-/// A checked export: what to read, from which API, and where to write it.
+/// A checked export: what to read, from which API, how to shape it and where to write it.
 pub struct ExportSettings {
     pub api: Api,
     pub source: ExportSource,
     pub output: Output,
+    /// Applied to the rows of every source alike.
+    pub transforms: Transforms,
     /// Reports exported at once.
     pub concurrency: usize,
 }

@@ -30,6 +30,9 @@
 //! - `s3`: exports to a real S3-compatible server (moto), read back through the S3 API.
 //! - `schema_changes`: reports of different shapes in one destination under each
 //!   `--on-schema-change` policy, read back with pyarrow.dataset (local and S3).
+//! - `transforms`: select, rename, add and cast on `export report`, `export reports` and the
+//!   `reports` / `new-reports` jobs: spend as an exact decimal (values and sums), cast errors
+//!   and `on_cast_error`, jobs-file mistakes naming the key and its line.
 //!
 //! Shared helpers: `util` (the binary, the sandbox, fixtures, reading Parquet back, the secret
 //! check), `runs` (`run JOBS.toml` with a summary, for `jobs` and `s3`) and `s3_support` (the S3
@@ -58,5 +61,6 @@ mod s3_support;
 mod schema;
 mod schema_changes;
 mod secrets;
+mod transforms;
 mod types;
 mod util;

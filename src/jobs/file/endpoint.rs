@@ -1,5 +1,6 @@
 //! `kind = "endpoint"`: a job's keys turned into an [`EndpointInput`] and checked by the same
-//! [`settings::endpoint::endpoint`] as the flags of `export url`. What the command line cannot
+//! [`settings::endpoint::endpoint`] as the flags of `export url` (its transform keys are every
+//! kind's, read by the sibling `transform` module). What the command line cannot
 //! say is checked here: the TOML types of tables, a body given both inline and as a file, and
 //! inline header values that look like secrets (those must come from `headers_env`).
 //!
@@ -8,16 +9,16 @@
 
 use std::ops::Range;
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 use toml::Spanned;
 
-use super::{Fail, RawJob, span};
+use super::{Fail, RawJob, pairs, span};
 use crate::error::Result;
 use crate::settings::connection::Given;
 use crate::settings::endpoint::{
-    self, BodyInput, CONTENT_FORMATS, EndpointInput, HeaderInput, ON_CAST_ERRORS, PAGINATE_KINDS,
+    self, BodyInput, CONTENT_FORMATS, EndpointInput, HeaderInput, PAGINATE_KINDS,
 };
-use crate::settings::field::{self, Field};
+use crate::settings::field;
 use crate::settings::{EndpointSpec, Origin, choice};
 
 /// The keys only an endpoint job takes.
@@ -42,11 +43,6 @@ pub(super) fn keys_of_kind() -> impl Iterator<Item = &'static str> {
         "cursor_param",
         "total_path",
         "content_format",
-        "select",
-        "rename",
-        "cast",
-        "add_column",
-        "on_cast_error",
     ]
     .into_iter()
 }
@@ -73,11 +69,6 @@ pub(super) fn keys(raw: &RawJob) -> Vec<(&'static str, Option<Range<usize>>)> {
         span(&raw.cursor_param),
         span(&raw.total_path),
         span(&raw.content_format),
-        span(&raw.select),
-        span(&raw.rename),
-        span(&raw.cast),
-        span(&raw.add_column),
-        span(&raw.on_cast_error),
     ];
     keys_of_kind().zip(spans).collect()
 }
@@ -136,23 +127,7 @@ fn input(raw: &RawJob, name: &str, origin: &dyn Origin, fail: Fail) -> Result<En
             CONTENT_FORMATS,
         )?);
     }
-    if let Some(on_error) = &raw.on_cast_error {
-        input.on_cast_error = choice(
-            origin,
-            field::ON_CAST_ERROR,
-            on_error.get_ref(),
-            ON_CAST_ERRORS,
-        )?;
-    }
     input.query = pairs(&raw.query, field::QUERY, true, origin)?;
-    input.rename = pairs(&raw.rename, field::RENAME, false, origin)?;
-    input.cast = pairs(&raw.cast, field::CAST, false, origin)?;
-    input.add_column = pairs(&raw.add_column, field::ADD_COLUMN, false, origin)?;
-    input.select = raw
-        .select
-        .as_ref()
-        .map(|s| s.get_ref().clone())
-        .unwrap_or_default();
     input.body = match (&raw.body, &raw.body_file) {
         (Some(_), Some(file)) => {
             return Err(fail(file.span(), "give body or body_file, not both".into()));
@@ -169,45 +144,6 @@ fn input(raw: &RawJob, name: &str, origin: &dyn Origin, fail: Fail) -> Result<En
     };
     input.headers = headers(raw, origin)?;
     Ok(input)
-}
-
-/// A table as `(name, value)` pairs. Values are strings (`scalars` also lets numbers and
-/// booleans through, as their TOML text).
-fn pairs(
-    table: &Option<Spanned<Map<String, Value>>>,
-    field: Field,
-    scalars: bool,
-    origin: &dyn Origin,
-) -> Result<Vec<(String, String)>> {
-    let Some(table) = table else {
-        return Ok(Vec::new());
-    };
-    table
-        .get_ref()
-        .iter()
-        .map(|(name, value)| {
-            let value = match value {
-                Value::String(text) => text.clone(),
-                Value::Number(n) if scalars => n.to_string(),
-                Value::Bool(b) if scalars => b.to_string(),
-                _ => {
-                    let expected = if scalars {
-                        "text, a number or a boolean"
-                    } else {
-                        "text"
-                    };
-                    return Err(origin.error(
-                        field,
-                        format!(
-                            "{}: the value of {name:?} must be {expected}",
-                            origin.name(field)
-                        ),
-                    ));
-                }
-            };
-            Ok((name.clone(), value))
-        })
-        .collect()
 }
 
 /// Whether a header's value is likely a credential, so it may not be written in the file.
@@ -291,7 +227,7 @@ mod tests {
     use super::super::tests::{env, error, parse};
     use super::*;
     use crate::source::paginate::Paging;
-    use crate::transform::OnCastError;
+    use crate::transform::CastType;
 
     /// The endpoint input the keys `keys` describe for job "rows".
     fn to_input(keys: &str) -> Result<EndpointInput> {
@@ -336,11 +272,6 @@ page_start = 0
 limit = 7
 total_path = "$.meta.total"
 content_format = "ndjson"
-select = ["a,b", "c"]
-rename = { a = "b" }
-cast = { c = "decimal(10,2)" }
-add_column = { source = "x=y" }
-on_cast_error = "null"
 "#,
         )
         .unwrap();
@@ -374,15 +305,6 @@ on_cast_error = "null"
             input.content_format,
             Some(crate::source::formats::ContentFormat::Ndjson)
         );
-        assert_eq!(
-            input.select,
-            ["a,b", "c"],
-            "an array is not split at commas"
-        );
-        assert_eq!(pairs_of(&input.rename), ["a=b"]);
-        assert_eq!(pairs_of(&input.cast), ["c=decimal(10,2)"]);
-        assert_eq!(pairs_of(&input.add_column), ["source=x=y"]);
-        assert_eq!(input.on_cast_error, OnCastError::Null);
         let body_file = to_input("url = \"/x\"\nbody_file = \"b.json\"").unwrap();
         assert!(matches!(&body_file.body, Some(BodyInput::File(p)) if p.as_os_str() == "b.json"));
     }
@@ -396,8 +318,7 @@ on_cast_error = "null"
         assert_eq!(input.next_path, "$.links.next");
         assert_eq!((input.page_param.as_str(), input.page_start), ("page", 1));
         assert_eq!(input.limit, 100);
-        assert_eq!(input.on_cast_error, OnCastError::Fail);
-        assert!(input.headers.is_empty() && input.body.is_none() && input.select.is_empty());
+        assert!(input.headers.is_empty() && input.body.is_none());
     }
 
     #[test]
@@ -424,7 +345,8 @@ on_cast_error = "null"
         let key: &HeaderValue = &endpoint.request.headers["x-api-key"];
         assert!(key.is_sensitive());
         assert_eq!(key, "s3cret-from-env");
-        assert_eq!(job.transforms.on_cast_error, OnCastError::Fail);
+        let cast = &file.jobs[0].transforms.cast;
+        assert_eq!(cast, &[("n".to_owned(), CastType::Int64)]);
         let debug = format!("{file:?}");
         assert!(!debug.contains("s3cret"), "{debug}");
     }
@@ -453,16 +375,6 @@ on_cast_error = "null"
                 "url = \"/x\"\nlimit = 0\n",
                 "line 6",
                 "limit must be at least 1",
-            ),
-            (
-                "url = \"/x\"\ncast = { a = \"int\" }\n",
-                "line 6",
-                "cast a: unknown type",
-            ),
-            (
-                "url = \"/x\"\nrename = { a = 1 }\n",
-                "line 6",
-                "rename: the value of \"a\" must be text",
             ),
             (
                 "url = \"/x\"\nbody = \"{oops\"\n",
