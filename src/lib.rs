@@ -52,6 +52,7 @@ pub mod signals;
 pub mod sink;
 pub mod source;
 mod spool;
+pub mod tls;
 mod stage;
 pub mod transform;
 

@@ -872,7 +872,7 @@ mod tests {
         let sandbox = Running::start(options).await;
         let token = sandbox.token().await;
         // A client that decodes nothing itself, so the bytes on the wire are seen.
-        let raw = reqwest::Client::builder()
+        let raw = crate::tls::http_client()
             .no_gzip()
             .no_brotli()
             .no_zstd()

@@ -53,6 +53,7 @@ impl S3Target {
     /// bucket (`Path::ROOT` for the whole bucket) and the target. Nothing is sent yet.
     pub fn open(out: &str) -> Result<(Arc<dyn ObjectStore>, Path, Self)> {
         let (bucket, root) = parse_url(out)?;
+        crate::tls::install();
         let builder = AmazonS3Builder::from_env().with_bucket_name(&bucket);
         // AWS_ENDPOINT_URL_S3 wins over AWS_ENDPOINT_URL, as in the builder.
         let endpoint = builder
@@ -140,7 +141,7 @@ impl S3Target {
             .signed_url_opts(reqwest::Method::GET, &Path::ROOT, LISTING_TIMEOUT, &options)
             .await
             .map_err(|e| clean_message(&e))?;
-        let client = reqwest::Client::builder()
+        let client = crate::tls::http_client()
             .timeout(LISTING_TIMEOUT)
             .build()
             .map_err(|e| e.without_url().to_string())?;

@@ -239,7 +239,7 @@ pub struct ApiClient {
 impl ApiClient {
     /// A client for `connection`; nothing is sent yet.
     pub fn new(connection: &Connection) -> Result<Self> {
-        let http = reqwest::Client::builder()
+        let http = crate::tls::http_client()
             .user_agent(concat!("kargo-export/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(timeout_from_env(CONNECT_TIMEOUT_ENV, CONNECT_TIMEOUT))
             .read_timeout(timeout_from_env(READ_TIMEOUT_ENV, READ_TIMEOUT))

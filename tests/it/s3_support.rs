@@ -93,7 +93,7 @@ impl Bucket {
         let n = NEXT.fetch_add(1, Ordering::SeqCst);
         let name = format!("kargo-{label}-{}-{n}", std::process::id());
         let status = runtime().block_on(async {
-            reqwest::Client::new()
+            kargo_export::tls::http_client().build().unwrap()
                 .put(format!("{}/{name}", endpoint()))
                 .send()
                 .await
@@ -101,6 +101,7 @@ impl Bucket {
                 .status()
         });
         assert!(status.is_success(), "creating bucket {name}: {status}");
+        kargo_export::tls::install();
         let store = AmazonS3Builder::new()
             .with_endpoint(endpoint())
             .with_bucket_name(&name)
@@ -202,7 +203,7 @@ impl Bucket {
     /// Keys of the multipart uploads in progress (ListMultipartUploads).
     pub fn uploads(&self) -> Vec<String> {
         let body = runtime().block_on(async {
-            reqwest::Client::new()
+            kargo_export::tls::http_client().build().unwrap()
                 .get(format!("{}/{}?uploads", endpoint(), self.name))
                 .send()
                 .await
@@ -334,7 +335,7 @@ impl FaultProxy {
         let endpoint = format!("http://{}", listener.local_addr().unwrap());
         let state = Arc::new(ProxyState {
             upstream: upstream.to_owned(),
-            client: reqwest::Client::new(),
+            client: kargo_export::tls::http_client().build().unwrap(),
             part: format!("partNumber={part}&"),
             fault,
             hits: AtomicU32::new(0),
