@@ -120,6 +120,18 @@ pub enum Command {
         #[command(subcommand)]
         target: SchemaTarget,
     },
+    /// Test a configuration without exporting: log in, read the first page, prove DEST usable.
+    ///
+    /// Logs in (saying when the token expires, when the login answer tells), fetches the first
+    /// page only and prints its rows, how pages follow and the columns and types that page
+    /// alone implies; with --out, writes one probe object under DEST/_staging/ and deletes it
+    /// (a missing local directory is created for it and removed again). Each step is printed
+    /// as it passes; the first that fails is the `error:` line, and the steps after it do not
+    /// run. Exits 0 only when every step passed. Nothing is exported, nothing is left in DEST.
+    Check {
+        #[command(subcommand)]
+        target: CheckTarget,
+    },
     /// Show what DEST holds: its reports, their merged schema and how their schemas differ.
     ///
     /// Reads the manifests (`_manifests/`) only, never a data file, and writes nothing. Exits 0
@@ -181,6 +193,11 @@ pub struct RunArgs {
     /// Reports exported at once over all jobs [default: the file's concurrency, else 2].
     #[arg(long, value_name = "N")]
     pub concurrency: Option<i64>,
+
+    /// Check every job instead of running it (see `check`): one login, then each job's first
+    /// page and destination, a line per job; exports, submits and records nothing.
+    #[arg(long, conflicts_with_all = ["full_refresh", "dry_run", "summary_json"])]
+    pub check: bool,
 
     #[command(flatten)]
     pub fields: ReportFieldArgs,
@@ -249,6 +266,31 @@ pub enum SchemaTarget {
         endpoint: Box<EndpointArgs>,
         #[command(flatten)]
         transforms: TransformArgs,
+    },
+}
+
+/// What `check` tests.
+#[derive(Debug, Subcommand)]
+pub enum CheckTarget {
+    /// A completed report (GET /v1/completed-reports/{id}).
+    Report {
+        /// Report id.
+        id: String,
+        #[command(flatten)]
+        transforms: TransformArgs,
+        /// Also prove this destination usable (see `export`'s --out).
+        #[arg(long, value_name = "DEST")]
+        out: Option<String>,
+    },
+    /// A configured endpoint (see `export url`).
+    Url {
+        #[command(flatten)]
+        endpoint: Box<EndpointArgs>,
+        #[command(flatten)]
+        transforms: TransformArgs,
+        /// Also prove this destination usable (see `export`'s --out).
+        #[arg(long, value_name = "DEST")]
+        out: Option<String>,
     },
 }
 

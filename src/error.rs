@@ -157,6 +157,15 @@ pub enum Error {
         error: String,
     },
 
+    /// `check`: a step failed (login, page, data path, columns or destination); the steps
+    /// before it passed, the ones after it did not run, and nothing was left behind.
+    #[error("check failed at the {step} step ({at}): {reason}")]
+    Check {
+        step: &'static str,
+        at: String,
+        reason: String,
+    },
+
     /// A bug: a worker task panicked or was cancelled.
     #[error("internal error: {0}")]
     Internal(String),

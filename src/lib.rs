@@ -27,11 +27,14 @@
 //!   Kargo-compatible API over `sample_data/` for trying the tool and for tests;
 //! - [`jobs`] runs the scheduled batch exports of a jobs file (`run`), each report through
 //!   [`pipeline`], with the incremental state kept at the destination;
+//! - [`check`] tests a configuration without exporting (login, first page, its columns, a probe
+//!   of the destination), for one report or endpoint and for every job of a jobs file;
 //! - [`inspect`] reads a destination's manifests back: its reports, schema and schema drift;
 //! - [`progress`] draws pages, rows and bytes fetched on a terminal.
 
 pub mod app;
 mod cancel;
+pub mod check;
 pub mod cli;
 pub mod decode;
 pub mod drift;
@@ -52,8 +55,8 @@ pub mod signals;
 pub mod sink;
 pub mod source;
 mod spool;
-pub mod tls;
 mod stage;
+pub mod tls;
 pub mod transform;
 
 pub use error::{Error, Result};

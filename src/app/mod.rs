@@ -1,19 +1,19 @@
 //! The dispatch: the parsed command line ([`crate::cli`]) turned into settings inputs
 //! ([`flags`]), checked by [`crate::settings`] (or, for `run`, merged with the jobs file by
-//! [`crate::jobs`]), then handed to the pipeline, the jobs runner or the sandbox, and the
-//! outcome printed by [`crate::output`]. The only module that reads clap types.
+//! [`crate::jobs`]), then handed to the pipeline, the jobs runner, the check or the sandbox,
+//! and the outcome printed by [`crate::output`]. The only module that reads clap types.
 
 mod flags;
 mod sandbox;
 
 use clap::CommandFactory;
 
-use crate::cli::{Cli, Command, ExportTarget, SchemaTarget};
+use crate::cli::{CheckTarget, Cli, Command, ExportTarget, SchemaTarget};
 use crate::error::{Error, Result};
 use crate::pipeline::{self, Stopped};
 use crate::settings::{self, ExportSettings, ExportSource, Flags};
 use crate::signals::Signal;
-use crate::{inspect, jobs, output, session};
+use crate::{check, inspect, jobs, output, session};
 
 /// Runs the parsed command line.
 ///
@@ -21,8 +21,9 @@ use crate::{inspect, jobs, output, session};
 /// leaves the destination as it was and fails with [`Error::Interrupted`], whose exit code is
 /// 128 + the signal number (130 for SIGINT, 143 for SIGTERM).
 pub async fn run(cli: Cli) -> Result<()> {
-    let interrupt = match cli.command {
-        Command::Export { .. } | Command::Run(_) => Some(Signal::listen()?),
+    let interrupt = match &cli.command {
+        Command::Export { .. } => Some(Signal::listen()?),
+        Command::Run(args) if !args.check => Some(Signal::listen()?),
         _ => None,
     };
     let api = || flags::api(&cli.connection);
@@ -113,6 +114,34 @@ pub async fn run(cli: Cli) -> Result<()> {
                 Err(Stopped::Interrupted(signal)) => Err(signal.into()),
             }
         }
+        Command::Check { target } => {
+            let (source, transforms, out) = match target {
+                CheckTarget::Report {
+                    id,
+                    transforms,
+                    out,
+                } => (
+                    ExportSource::CompletedReports(settings::reports::report_ids(
+                        &Flags,
+                        std::slice::from_ref(id),
+                    )?),
+                    transforms,
+                    out,
+                ),
+                CheckTarget::Url {
+                    endpoint,
+                    transforms,
+                    out,
+                } => {
+                    let spec = settings::endpoint::endpoint(&Flags, &flags::endpoint(endpoint)?)?;
+                    (ExportSource::Endpoint(Box::new(spec)), transforms, out)
+                }
+            };
+            let transforms =
+                settings::transform::transforms(&Flags, &flags::transforms(transforms))?;
+            let print = |report: check::Report<'_>| output::write_stdout(&report.text());
+            check::check(&api()?, &source, &transforms, out.as_deref(), print).await
+        }
         Command::Inspect { dest, json } => {
             let inspection = inspect::inspect(dest).await?;
             if *json {
@@ -124,6 +153,10 @@ pub async fn run(cli: Cli) -> Result<()> {
         }
         Command::Run(args) => {
             let settings = jobs::RunSettings::new(flags::run(args, &cli.connection))?;
+            if args.check {
+                let print = |report: check::Report<'_>| output::write_stdout(&report.text());
+                return check::jobs(&settings, print).await;
+            }
             let interrupt =
                 interrupt.ok_or_else(|| Error::Internal("no signal handler for the run".into()))?;
             let summary = with_progress(jobs::run(&settings, interrupt)).await?;

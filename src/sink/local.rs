@@ -79,6 +79,31 @@ impl LocalDir {
         Ok(())
     }
 
+    /// The topmost folder of the directory's path that does not exist (the directory itself
+    /// when only it is missing); `None` when the directory exists.
+    pub(super) fn first_missing(&self) -> Option<PathBuf> {
+        self.absolute
+            .ancestors()
+            .take_while(|dir| !dir.exists())
+            .last()
+            .map(PathBuf::from)
+    }
+
+    /// Removes the directory and the empty folders above it up to `top` (see
+    /// [`LocalDir::first_missing`]) after a probe made them, and forgets the directory, so the
+    /// next write creates it again. Stops at the first folder that is not empty.
+    pub(super) fn remove_created(&self, top: &std::path::Path) {
+        let mut existing = self.existing.lock().unwrap_or_else(PoisonError::into_inner);
+        for dir in self.absolute.ancestors() {
+            if std::fs::remove_dir(dir).is_err() || dir == top {
+                break;
+            }
+        }
+        if !self.absolute.exists() {
+            *existing = None;
+        }
+    }
+
     /// The directory if it exists, without creating it: for a read (a missing directory holds
     /// nothing).
     pub(super) fn find(&self) -> Result<Option<Arc<ExistingDir>>> {

@@ -9,7 +9,8 @@
 //! the store from the environment, the bucket check, safe error text) in `s3.rs`; a local
 //! directory, which opening does not create (the first write does, and a failed export that
 //! created it removes it again), in `local.rs`; what makes a local commit survive a power loss
-//! (fsync of files, folders and the manifest) in `durable.rs`. On S3 the same protocol runs:
+//! (fsync of files, folders and the manifest) in `durable.rs`; proving a destination usable
+//! without leaving anything in it (`check`) in `probe.rs`. On S3 the same protocol runs:
 //! files stream as multipart uploads (invisible until completed, aborted on failure) to staged
 //! names and are published by server-side copy, so the commit semantics do not depend on the
 //! store. This module does not fetch, decode or infer anything, and it does
@@ -22,6 +23,7 @@ mod layout;
 mod local;
 pub mod manifest;
 pub mod partition;
+mod probe;
 mod rewrite;
 mod s3;
 mod writer;
@@ -43,6 +45,7 @@ use local::LocalDir;
 pub use codec::Codec;
 pub use commit::{CommitSummary, ManifestInfo, StagedFile, StagedReport};
 pub use layout::MANIFEST_DIR;
+pub use probe::Probed;
 pub(crate) use rewrite::{Rewrite, rewrite_report};
 pub use writer::{FileNumbers, ReportWriter, WriteOptions};
 

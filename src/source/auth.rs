@@ -41,10 +41,11 @@ pub enum Credentials {
     },
 }
 
-/// The current token and when to stop using it.
+/// The current token, when to stop using it, and the lifetime its login answer stated.
 struct CachedToken {
     token: Secret,
     renew_at: Option<Instant>,
+    lifetime: Option<Duration>,
 }
 
 /// Hands out bearer tokens, logging in when needed. Shared (through [`Connection`]) by every
@@ -92,6 +93,15 @@ impl Auth {
         Ok(token)
     }
 
+    /// Logs in now unless a token is at hand, and returns the lifetime the login answer stated
+    /// for the current token (`expires_in`); `None` when it stated none, and for a ready token,
+    /// whose expiry is not known.
+    pub async fn lifetime(&self, via: &Via<'_>) -> Result<Option<Duration>> {
+        self.token(via).await?;
+        let cached = self.cached.lock().await;
+        Ok(cached.as_ref().and_then(|current| current.lifetime))
+    }
+
     /// Called after the API answered 401 to `rejected`: logs in again (once per rejected token).
     pub async fn renew(&self, via: &Via<'_>, rejected: &Secret) -> Result<Secret> {
         let mut cached = self.cached.lock().await;
@@ -117,6 +127,7 @@ impl Auth {
             Credentials::Token(token) => Ok(CachedToken {
                 token: token.clone(),
                 renew_at: None,
+                lifetime: None,
             }),
             Credentials::Login {
                 auth_url,
@@ -270,11 +281,13 @@ async fn login_once(
         .find_map(|key| reply.get(key).and_then(Value::as_str))
         .filter(|token| !token.is_empty())
         .ok_or_else(|| fail("login response has no access_token".into()))?;
-    let renew_at = expires_in(&reply).map(|lifetime| started + renew_after(lifetime));
-    tracing::debug!(expires_in = ?expires_in(&reply), "logged in");
+    let lifetime = expires_in(&reply);
+    let renew_at = lifetime.map(|lifetime| started + renew_after(lifetime));
+    tracing::debug!(expires_in = ?lifetime, "logged in");
     Ok(CachedToken {
         token: Secret::new(token),
         renew_at,
+        lifetime,
     })
 }
 

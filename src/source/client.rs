@@ -274,6 +274,13 @@ impl ApiClient {
         url
     }
 
+    /// Logs in (a ready token needs no login) and sends nothing else; returns the token's
+    /// lifetime as the login answer stated it ([`Auth::lifetime`]). A login failure is an
+    /// [`Error::Auth`].
+    pub async fn log_in(&self) -> Result<Option<Duration>> {
+        self.auth.lifetime(&self.via()).await
+    }
+
     /// Sends `request` to `url` with the bearer token and returns the body of a 2xx answer
     /// with the format it is read in. Transient failures are retried as [`RetryPolicy`] says;
     /// a 401 leads to one fresh login and one retry. An error after more than one attempt says
@@ -472,14 +479,19 @@ impl ApiClient {
     /// The current token, or a fresh one after `rejected` was answered 401; a login passes the
     /// gate like every request.
     async fn token(&self, rejected: Option<&Secret>) -> Result<Secret> {
-        let via = crate::source::auth::Via {
-            http: &self.http,
-            gate: &self.gate,
-            retry: &self.retry,
-        };
+        let via = self.via();
         match rejected {
             None => self.auth.token(&via).await,
             Some(rejected) => self.auth.renew(&via, rejected).await,
+        }
+    }
+
+    /// What a login of this client is sent through.
+    fn via(&self) -> crate::source::auth::Via<'_> {
+        crate::source::auth::Via {
+            http: &self.http,
+            gate: &self.gate,
+            retry: &self.retry,
         }
     }
 

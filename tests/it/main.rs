@@ -2,6 +2,8 @@
 //! the Parquet output back and comparing it with the source rows. One binary, a module per theme.
 //!
 //! - `auth`: short-lived tokens renewed; a rejected token fails without being echoed.
+//! - `check`: `check report`, `check url` and `run --check`: each step printed as it passes,
+//!   each failing step one `error:` line naming it, nothing left in a local or S3 destination.
 //! - `export`: the bundled sample report end to end.
 //! - `manual`: `export url` / `schema url`: every pagination kind, content format, JSONPath form
 //!   and transform against the sandbox's `/v1/test/rows`.
@@ -39,6 +41,7 @@
 //! server, buckets read back through the S3 API and a fault-injecting proxy, for `s3`).
 
 mod auth;
+mod check;
 mod completions;
 mod crash;
 mod export;

@@ -93,7 +93,9 @@ impl Bucket {
         let n = NEXT.fetch_add(1, Ordering::SeqCst);
         let name = format!("kargo-{label}-{}-{n}", std::process::id());
         let status = runtime().block_on(async {
-            kargo_export::tls::http_client().build().unwrap()
+            kargo_export::tls::http_client()
+                .build()
+                .unwrap()
                 .put(format!("{}/{name}", endpoint()))
                 .send()
                 .await
@@ -203,7 +205,9 @@ impl Bucket {
     /// Keys of the multipart uploads in progress (ListMultipartUploads).
     pub fn uploads(&self) -> Vec<String> {
         let body = runtime().block_on(async {
-            kargo_export::tls::http_client().build().unwrap()
+            kargo_export::tls::http_client()
+                .build()
+                .unwrap()
                 .get(format!("{}/{}?uploads", endpoint(), self.name))
                 .send()
                 .await
