@@ -19,6 +19,9 @@
 //!   cast, added columns) before partitioning;
 //! - [`sink`] splits batches by partition (Hive layout), writes Parquet files under a staging
 //!   prefix through `object_store`, then publishes them and retires a report's older files;
+//!   before that, `schema_check` compares the export's schema with the other reports of its
+//!   destination ([`drift`]) and fails, records, or converges them (rewriting older reports)
+//!   as `--on-schema-change` says; [`tls`] is the one TLS setup of every HTTPS client;
 //! - [`pipeline`] wires the stages of one export: phase 1 decodes pages and spools them in
 //!   TMPDIR with their rows routed to buckets of partitions (`spool`), phase 2 (`stage`)
 //!   writes a bucket at a time on one writer thread per core, then the commit; [`session`]

@@ -1,5 +1,5 @@
 //! The dispatch: the parsed command line ([`crate::cli`]) turned into settings inputs
-//! ([`flags`]), checked by [`crate::settings`] (or, for `run`, merged with the jobs file by
+//! (`flags`), checked by [`crate::settings`] (or, for `run`, merged with the jobs file by
 //! [`crate::jobs`]), then handed to the pipeline, the jobs runner, the check or the sandbox,
 //! and the outcome printed by [`crate::output`]. The only module that reads clap types.
 
