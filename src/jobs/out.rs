@@ -22,8 +22,8 @@ use serde_json::{Map, Value};
 
 use crate::error::{Error, Result};
 use crate::settings::Output;
-use crate::sink::Destination;
 use crate::sink::partition::encode_segment;
+use crate::sink::{Destination, is_url};
 
 /// `out` as a job gives it: literal text and placeholders.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -126,15 +126,6 @@ impl OutTemplate {
         }
         Ok(out)
     }
-}
-
-/// Whether `text` is a `scheme://...` URL (as the destinations tell URLs from paths).
-fn is_url(text: &str) -> bool {
-    text.split_once("://").is_some_and(|(scheme, _)| {
-        let mut chars = scheme.chars();
-        chars.next().is_some_and(|c| c.is_ascii_alphabetic())
-            && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
-    })
 }
 
 /// Splits `text` into literal text and placeholders.

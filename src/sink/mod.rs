@@ -446,7 +446,7 @@ fn local_path(out: &str) -> Result<PathBuf> {
     if out.trim().is_empty() {
         return Err(Error::Usage("the output destination is empty".into()));
     }
-    let Some((scheme, _)) = out.split_once("://").filter(|(s, _)| is_scheme(s)) else {
+    let Some((scheme, _)) = out.split_once("://").filter(|_| is_url(out)) else {
         return Ok(PathBuf::from(out));
     };
     if !scheme.eq_ignore_ascii_case("file") {
@@ -467,10 +467,13 @@ fn is_s3_url(out: &str) -> bool {
     })
 }
 
-fn is_scheme(text: &str) -> bool {
-    let mut chars = text.chars();
-    chars.next().is_some_and(|c| c.is_ascii_alphabetic())
-        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
+/// Whether destination `out` is a `scheme://...` URL rather than a path.
+pub fn is_url(out: &str) -> bool {
+    out.split_once("://").is_some_and(|(scheme, _)| {
+        let mut chars = scheme.chars();
+        chars.next().is_some_and(|c| c.is_ascii_alphabetic())
+            && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
+    })
 }
 
 /// Removes empty folders under `dir` (and `dir` itself) bottom-up, without following symlinks.
