@@ -15,9 +15,9 @@ use crate::settings::field;
 use crate::settings::output::OutputInput;
 use crate::settings::reports::ReportFieldsInput;
 use crate::settings::transform::TransformInput;
-use crate::settings::{Api, Flags};
+use crate::settings::{Api, EndpointSpec, Flags};
 use crate::source::formats::ContentFormat;
-use crate::transform::OnCastError;
+use crate::transform::{OnCastError, Transforms};
 
 /// Environment variable holding the password.
 const PASSWORD_ENV: &str = "KARGO_PASSWORD";
@@ -143,6 +143,16 @@ pub fn endpoint(args: &EndpointArgs) -> Result<EndpointInput> {
 }
 
 /// `--select`, `--rename`, `--cast`, `--add-column`, `--on-cast-error`.
+/// The checked transform flags.
+pub fn checked_transforms(args: &TransformArgs) -> Result<Transforms> {
+    crate::settings::transform::transforms(&Flags, &transforms(args))
+}
+
+/// The checked endpoint of `export url`, `schema url` or `check url`.
+pub fn endpoint_spec(args: &EndpointArgs) -> Result<EndpointSpec> {
+    crate::settings::endpoint::endpoint(&Flags, &endpoint(args)?)
+}
+
 pub fn transforms(args: &TransformArgs) -> TransformInput {
     TransformInput {
         select: args.select.clone(),
@@ -171,9 +181,8 @@ fn header(text: &str) -> Result<HeaderInput> {
 mod tests {
     use super::*;
     use crate::cli::{Cli, Command, ExportTarget, SchemaTarget};
-    use crate::settings::EndpointSpec;
     use crate::source::paginate::Paging;
-    use crate::transform::{CastType, Transforms};
+    use crate::transform::CastType;
     use clap::Parser;
     use reqwest::{Method, Url};
 
@@ -184,10 +193,6 @@ mod tests {
     }
 
     /// The checked transform flags.
-    fn checked(args: &TransformArgs) -> Result<Transforms> {
-        crate::settings::transform::transforms(&Flags, &self::transforms(args))
-    }
-
     /// The checked endpoint of `schema url ARGS`, or the usage error of the flags.
     fn job(args: &[&str]) -> Result<EndpointSpec> {
         Ok(job_and_transforms(args)?.0)
@@ -207,7 +212,7 @@ mod tests {
             panic!("not schema url");
         };
         let spec = crate::settings::endpoint::endpoint(&Flags, &self::endpoint(&endpoint)?)?;
-        Ok((spec, checked(&transforms)?))
+        Ok((spec, checked_transforms(&transforms)?))
     }
 
     #[test]
@@ -340,7 +345,7 @@ mod tests {
                 },
                 _ => panic!("{command:?}"),
             };
-            assert_eq!(checked(transforms).unwrap(), want, "{command:?}");
+            assert_eq!(checked_transforms(transforms).unwrap(), want, "{command:?}");
         }
         let cli = parse(&["export", "report", "r1", "--out", "o", "--cast", "a=int"]).unwrap();
         let Command::Export {
@@ -349,7 +354,7 @@ mod tests {
         else {
             panic!("not export report");
         };
-        let message = checked(transforms).unwrap_err().to_string();
+        let message = checked_transforms(transforms).unwrap_err().to_string();
         assert!(message.contains("--cast a: unknown type"), "{message}");
     }
 

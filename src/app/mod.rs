@@ -44,8 +44,7 @@ pub async fn run(cli: Cli) -> Result<()> {
             target: SchemaTarget::Report { id, transforms },
         } => {
             let id = settings::reports::report_ids(&Flags, std::slice::from_ref(id))?;
-            let transforms =
-                settings::transform::transforms(&Flags, &flags::transforms(transforms))?;
+            let transforms = flags::checked_transforms(transforms)?;
             let api = api()?;
             let schema = with_progress(pipeline::report_schema(&api, &id[0], transforms)).await?;
             output::print_schema(&schema)
@@ -57,9 +56,8 @@ pub async fn run(cli: Cli) -> Result<()> {
                     transforms,
                 },
         } => {
-            let spec = settings::endpoint::endpoint(&Flags, &flags::endpoint(endpoint)?)?;
-            let transforms =
-                settings::transform::transforms(&Flags, &flags::transforms(transforms))?;
+            let spec = flags::endpoint_spec(endpoint)?;
+            let transforms = flags::checked_transforms(transforms)?;
             let api = api()?;
             let schema = pipeline::endpoint_schema(&api, &spec, transforms).await?;
             output::print_schema(&schema)
@@ -83,12 +81,11 @@ pub async fn run(cli: Cli) -> Result<()> {
                     transforms,
                     output,
                 } => {
-                    let spec = settings::endpoint::endpoint(&Flags, &flags::endpoint(endpoint)?)?;
+                    let spec = flags::endpoint_spec(endpoint)?;
                     (ExportSource::Endpoint(Box::new(spec)), transforms, output)
                 }
             };
-            let transforms =
-                settings::transform::transforms(&Flags, &flags::transforms(transforms))?;
+            let transforms = flags::checked_transforms(transforms)?;
             let concurrency = settings::check(
                 &Flags,
                 settings::field::CONCURRENCY,
@@ -133,12 +130,11 @@ pub async fn run(cli: Cli) -> Result<()> {
                     transforms,
                     out,
                 } => {
-                    let spec = settings::endpoint::endpoint(&Flags, &flags::endpoint(endpoint)?)?;
+                    let spec = flags::endpoint_spec(endpoint)?;
                     (ExportSource::Endpoint(Box::new(spec)), transforms, out)
                 }
             };
-            let transforms =
-                settings::transform::transforms(&Flags, &flags::transforms(transforms))?;
+            let transforms = flags::checked_transforms(transforms)?;
             let print = |report: check::Report<'_>| output::write_stdout(&report.text());
             check::check(&api()?, &source, &transforms, out.as_deref(), print).await
         }
