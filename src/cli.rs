@@ -322,12 +322,24 @@ pub struct OutputArgs {
     /// nothing), evolve (give every file the merged schema) or allow (publish and record it).
     #[arg(long, value_name = "POLICY", default_value = "fail", value_parser = policies())]
     pub on_schema_change: String,
+
+    /// Table format of DEST: hive (Parquet files in Hive partition folders) or delta (the same
+    /// files as a Delta Lake table: each export is one atomic, versioned commit).
+    #[arg(long, value_name = "FORMAT", default_value = "hive", value_parser = table_formats())]
+    pub table_format: String,
 }
 
 /// The names of the schema-change policies.
 fn policies() -> clap::builder::PossibleValuesParser {
     clap::builder::PossibleValuesParser::new(
         crate::drift::ON_SCHEMA_CHANGE.iter().map(|(name, _)| *name),
+    )
+}
+
+/// The names of the table formats.
+fn table_formats() -> clap::builder::PossibleValuesParser {
+    clap::builder::PossibleValuesParser::new(
+        crate::sink::TABLE_FORMATS.iter().map(|(name, _)| *name),
     )
 }
 

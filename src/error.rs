@@ -136,6 +136,22 @@ pub enum Error {
         hint: String,
     },
 
+    /// The export's schema does not fit the Delta table it goes to; nothing was published.
+    #[error(
+        "the schema of {reports} does not fit the Delta table {table}: {differences}; nothing was \
+         published; a Delta table keeps its column types and partition columns: export into a \
+         table of its own (another --out) or delete this one to start over"
+    )]
+    DeltaSchema {
+        reports: String,
+        table: String,
+        differences: String,
+    },
+
+    /// Reading or committing a Delta table failed.
+    #[error("delta table {table}: {message}")]
+    Delta { table: String, message: String },
+
     /// `inspect`: the reports of a destination do not all have the same schema (the
     /// differences were printed on stdout).
     #[error(

@@ -41,8 +41,9 @@ use crate::schema_check::{self, SchemaPlan};
 use crate::session::ApiSession;
 use crate::settings::{Api, EndpointSpec, ExportSettings, ExportSource};
 use crate::signals::Signal;
+use crate::sink::delta::DeltaTable;
 use crate::sink::manifest::Manifest;
-use crate::sink::{CommitSummary, Destination, ManifestInfo, StagedReport};
+use crate::sink::{CommitSummary, Destination, ManifestInfo, StagedReport, TableFormat};
 use crate::source::body::BodyRest;
 use crate::source::client::{ApiClient, Fetched};
 use crate::source::endpoint::{self, Endpoint};
@@ -232,7 +233,10 @@ async fn prepare(
     }
     let transformed = transforms.schema(&inference.schema())?;
     let keys: Vec<String> = spooled.iter().map(|r| r.key.clone()).collect();
-    let plan = schema_check::check(&settings.output, &keys, &transformed).await?;
+    let plan = match delta_table(settings)? {
+        Some(table) => delta_plan(table, &keys, transformed.clone(), settings).await?,
+        None => schema_check::check(&settings.output, &keys, &transformed).await?,
+    };
     let shape = Shape {
         inferred: inference.schema(),
         schema: plan.schema.clone(),
@@ -605,6 +609,7 @@ async fn commit_all(
         .await;
         return Err(e);
     }
+    let table = delta_table(settings)?;
     let mut summaries = Vec::new();
     let mut pending = staged.into_iter();
     for report in &spooled {
@@ -617,7 +622,11 @@ async fn commit_all(
             compression: settings.output.write.compression.to_string(),
             schema_drift: plan.drift.clone(),
         };
-        match staged.commit(dest, manifest).await {
+        let committed = match &table {
+            Some(table) => staged.commit_delta(dest, table, manifest).await,
+            None => staged.commit(dest, manifest).await,
+        };
+        match committed {
             Ok(summary) => summaries.push(summary),
             Err(e) => {
                 discard(dest, pending.chain(rewrites.into_iter().map(|(_, r)| r))).await;
@@ -649,6 +658,39 @@ async fn commit_all(
         }
     }
     Ok((summaries, rewritten))
+}
+
+/// The Delta table at the destination under `--table-format delta` (opened, not read yet).
+fn delta_table(settings: &ExportSettings) -> Result<Option<Arc<DeltaTable>>> {
+    match settings.output.table_format {
+        TableFormat::Hive => Ok(None),
+        TableFormat::Delta => Ok(Some(Arc::new(DeltaTable::open(
+            &settings.output.destination,
+        )?))),
+    }
+}
+
+/// Checks the export's schema against the Delta table's (on a blocking thread: the kernel's
+/// API is synchronous); the plan writes the files with the schema the table takes.
+async fn delta_plan(
+    table: Arc<DeltaTable>,
+    keys: &[String],
+    schema: SchemaRef,
+    settings: &ExportSettings,
+) -> Result<SchemaPlan> {
+    let reports = match keys {
+        [one] => format!("report {one}"),
+        many => format!("reports {}", many.join(", ")),
+    };
+    let partition_by = settings.output.partition_by.clone();
+    let evolution =
+        tokio::task::spawn_blocking(move || table.plan(&reports, &schema, &partition_by))
+            .await
+            .map_err(|e| Error::Delta {
+                table: settings.output.destination.display().to_owned(),
+                message: format!("the schema check failed: {e}"),
+            })??;
+    Ok(schema_check::delta_plan(evolution.schema))
 }
 
 /// Discards staged reports that will not be committed.

@@ -20,7 +20,7 @@ use crate::drift::{Drift, OnSchemaChange, ReportSchema, merged_schema};
 use crate::error::{Error, Result};
 use crate::settings::Output;
 use crate::sink::manifest::{self, Manifest};
-use crate::sink::{ManifestInfo, Rewrite, StagedReport, rewrite_report};
+use crate::sink::{ManifestInfo, Rewrite, StagedReport, TableFormat, rewrite_report};
 
 /// What the check decided for one export.
 pub(crate) struct SchemaPlan {
@@ -88,9 +88,20 @@ pub(crate) async fn check(
     }
 }
 
+/// The plan of an export into a Delta table: its files are written with `schema` (the table
+/// checked it, see [`crate::sink::delta`]); nothing else is compared or rewritten.
+pub(crate) fn delta_plan(schema: SchemaRef) -> SchemaPlan {
+    SchemaPlan {
+        drift: Drift::default(),
+        schema,
+        rewrites: Vec::new(),
+    }
+}
+
 /// Under `fail`, checks again just before the commit (another export may have committed since).
 pub(crate) async fn check_again(output: &Output, keys: &[String], plan: &SchemaPlan) -> Result<()> {
-    if output.on_schema_change != OnSchemaChange::Fail {
+    if output.on_schema_change != OnSchemaChange::Fail || output.table_format == TableFormat::Delta
+    {
         return Ok(());
     }
     check(output, keys, &plan.schema).await.map(drop)

@@ -79,6 +79,7 @@ pub fn output(args: &OutputArgs) -> OutputInput {
         compression: Some(args.compression.clone()),
         max_partitions: Some(args.max_partitions),
         on_schema_change: Some(args.on_schema_change.clone()),
+        table_format: Some(args.table_format.clone()),
     }
 }
 

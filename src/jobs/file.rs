@@ -170,6 +170,7 @@ struct RawJob {
     compression: Option<Spanned<String>>,
     max_partitions: Option<Spanned<i64>>,
     on_schema_change: Option<Spanned<String>>,
+    table_format: Option<Spanned<String>>,
     // Any kind: the transforms (see `transform`).
     select: Option<Spanned<Vec<String>>>,
     rename: Option<Spanned<Map<String, Value>>>,
@@ -458,6 +459,7 @@ fn keys(raw: &RawJob) -> Vec<(&'static str, Option<Range<usize>>)> {
         ("compression", span(&raw.compression)),
         ("max_partitions", span(&raw.max_partitions)),
         ("on_schema_change", span(&raw.on_schema_change)),
+        ("table_format", span(&raw.table_format)),
         ("ids", span(&raw.ids)),
         ("where", span(&raw.filter)),
         ("request", span(&raw.request)),
@@ -564,6 +566,7 @@ fn job(at: &Arc<Locator>, raw: RawJob, span: Range<usize>, env: Env) -> Result<J
             compression: raw.compression.as_ref().map(|c| c.get_ref().clone()),
             max_partitions: raw.max_partitions.as_ref().map(|n| *n.get_ref()),
             on_schema_change: raw.on_schema_change.as_ref().map(|p| p.get_ref().clone()),
+            table_format: raw.table_format.as_ref().map(|p| p.get_ref().clone()),
         },
     )?;
     Ok(Job {

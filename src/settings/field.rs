@@ -43,6 +43,7 @@ pub const COMPRESSION: Field = field("--compression", "compression");
 pub const MAX_PARTITIONS: Field = field("--max-partitions", "max_partitions");
 pub const CONCURRENCY: Field = field("--concurrency", "concurrency");
 pub const ON_SCHEMA_CHANGE: Field = field("--on-schema-change", "on_schema_change");
+pub const TABLE_FORMAT: Field = field("--table-format", "table_format");
 
 // A configured endpoint.
 pub const URL: Field = field("URL", "url");

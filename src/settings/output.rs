@@ -10,7 +10,7 @@ use super::{Origin, checked, choice, invalid};
 use crate::drift::{ON_SCHEMA_CHANGE, OnSchemaChange};
 use crate::error::{Error, Result};
 use crate::sink::partition::DEFAULT_MAX_PARTITIONS;
-use crate::sink::{Codec, Destination, WriteOptions};
+use crate::sink::{Codec, Destination, TABLE_FORMATS, TableFormat, WriteOptions};
 
 /// Most reports exported at once.
 pub const MAX_CONCURRENCY: usize = 64;
@@ -27,6 +27,8 @@ pub struct OutputInput {
     pub max_partitions: Option<i64>,
     /// A policy of [`ON_SCHEMA_CHANGE`] [default: fail].
     pub on_schema_change: Option<String>,
+    /// A format of [`TABLE_FORMATS`] [default: hive].
+    pub table_format: Option<String>,
 }
 
 /// A checked output.
@@ -39,6 +41,8 @@ pub struct Output {
     pub max_partitions: usize,
     /// What to do when the export's schema differs from the destination's other reports.
     pub on_schema_change: OnSchemaChange,
+    /// Plain Hive-partitioned Parquet, or a Delta table.
+    pub table_format: TableFormat,
 }
 
 /// Checks an output and opens its destination.
@@ -67,6 +71,10 @@ pub fn output(origin: &dyn Origin, input: &OutputInput) -> Result<Output> {
         Some(text) => choice(origin, field::ON_SCHEMA_CHANGE, text, ON_SCHEMA_CHANGE)?,
         None => OnSchemaChange::default(),
     };
+    let table_format = match &input.table_format {
+        Some(text) => choice(origin, field::TABLE_FORMAT, text, TABLE_FORMATS)?,
+        None => TableFormat::default(),
+    };
     let destination = Destination::open(&input.out).map_err(|e| match e {
         Error::Usage(message) => origin.error(field::OUT, message),
         other => other,
@@ -80,6 +88,7 @@ pub fn output(origin: &dyn Origin, input: &OutputInput) -> Result<Output> {
         },
         max_partitions,
         on_schema_change,
+        table_format,
     })
 }
 

@@ -17,7 +17,11 @@ use futures::{StreamExt, TryStreamExt, stream};
 use object_store::ObjectStoreExt;
 use object_store::path::Path;
 
+use std::collections::HashSet;
+use std::sync::Arc;
+
 use super::Destination;
+use super::delta::{CommitRecord, DeltaTable, ReportCommit};
 use super::layout::{Owned, ReportNames};
 use super::manifest::{Manifest, ManifestColumn, ManifestFile};
 use crate::drift::Drift;
@@ -172,6 +176,83 @@ impl StagedReport {
         })
     }
 
+    /// Publishes the files and makes them durable, as [`StagedReport::commit`] does, then
+    /// commits them to the Delta table at `dest` in one commit that also removes the report's
+    /// earlier files from the table (they stay on disk for readers of older versions). Then
+    /// deletes what killed runs of this report left: staged files, and data files of runs that
+    /// never committed (no version of the table names them). Until the commit, table readers
+    /// see none of the new files; a failure before it removes them again.
+    pub async fn commit_delta(
+        self,
+        dest: &Destination,
+        table: &Arc<DeltaTable>,
+        manifest: ManifestInfo,
+    ) -> Result<CommitSummary> {
+        self.publish(dest).await?;
+        let published: Vec<Path> = self.files.iter().map(|f| f.path.clone()).collect();
+        let committed = match dest.sync_files(&published).await {
+            Ok(()) => self.commit_to_table(table, &manifest).await,
+            Err(e) => Err(e),
+        };
+        let (version, removed) = match committed {
+            Ok(committed) => committed,
+            Err(e) => {
+                dest.delete_quietly(&published).await;
+                dest.tidy_staging(&self.names).await;
+                return Err(e);
+            }
+        };
+        let orphans = delete_orphans(dest, table, &self.names).await;
+        dest.tidy_staging(&self.names).await;
+        dest.abort_older_uploads(&self.names).await;
+        let orphans = orphans?;
+        tracing::debug!(
+            report = %manifest.report_id, version, rows = self.rows, files = self.files.len(),
+            removed, orphans, "committed to the delta table"
+        );
+        Ok(CommitSummary {
+            report_id: manifest.report_id,
+            rows: self.rows,
+            files: self.files.len(),
+            bytes: self.bytes,
+            retired: removed,
+            schema_drift: manifest.schema_drift,
+        })
+    }
+
+    /// The Delta commit itself, on a blocking thread (the kernel's API is synchronous).
+    async fn commit_to_table(
+        &self,
+        table: &Arc<DeltaTable>,
+        manifest: &ManifestInfo,
+    ) -> Result<(u64, usize)> {
+        let table = Arc::clone(table);
+        let names = self.names.clone();
+        let files = self.files.clone();
+        let schema = manifest.schema.clone();
+        let partition_by = manifest.partition_by.clone();
+        let record = CommitRecord {
+            report_id: manifest.report_id.clone(),
+            run_id: self.names.run_id().to_owned(),
+            rows: self.rows,
+            source_url: manifest.source_url.clone(),
+        };
+        tokio::task::spawn_blocking(move || {
+            table.commit(&ReportCommit {
+                names: &names,
+                files: &files,
+                schema: &schema,
+                partition_by: &partition_by,
+                record,
+            })
+        })
+        .await
+        .map_err(|e| Error::Delta {
+            table: String::new(),
+            message: format!("the commit task failed: {e}"),
+        })?
+    }
+
     /// Deletes the staged files (the export failed); the destination is left as it was.
     pub async fn discard(self, dest: &Destination) {
         let staged: Vec<Path> = self.files.iter().map(|f| f.staged.clone()).collect();
@@ -246,7 +327,48 @@ impl StagedReport {
 
 /// Deletes this report's objects that are not part of the run (see [`ReportNames::classify`]);
 /// returns how many older data files went. Tries every object, then reports the first error.
+/// Deletes this report's leftovers of killed runs in a Delta table: staged files, and data files
+/// of runs no commit of the table records. Files of committed runs stay, live or not: readers
+/// of older versions (time travel) need them. Returns how many data files were deleted.
+async fn delete_orphans(
+    dest: &Destination,
+    table: &Arc<DeltaTable>,
+    names: &ReportNames,
+) -> Result<usize> {
+    let history = {
+        let table = Arc::clone(table);
+        tokio::task::spawn_blocking(move || table.history())
+            .await
+            .map_err(|e| Error::Delta {
+                table: dest.display().to_owned(),
+                message: format!("reading the history failed: {e}"),
+            })??
+    };
+    let committed: HashSet<&str> = history
+        .iter()
+        .filter(|r| r.report_id == names.key())
+        .map(|r| r.run_id.as_str())
+        .collect();
+    delete_where(dest, |rel| match names.classify(rel) {
+        Some(Owned::Staged) => Some(false),
+        _ => names
+            .data_file_run(rel)
+            .filter(|run| !committed.contains(run.as_str()))
+            .map(|_| true),
+    })
+    .await
+}
+
 async fn retire(dest: &Destination, names: &ReportNames) -> Result<usize> {
+    delete_where(dest, |rel| {
+        names.classify(rel).map(|owned| owned == Owned::OlderData)
+    })
+    .await
+}
+
+/// Deletes every object of `dest` that `which` picks (`Some(counted)`); returns how many
+/// counted ones went. Every object is tried; the first error is returned after.
+async fn delete_where(dest: &Destination, which: impl Fn(&Path) -> Option<bool>) -> Result<usize> {
     let prefix = (!dest.root.is_root()).then_some(&dest.root);
     let Some(store) = dest.store_for_read()? else {
         return Ok(0);
@@ -262,13 +384,13 @@ async fn retire(dest: &Destination, names: &ReportNames) -> Result<usize> {
         let Some(rel) = dest.relative(&object.location) else {
             continue;
         };
-        let Some(owned) = names.classify(&rel) else {
+        let Some(counted) = which(&rel) else {
             continue;
         };
         match store.delete(&object.location).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => {
-                tracing::debug!(file = %rel, ?owned, "retired");
-                retired += usize::from(owned == Owned::OlderData);
+                tracing::debug!(file = %rel, "deleted");
+                retired += usize::from(counted);
             }
             Err(e) => {
                 first_error.get_or_insert(dest.storage_error(&rel, e));

@@ -118,6 +118,18 @@ impl ReportNames {
         (!hidden && !name.staged && name.run_id != self.run_id).then_some(Owned::OlderData)
     }
 
+    /// Whether `rel` is a published data file of this report (of any run).
+    pub fn is_data_file(&self, rel: &Path) -> bool {
+        self.data_file_run(rel).is_some()
+    }
+
+    /// The run that wrote `rel`, when it is a published data file of this report.
+    pub fn data_file_run(&self, rel: &Path) -> Option<String> {
+        let file = rel.parts().next_back()?;
+        let name = self.parse_file_name(file.as_ref())?;
+        (!name.staged).then(|| name.run_id.to_owned())
+    }
+
     /// Whether `rel` is a staged file of this report written by an earlier run (`_staging/<run>/`
     /// of another run): on S3, the key of an upload a killed run left unfinished.
     pub fn is_older_staged(&self, rel: &Path) -> bool {

@@ -49,6 +49,11 @@ impl LocalDir {
         Ok(local)
     }
 
+    /// The directory made absolute (symlinks not resolved).
+    pub(super) fn absolute(&self) -> &std::path::Path {
+        &self.absolute
+    }
+
     /// The directory, created first when missing: for a write.
     pub(super) fn create(&self) -> Result<Arc<ExistingDir>> {
         let mut existing = self.existing.lock().unwrap_or_else(PoisonError::into_inner);

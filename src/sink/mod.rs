@@ -18,6 +18,7 @@
 
 mod codec;
 mod commit;
+pub mod delta;
 mod durable;
 mod layout;
 mod local;
@@ -43,6 +44,20 @@ use crate::error::{Error, Result};
 use local::LocalDir;
 
 pub use codec::Codec;
+
+/// How a destination's files are organised for readers (`--table-format`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum TableFormat {
+    /// Parquet files in Hive partition folders, with a manifest per report.
+    #[default]
+    Hive,
+    /// The same files as a Delta Lake table: each report's export is one commit.
+    Delta,
+}
+
+/// The table formats by name.
+pub const TABLE_FORMATS: &[(&str, TableFormat)] =
+    &[("hive", TableFormat::Hive), ("delta", TableFormat::Delta)];
 pub use commit::{CommitSummary, ManifestInfo, StagedFile, StagedReport};
 pub use layout::MANIFEST_DIR;
 pub use probe::Probed;
@@ -148,6 +163,40 @@ impl Destination {
             s3: None,
             checked: Arc::default(),
             part_bytes: REMOTE_PART_BYTES,
+        }
+    }
+
+    /// Where a Delta table at this destination lives, for the Delta kernel: its URL (ending in
+    /// `/`) and a store that resolves that URL's path (local: the file system's root; S3: the
+    /// bucket). Only local and `s3://` destinations can hold one.
+    pub(crate) fn table_location(&self) -> Result<(url::Url, Arc<dyn ObjectStore>)> {
+        let unusable = || {
+            Error::Usage(format!(
+                "output {}: a Delta table needs a local directory or an s3:// location",
+                self.display
+            ))
+        };
+        match (&self.storage, &self.s3) {
+            (Storage::Store(store), Some(target)) => {
+                let mut text = format!("s3://{}/", target.bucket());
+                if !self.root.is_root() {
+                    text.push_str(self.root.as_ref());
+                    text.push('/');
+                }
+                let url = url::Url::parse(&text).map_err(|_| unusable())?;
+                Ok((url, Arc::clone(store)))
+            }
+            (Storage::Local(local), _) => {
+                let dir = match local.find()? {
+                    Some(dir) => dir.path.clone(),
+                    None => local.absolute().to_path_buf(),
+                };
+                let url = url::Url::from_directory_path(&dir).map_err(|()| unusable())?;
+                let store: Arc<dyn ObjectStore> =
+                    Arc::new(object_store::local::LocalFileSystem::new());
+                Ok((url, store))
+            }
+            (Storage::Store(_), None) => Err(unusable()),
         }
     }
 

@@ -91,6 +91,11 @@ impl S3Target {
         Ok((data, root, target))
     }
 
+    /// The bucket's name.
+    pub fn bucket(&self) -> &str {
+        &self.bucket
+    }
+
     /// Lists the first page under `root`: one request that fails when the endpoint is
     /// unreachable, the credentials are wrong or the bucket does not exist.
     pub async fn check(&self, root: &Path, display: &str) -> Result<()> {

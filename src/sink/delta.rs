@@ -1,0 +1,608 @@
+//! Delta Lake tables (`--table-format delta`): the destination is a Delta table, and each
+//! report's export is one Delta commit that removes the report's earlier files and adds its new
+//! ones, so a reader sees the old rows or the new rows, never both and never neither.
+//!
+//! This module owns the table: reading its latest version (schema, partition columns, live
+//! files), checking an export's schema against it ([`evolution`]), building and committing the
+//! transaction through the Delta kernel (`delta_kernel`; we never write the log ourselves), and
+//! reading the commit history back (what was exported, which runs committed). It does not write
+//! Parquet: the files are the writer's, published by [`super::commit`] before the commit names
+//! them, so until then no table reader sees them.
+//!
+//! Concurrency: the kernel commits version N+1 with a put-if-absent (local: a hard link; S3: a
+//! conditional `If-None-Match` put). A writer that loses the race reads the new version and
+//! rebuilds its commit on it ([`COMMIT_ATTEMPTS`]); other reports' files are never touched.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use arrow::array::{
+    Array, ArrayRef, AsArray, Int64Array, MapBuilder, MapFieldNames, RecordBatch, StringArray,
+    StringBuilder, StructArray,
+};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use delta_kernel::commit_range::{CommitRange, DeltaAction};
+use delta_kernel::committer::FileSystemCommitter;
+use delta_kernel::engine::arrow_conversion::{TryFromArrow, TryFromKernel};
+use delta_kernel::engine::arrow_data::ArrowEngineData;
+use delta_kernel::schema::{StructField, StructType};
+use delta_kernel::transaction::CommitResult;
+use delta_kernel::transaction::UpdateTableOperation;
+use delta_kernel::transaction::create_table::create_table;
+use delta_kernel::transaction::data_layout::DataLayout;
+use delta_kernel::{Engine, EngineData, FilteredEngineData, Snapshot, SnapshotRef};
+use delta_kernel_default_engine::DefaultEngineBuilder;
+use delta_kernel_default_engine::executor::tokio::TokioMultiThreadExecutor;
+use object_store::path::Path;
+use url::Url;
+
+use super::Destination;
+use super::commit::StagedFile;
+use super::layout::ReportNames;
+use super::partition::{HIVE_DEFAULT_PARTITION, decode_segment};
+use crate::drift::merge_types;
+use crate::error::{Error, Result};
+
+/// Folder of the table's log, beside the data.
+pub const LOG_DIR: &str = "_delta_log";
+/// `engineInfo` of our commits.
+const ENGINE_INFO: &str = concat!("kargo-export/", env!("CARGO_PKG_VERSION"));
+/// Commits tried before a lost race is an error: each attempt reads the newer version first.
+const COMMIT_ATTEMPTS: u32 = 20;
+/// Keys of `commitInfo.operationParameters` our commits record.
+const PARAM_REPORT_ID: &str = "kargo.reportId";
+const PARAM_RUN_ID: &str = "kargo.runId";
+const PARAM_ROWS: &str = "kargo.rows";
+const PARAM_SOURCE_URL: &str = "kargo.sourceUrl";
+
+/// A destination opened as a Delta table (which may not exist yet).
+pub struct DeltaTable {
+    engine: Arc<dyn Engine>,
+    url: Url,
+    display: String,
+}
+
+/// What one commit records in `commitInfo`, and reads back from the history.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommitRecord {
+    pub report_id: String,
+    pub run_id: String,
+    pub rows: u64,
+    pub source_url: String,
+}
+
+/// How an export's schema joins the table's: the schema its files are written with (the
+/// table's type where the export's widens into it), and the columns its commit adds.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Evolution {
+    pub schema: SchemaRef,
+    pub added: Vec<Field>,
+}
+
+/// One report's commit: the files to add (published, under their final names), and what the
+/// commit records.
+pub struct ReportCommit<'a> {
+    pub names: &'a ReportNames,
+    pub files: &'a [StagedFile],
+    pub schema: &'a SchemaRef,
+    pub partition_by: &'a [String],
+    pub record: CommitRecord,
+}
+
+/// The latest version of a table: its schema and partition columns.
+struct TableShape {
+    schema: Schema,
+    partition_by: Vec<String>,
+}
+
+impl DeltaTable {
+    /// Opens `dest` as a table; nothing is read yet. Must run inside the multi-threaded runtime.
+    pub fn open(dest: &Destination) -> Result<Self> {
+        let (url, store) = dest.table_location()?;
+        let executor = TokioMultiThreadExecutor::new(tokio::runtime::Handle::current());
+        let engine = DefaultEngineBuilder::new(store)
+            .with_task_executor(Arc::new(executor))
+            .build();
+        Ok(Self {
+            engine: Arc::new(engine),
+            url,
+            display: dest.display().to_owned(),
+        })
+    }
+
+    /// The latest version, or `None` when there is no table yet (no commit in `_delta_log/`).
+    fn latest(&self) -> Result<Option<SnapshotRef>> {
+        let log = self
+            .url
+            .join(&format!("{LOG_DIR}/"))
+            .map_err(|e| self.error(e))?;
+        let listed = self
+            .engine
+            .storage_handler()
+            .list_from(&log)
+            .map_err(|e| self.error(e))?;
+        let mut has_commit = false;
+        for file in listed {
+            let file = file.map_err(|e| self.error(e))?;
+            has_commit |= file.location.path().ends_with(".json")
+                || file.location.path().ends_with(".parquet");
+        }
+        if !has_commit {
+            return Ok(None);
+        }
+        Snapshot::builder_for(self.url.as_str())
+            .build(self.engine.as_ref())
+            .map(Some)
+            .map_err(|e| self.error(e))
+    }
+
+    /// Checks an export of `reports` with `schema` and `partition_by` against the table.
+    pub fn plan(
+        &self,
+        reports: &str,
+        schema: &SchemaRef,
+        partition_by: &[String],
+    ) -> Result<Evolution> {
+        match self.latest()? {
+            None => Ok(Evolution {
+                schema: schema.clone(),
+                added: Vec::new(),
+            }),
+            Some(snapshot) => {
+                let shape = self.shape(&snapshot)?;
+                evolution(&shape.schema, &shape.partition_by, schema, partition_by)
+                    .map_err(|problems| self.refused(reports, &problems))
+            }
+        }
+    }
+
+    /// Commits one report: creates the table at the first export, otherwise removes the
+    /// report's live files and adds `commit.files`, evolving the schema by the columns the
+    /// export adds. A lost race is retried on the newer version. Returns the version and how
+    /// many files were removed.
+    pub fn commit(&self, commit: &ReportCommit<'_>) -> Result<(u64, usize)> {
+        for attempt in 1..=COMMIT_ATTEMPTS {
+            let outcome = match self.latest()? {
+                None if commit.schema.fields().is_empty() => {
+                    tracing::debug!(report = %commit.record.report_id, "no rows and no table: nothing to commit");
+                    return Ok((0, 0));
+                }
+                None => self.create(commit)?,
+                Some(snapshot) => self.replace(&snapshot, commit)?,
+            };
+            match outcome {
+                Attempt::Committed { version, removed } => {
+                    tracing::debug!(report = %commit.record.report_id, version, removed, attempt, "delta commit");
+                    return Ok((version, removed));
+                }
+                Attempt::Lost(why) => {
+                    tracing::debug!(report = %commit.record.report_id, attempt, %why, "delta commit lost a race; retrying");
+                    std::thread::sleep(Duration::from_millis(
+                        fastrand::u64(5..50) * u64::from(attempt),
+                    ));
+                }
+            }
+        }
+        Err(Error::Delta {
+            table: self.display.clone(),
+            message: format!(
+                "gave up committing report {} after {COMMIT_ATTEMPTS} attempts: other writers committed first each time",
+                commit.record.report_id
+            ),
+        })
+    }
+
+    /// What every commit of the table recorded, oldest first (commits of other writers, which
+    /// record no report, are left out).
+    pub fn history(&self) -> Result<Vec<CommitRecord>> {
+        let Some(snapshot) = self.latest()? else {
+            return Ok(Vec::new());
+        };
+        let range = CommitRange::builder_from(snapshot, 0)
+            .build(self.engine.as_ref())
+            .map_err(|e| self.error(e))?;
+        let commits = range
+            .commits(Arc::clone(&self.engine), None, &[DeltaAction::CommitInfo])
+            .map_err(|e| self.error(e))?;
+        let mut records = Vec::new();
+        for commit in commits {
+            let commit = commit.map_err(|e| self.error(e))?;
+            for data in commit
+                .get_actions(self.engine.as_ref())
+                .map_err(|e| self.error(e))?
+            {
+                let batch = arrow_batch(data.map_err(|e| self.error(e))?)?;
+                records.extend(commit_records(&batch));
+            }
+        }
+        Ok(records)
+    }
+
+    fn create(&self, commit: &ReportCommit<'_>) -> Result<Attempt> {
+        let schema =
+            StructType::try_from_arrow(commit.schema.as_ref()).map_err(|e| self.error(e))?;
+        let mut txn = create_table(self.url.as_str(), Arc::new(schema), ENGINE_INFO, true)
+            .with_data_layout(partition_layout(commit.partition_by))
+            .with_operation_parameters(parameters(&commit.record))
+            .build(self.engine.as_ref(), Box::new(FileSystemCommitter::new()))
+            .map_err(|e| self.error(e))?;
+        if !commit.files.is_empty() {
+            txn.add_files(self.add_actions(commit)?);
+        }
+        let result = txn
+            .commit(self.engine.as_ref())
+            .map_err(|e| self.error(e))?;
+        Ok(match result {
+            CommitResult::Committed(c) => Attempt::Committed {
+                version: c.commit_version(),
+                removed: 0,
+            },
+            CommitResult::Conflicted(c) => {
+                Attempt::Lost(format!("version {} exists", c.conflict_version()))
+            }
+            CommitResult::Retryable(r) => Attempt::Lost(r.error.to_string()),
+        })
+    }
+
+    fn replace(&self, snapshot: &SnapshotRef, commit: &ReportCommit<'_>) -> Result<Attempt> {
+        let shape = self.shape(snapshot)?;
+        let evolution = evolution(
+            &shape.schema,
+            &shape.partition_by,
+            commit.schema,
+            commit.partition_by,
+        )
+        .map_err(|problems| {
+            self.refused(&format!("report {}", commit.record.report_id), &problems)
+        })?;
+        let mut builder = Arc::clone(snapshot)
+            .update_table(UpdateTableOperation::Write, ENGINE_INFO, true)
+            .with_operation_parameters(parameters(&commit.record));
+        for field in &evolution.added {
+            let field = StructField::try_from_arrow(field).map_err(|e| self.error(e))?;
+            builder = builder.add_column(field);
+        }
+        let mut txn = builder
+            .build(self.engine.as_ref(), Box::new(FileSystemCommitter::new()))
+            .map_err(|e| self.error(e))?;
+        let (removes, removed) = self.live_files_of(snapshot, commit.names)?;
+        for remove in removes {
+            txn.remove_files(remove);
+        }
+        if !commit.files.is_empty() {
+            txn.add_files(self.add_actions(commit)?);
+        }
+        let result = txn
+            .commit(self.engine.as_ref())
+            .map_err(|e| self.error(e))?;
+        Ok(match result {
+            CommitResult::Committed(c) => Attempt::Committed {
+                version: c.commit_version(),
+                removed,
+            },
+            CommitResult::Conflicted(c) => {
+                Attempt::Lost(format!("version {} exists", c.conflict_version()))
+            }
+            CommitResult::Retryable(r) => Attempt::Lost(r.error.to_string()),
+        })
+    }
+
+    fn shape(&self, snapshot: &SnapshotRef) -> Result<TableShape> {
+        let schema =
+            Schema::try_from_kernel(snapshot.schema().as_ref()).map_err(|e| self.error(e))?;
+        let partition_by = snapshot
+            .table_configuration()
+            .metadata()
+            .partition_columns()
+            .to_vec();
+        Ok(TableShape {
+            schema,
+            partition_by,
+        })
+    }
+
+    /// The live files of the report `names` is for, as selections of the scan's file batches
+    /// (what `remove_files` takes), and how many there are.
+    fn live_files_of(
+        &self,
+        snapshot: &SnapshotRef,
+        names: &ReportNames,
+    ) -> Result<(Vec<FilteredEngineData>, usize)> {
+        let scan = Arc::clone(snapshot)
+            .scan_builder()
+            .build()
+            .map_err(|e| self.error(e))?;
+        let mut selected = Vec::new();
+        let mut count = 0;
+        for metadata in scan
+            .scan_metadata(self.engine.as_ref())
+            .map_err(|e| self.error(e))?
+        {
+            let (data, mut selection) =
+                metadata.map_err(|e| self.error(e))?.scan_files.into_parts();
+            let batch = arrow_batch(data)?;
+            let paths = batch
+                .column_by_name("path")
+                .and_then(|c| c.as_string_opt::<i32>())
+                .ok_or_else(|| self.error("scan files have no path column"))?;
+            // A short selection vector means the rows after it are selected.
+            selection.resize(batch.num_rows(), true);
+            for (row, keep) in selection.iter_mut().enumerate() {
+                *keep = *keep && is_report_file(&self.url, names, paths.value(row));
+                count += usize::from(*keep);
+            }
+            let data = Box::new(ArrowEngineData::new(batch));
+            selected.push(FilteredEngineData::try_new(data, selection).map_err(|e| self.error(e))?);
+        }
+        Ok((selected, count))
+    }
+
+    /// The `add` actions' rows for the kernel: path (relative, URL-encoded), partition values,
+    /// size, time, and the row count as stats.
+    fn add_actions(&self, commit: &ReportCommit<'_>) -> Result<Box<dyn EngineData>> {
+        let now = chrono::Utc::now().timestamp_millis();
+        let mut paths = Vec::new();
+        let mut partitions = MapBuilder::new(
+            Some(MapFieldNames {
+                entry: "key_value".into(),
+                key: "key".into(),
+                value: "value".into(),
+            }),
+            StringBuilder::new(),
+            StringBuilder::new(),
+        );
+        for file in commit.files {
+            paths.push(add_path(&self.url, &file.path)?);
+            for (column, value) in partition_values(&file.path, commit.partition_by) {
+                partitions.keys().append_value(column);
+                partitions.values().append_option(value);
+            }
+            partitions.append(true).map_err(|e| self.error(e))?;
+        }
+        let count = commit.files.len();
+        let stats = StructArray::from(vec![(
+            Arc::new(Field::new("numRecords", DataType::Int64, true)),
+            Arc::new(Int64Array::from_iter_values(
+                commit.files.iter().map(|f| f.rows as i64),
+            )) as ArrayRef,
+        )]);
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(StringArray::from(paths)),
+            Arc::new(partitions.finish()),
+            Arc::new(Int64Array::from_iter_values(
+                commit.files.iter().map(|f| f.bytes as i64),
+            )),
+            Arc::new(Int64Array::from_value(now, count)),
+            Arc::new(stats),
+        ];
+        let fields: Vec<Field> = vec![
+            Field::new("path", DataType::Utf8, false),
+            Field::new("partitionValues", columns[1].data_type().clone(), false),
+            Field::new("size", DataType::Int64, false),
+            Field::new("modificationTime", DataType::Int64, false),
+            Field::new("stats", columns[4].data_type().clone(), true),
+        ];
+        let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
+            .map_err(|e| self.error(e))?;
+        Ok(Box::new(ArrowEngineData::new(batch)))
+    }
+
+    fn refused(&self, reports: &str, problems: &[String]) -> Error {
+        Error::DeltaSchema {
+            reports: reports.to_owned(),
+            table: self.display.clone(),
+            differences: problems.join("; "),
+        }
+    }
+
+    fn error(&self, e: impl std::fmt::Display) -> Error {
+        Error::Delta {
+            table: self.display.clone(),
+            message: e.to_string(),
+        }
+    }
+}
+
+/// How one commit attempt ended.
+enum Attempt {
+    Committed {
+        version: u64,
+        removed: usize,
+    },
+    /// Another writer committed that version first.
+    Lost(String),
+}
+
+/// Checks an export's schema against the table's: partition columns must be the same; a
+/// column the table has must have its type, or one that widens into it (then the files are
+/// written with the table's); a new column is added to the table (older files read it as
+/// null). Returns the problems otherwise, one per column.
+pub fn evolution(
+    table: &Schema,
+    table_partition_by: &[String],
+    ours: &SchemaRef,
+    partition_by: &[String],
+) -> std::result::Result<Evolution, Vec<String>> {
+    let mut problems = Vec::new();
+    if ours.fields().is_empty() {
+        // A report without rows writes no file: nothing of it meets the table's schema.
+        return Ok(Evolution {
+            schema: ours.clone(),
+            added: Vec::new(),
+        });
+    }
+    if partition_by != table_partition_by {
+        problems.push(format!(
+            "partitioned by [{}] here but by [{}] in the table",
+            partition_by.join(", "),
+            table_partition_by.join(", ")
+        ));
+    }
+    let mut fields = Vec::new();
+    let mut added = Vec::new();
+    for field in ours.fields() {
+        let theirs = table
+            .fields()
+            .iter()
+            .find(|t| t.name().eq_ignore_ascii_case(field.name()));
+        match theirs {
+            None => {
+                let field = field.as_ref().clone().with_nullable(true);
+                added.push(field.clone());
+                fields.push(field);
+            }
+            Some(theirs) if theirs.name() != field.name() => problems.push(format!(
+                "column {:?} is {:?} in the table (Delta column names ignore case)",
+                field.name(),
+                theirs.name()
+            )),
+            Some(theirs) => {
+                let fits = merge_types(theirs.data_type(), field.data_type())
+                    .is_some_and(|merged| &merged == theirs.data_type());
+                if fits {
+                    fields.push(
+                        field
+                            .as_ref()
+                            .clone()
+                            .with_data_type(theirs.data_type().clone()),
+                    );
+                } else {
+                    problems.push(format!(
+                        "column {:?} is {} here but {} in the table",
+                        field.name(),
+                        field.data_type(),
+                        theirs.data_type()
+                    ));
+                }
+            }
+        }
+    }
+    if !problems.is_empty() {
+        return Err(problems);
+    }
+    Ok(Evolution {
+        schema: Arc::new(Schema::new_with_metadata(fields, ours.metadata().clone())),
+        added,
+    })
+}
+
+/// `(column, value)` of each `col=value` folder of `path`; the Hive default partition is null.
+fn partition_values(path: &Path, partition_by: &[String]) -> Vec<(String, Option<String>)> {
+    path.parts()
+        .take(partition_by.len())
+        .zip(partition_by)
+        .map(|(segment, column)| {
+            let value = segment
+                .as_ref()
+                .split_once('=')
+                .map(|(_, v)| v)
+                .filter(|v| *v != HIVE_DEFAULT_PARTITION)
+                .map(decode_segment);
+            (column.clone(), value)
+        })
+        .collect()
+}
+
+/// The `add.path` of a file: relative to the table, each segment URL-encoded (a Delta path is a
+/// URI, so a `%` of our folder names is written `%25`).
+fn add_path(table: &Url, path: &Path) -> Result<String> {
+    let mut url = table.clone();
+    url.path_segments_mut()
+        .map_err(|()| Error::Usage(format!("table location {table} cannot hold files")))?
+        .pop_if_empty()
+        .extend(path.parts().map(|p| p.as_ref().to_owned()));
+    table
+        .make_relative(&url)
+        .ok_or_else(|| Error::Usage(format!("file {path} is not under the table {table}")))
+}
+
+/// Whether the `add.path` `encoded` names a data file of the report `names` is for.
+fn is_report_file(table: &Url, names: &ReportNames, encoded: &str) -> bool {
+    let Ok(url) = table.join(encoded) else {
+        return false;
+    };
+    let Some(rel) = table.make_relative(&url) else {
+        return false;
+    };
+    let decoded: Vec<String> = rel
+        .split('/')
+        .map(|s| {
+            percent_encoding::percent_decode_str(s)
+                .decode_utf8_lossy()
+                .into_owned()
+        })
+        .collect();
+    let Ok(path) = super::layout::parse_path(&decoded.join("/")) else {
+        return false;
+    };
+    names.is_data_file(&path)
+}
+
+fn partition_layout(partition_by: &[String]) -> DataLayout {
+    if partition_by.is_empty() {
+        DataLayout::default()
+    } else {
+        DataLayout::partitioned(partition_by.iter().cloned())
+    }
+}
+
+fn parameters(record: &CommitRecord) -> Vec<(&'static str, Option<String>)> {
+    vec![
+        (PARAM_REPORT_ID, Some(record.report_id.clone())),
+        (PARAM_RUN_ID, Some(record.run_id.clone())),
+        (PARAM_ROWS, Some(record.rows.to_string())),
+        (PARAM_SOURCE_URL, Some(record.source_url.clone())),
+    ]
+}
+
+fn arrow_batch(data: Box<dyn EngineData>) -> Result<RecordBatch> {
+    ArrowEngineData::try_from_engine_data(data)
+        .map(|data| data.record_batch().clone())
+        .map_err(|e| Error::Delta {
+            table: String::new(),
+            message: e.to_string(),
+        })
+}
+
+/// The records of the `commitInfo` rows of a batch of log actions (ours only).
+fn commit_records(batch: &RecordBatch) -> Vec<CommitRecord> {
+    let Some(info) = batch
+        .column_by_name("commitInfo")
+        .and_then(|c| c.as_struct_opt())
+    else {
+        return Vec::new();
+    };
+    let Some(params) = info
+        .column_by_name("operationParameters")
+        .and_then(|c| c.as_map_opt())
+    else {
+        return Vec::new();
+    };
+    (0..batch.num_rows())
+        .filter(|&row| info.is_valid(row) && params.is_valid(row))
+        .filter_map(|row| {
+            let entries = params.value(row);
+            let keys = entries.column(0).as_string_opt::<i32>()?;
+            let values = entries.column(1).as_string_opt::<i32>()?;
+            let map: HashMap<&str, &str> = (0..keys.len())
+                .filter(|&i| values.is_valid(i))
+                .map(|i| (keys.value(i), values.value(i)))
+                .collect();
+            Some(CommitRecord {
+                report_id: map.get(PARAM_REPORT_ID)?.to_string(),
+                run_id: map.get(PARAM_RUN_ID)?.to_string(),
+                rows: map
+                    .get(PARAM_ROWS)
+                    .and_then(|r| r.parse().ok())
+                    .unwrap_or(0),
+                source_url: map.get(PARAM_SOURCE_URL).unwrap_or(&"").to_string(),
+            })
+        })
+        .collect()
+}
+
+/// The keys of the reports with a commit in `records`.
+pub fn exported_reports(records: &[CommitRecord]) -> HashSet<String> {
+    records.iter().map(|r| r.report_id.clone()).collect()
+}
