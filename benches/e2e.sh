@@ -17,6 +17,8 @@
 #   PARTITION=date   the Hive partition columns, COL[,COL...] (kargo-export --partition-by, DuckDB
 #                    PARTITION_BY): date (30 partitions), date,country (~1,230) or site_domain
 #                    (~5,000)
+#   TABLE_FORMAT=hive  kargo-export --table-format: hive, or delta (the same files committed to a
+#                    Delta table: the same Parquet files, plus `_delta_log/`)
 #   SLOW=MB/s        kargo-export reads through benches/slow_proxy.py, which passes the answers on
 #                    at this many MB a second on the wire (e.g. SLOW=4 with GZIP=1 is ~35,000 rows
 #                    a second): a slow server. DuckDB still reads local files.
@@ -44,6 +46,7 @@ SEED=${3:-${SEED:-42}}
 ORDER=${ORDER:-random}
 GZIP=${GZIP:-1}
 PARTITION=${PARTITION:-date}
+TABLE_FORMAT=${TABLE_FORMAT:-hive}
 DUCKDB=${DUCKDB:-1}
 SLOW=${SLOW:-}
 DUCKDB_VERSION=2.0.1
@@ -188,7 +191,7 @@ log "kargo-export: export report $REPORT --partition-by $PARTITION"
 sandbox_cpu_before=$(cpu_of "$sandbox_pid")
 mkdir "$work/spool"
 if ! TMPDIR="$work/spool" /usr/bin/time -v -o "$work/kx.time" \
-    "$bin" --api-base "$kx_api" export report "$REPORT" --out "$work/kx" --partition-by "$PARTITION" \
+    "$bin" --api-base "$kx_api" export report "$REPORT" --out "$work/kx" --partition-by "$PARTITION" --table-format "$TABLE_FORMAT" \
     >"$work/kx.out" 2>"$work/kx.err"; then
     cat "$work/kx.err" >&2
     die "kargo-export failed"

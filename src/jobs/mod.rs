@@ -345,7 +345,7 @@ impl Context<'_> {
         for output in outputs {
             let dest = &output.destination;
             if !exported.contains_key(dest.display()) {
-                let reports = state::exported_reports(dest)
+                let reports = state::exported_reports(dest, output.table_format)
                     .await
                     .map_err(|e| e.to_string())?;
                 exported.insert(dest.display().to_owned(), reports);
@@ -389,7 +389,7 @@ impl Context<'_> {
             return unit(Target::Submit, &output);
         }
         let dest = &output.destination;
-        let exported = state::exported_reports(dest)
+        let exported = state::exported_reports(dest, output.table_format)
             .await
             .map_err(|e| e.to_string())?;
         let last = state::read_submission(dest, &job.name)

@@ -2,7 +2,8 @@
 //! knows what earlier runs did. Everything is read and written through the destination's
 //! object store, so it works the same on a local directory and on S3.
 //!
-//! - A report counts as exported when its manifest `_manifests/<key>.json` exists: the commit
+//! - A report counts as exported when its manifest `_manifests/<key>.json` exists (in a Delta
+//!   table: when a commit of the table records it, see [`crate::sink::delta`]): the commit
 //!   writes it as its last step, so it never exists for a partial export. Reading the state is
 //!   one listing of `_manifests/`, after the destination's own check (on S3 a missing bucket,
 //!   refused credentials or an unreachable endpoint fail there, in plain words and within the
@@ -22,14 +23,26 @@ use serde_json::{Map, Value};
 use super::shard::fnv1a64;
 use crate::error::{Error, Result};
 use crate::sink::partition::{decode_segment, encode_segment};
-use crate::sink::{Destination, MANIFEST_DIR};
+use crate::sink::delta::{self, DeltaTable};
+use crate::sink::{Destination, MANIFEST_DIR, TableFormat};
 
 /// Folder of the submit jobs' records.
 pub const SUBMISSIONS_DIR: &str = "_submissions";
 
-/// Keys of the reports with a committed export in `dest`, once [`Destination::check`] passed.
-pub async fn exported_reports(dest: &Destination) -> Result<HashSet<String>> {
+/// Keys of the reports with a committed export in `dest`, once [`Destination::check`] passed:
+/// in a Delta table, the reports its commits record.
+pub async fn exported_reports(dest: &Destination, format: TableFormat) -> Result<HashSet<String>> {
     dest.check().await?;
+    if format == TableFormat::Delta {
+        let table = DeltaTable::open(dest)?;
+        let history = tokio::task::spawn_blocking(move || table.history())
+            .await
+            .map_err(|e| Error::Delta {
+                table: dest.display().to_owned(),
+                message: format!("reading the history failed: {e}"),
+            })??;
+        return Ok(delta::exported_reports(&history));
+    }
     let names = dest.list_folder(MANIFEST_DIR).await?;
     Ok(report_keys(&names))
 }

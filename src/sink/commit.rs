@@ -522,7 +522,9 @@ mod tests {
         let manifests = tmp.path().join("_manifests");
         std::fs::write(manifests.join("rep.json#1"), "{\"torn").unwrap();
         assert_eq!(
-            crate::jobs::state::exported_reports(&dest).await.unwrap(),
+            crate::jobs::state::exported_reports(&dest, super::TableFormat::Hive)
+                .await
+                .unwrap(),
             std::collections::HashSet::from(["rep".to_string()]),
             "listings skip it"
         );
