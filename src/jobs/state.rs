@@ -22,8 +22,8 @@ use serde_json::{Map, Value};
 
 use super::shard::fnv1a64;
 use crate::error::{Error, Result};
-use crate::sink::partition::{decode_segment, encode_segment};
 use crate::sink::delta::{self, DeltaTable};
+use crate::sink::partition::{decode_segment, encode_segment};
 use crate::sink::{Destination, MANIFEST_DIR, TableFormat};
 
 /// Folder of the submit jobs' records.
@@ -129,13 +129,22 @@ mod tests {
     #[tokio::test]
     async fn exported_reports_are_the_manifests_keys() {
         let (store, dest) = memory();
-        assert!(exported_reports(&dest).await.unwrap().is_empty());
+        assert!(
+            exported_reports(&dest, TableFormat::Hive)
+                .await
+                .unwrap()
+                .is_empty()
+        );
         put(&store, "_manifests/rpt_1.json").await;
         put(&store, "_manifests/sales%2Edaily.json").await;
         put(&store, "_manifests/notes.txt").await;
         put(&store, "_manifests/deeper/rpt_3.json").await;
         put(&store, "date=2025-03-01/rpt_9.r1.00000.parquet").await;
-        let mut keys: Vec<String> = exported_reports(&dest).await.unwrap().into_iter().collect();
+        let mut keys: Vec<String> = exported_reports(&dest, TableFormat::Hive)
+            .await
+            .unwrap()
+            .into_iter()
+            .collect();
         keys.sort();
         assert_eq!(keys, ["rpt_1", "sales.daily"]);
     }
@@ -144,10 +153,15 @@ mod tests {
     async fn exported_reports_of_a_local_directory() {
         let tmp = tempfile::tempdir().unwrap();
         let dest = Destination::open(tmp.path().to_str().unwrap()).unwrap();
-        assert!(exported_reports(&dest).await.unwrap().is_empty());
+        assert!(
+            exported_reports(&dest, TableFormat::Hive)
+                .await
+                .unwrap()
+                .is_empty()
+        );
         std::fs::create_dir(tmp.path().join("_manifests")).unwrap();
         std::fs::write(tmp.path().join("_manifests/a%2Fb.json"), "{}").unwrap();
-        let keys = exported_reports(&dest).await.unwrap();
+        let keys = exported_reports(&dest, TableFormat::Hive).await.unwrap();
         assert_eq!(keys, HashSet::from(["a/b".to_string()]));
     }
 

@@ -522,7 +522,7 @@ mod tests {
         let manifests = tmp.path().join("_manifests");
         std::fs::write(manifests.join("rep.json#1"), "{\"torn").unwrap();
         assert_eq!(
-            crate::jobs::state::exported_reports(&dest, super::TableFormat::Hive)
+            crate::jobs::state::exported_reports(&dest, crate::sink::TableFormat::Hive)
                 .await
                 .unwrap(),
             std::collections::HashSet::from(["rep".to_string()]),

@@ -606,3 +606,159 @@ fn commit_records(batch: &RecordBatch) -> Vec<CommitRecord> {
 pub fn exported_reports(records: &[CommitRecord]) -> HashSet<String> {
     records.iter().map(|r| r.report_id.clone()).collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn schema(fields: &[(&str, DataType)]) -> SchemaRef {
+        Arc::new(Schema::new(
+            fields
+                .iter()
+                .map(|(n, t)| Field::new(*n, t.clone(), true))
+                .collect::<Vec<_>>(),
+        ))
+    }
+
+    fn table() -> Schema {
+        schema(&[
+            ("date", DataType::Utf8),
+            ("clicks", DataType::Int64),
+            ("spend", DataType::Float64),
+        ])
+        .as_ref()
+        .clone()
+    }
+
+    fn date() -> Vec<String> {
+        vec!["date".to_string()]
+    }
+
+    #[test]
+    fn new_columns_are_added_and_a_narrower_type_takes_the_tables() {
+        let ours = schema(&[
+            ("date", DataType::Utf8),
+            ("spend", DataType::Int64),
+            ("country", DataType::Utf8),
+        ]);
+        let evolution = evolution(&table(), &date(), &ours, &date()).unwrap();
+        let written: Vec<(String, DataType)> = evolution
+            .schema
+            .fields()
+            .iter()
+            .map(|f| (f.name().clone(), f.data_type().clone()))
+            .collect();
+        assert_eq!(
+            written,
+            [
+                ("date".to_string(), DataType::Utf8),
+                ("spend".to_string(), DataType::Float64),
+                ("country".to_string(), DataType::Utf8),
+            ]
+        );
+        let added: Vec<&str> = evolution.added.iter().map(|f| f.name().as_str()).collect();
+        assert_eq!(added, ["country"]);
+    }
+
+    #[test]
+    fn other_types_case_only_names_and_other_partitions_are_refused_naming_each() {
+        let ours = schema(&[
+            ("date", DataType::Utf8),
+            ("clicks", DataType::Utf8),
+            ("Spend", DataType::Float64),
+        ]);
+        let problems = evolution(&table(), &date(), &ours, &["clicks".to_string()]).unwrap_err();
+        assert_eq!(
+            problems,
+            [
+                "partitioned by [clicks] here but by [date] in the table",
+                "column \"clicks\" is Utf8 here but Int64 in the table",
+                "column \"Spend\" is \"spend\" in the table (Delta column names ignore case)",
+            ]
+        );
+    }
+
+    #[test]
+    fn an_export_without_columns_fits_any_table() {
+        let empty = Arc::new(Schema::empty());
+        let evolution = evolution(&table(), &date(), &empty, &[]).unwrap();
+        assert!(evolution.added.is_empty());
+        assert!(evolution.schema.fields().is_empty());
+    }
+
+    #[test]
+    fn partition_values_decode_folders_and_the_default_partition_is_null() {
+        let path = super::super::layout::parse_path(
+            "country=A%2FB/date=__HIVE_DEFAULT_PARTITION__/r.run.00000.parquet",
+        )
+        .unwrap();
+        let columns = ["country".to_string(), "date".to_string()];
+        assert_eq!(
+            partition_values(&path, &columns),
+            [
+                ("country".to_string(), Some("A/B".to_string())),
+                ("date".to_string(), None),
+            ]
+        );
+    }
+
+    #[test]
+    fn add_paths_are_uri_encoded_and_read_back_to_the_report_file() {
+        let table = Url::parse("s3://bucket/some/table/").unwrap();
+        let names = ReportNames::new("rpt 1", "20261203T000000Z-abc123").unwrap();
+        let file = names
+            .data_file(&["country=A%2FB c".to_string()], 0)
+            .unwrap();
+        let encoded = add_path(&table, &file).unwrap();
+        assert_eq!(
+            encoded,
+            "country=A%252FB%20c/rpt%201.20261203T000000Z-abc123.00000.parquet"
+        );
+        assert!(is_report_file(&table, &names, &encoded));
+        let other = ReportNames::new("rpt 2", "20261203T000000Z-abc123").unwrap();
+        assert!(!is_report_file(&table, &other, &encoded));
+    }
+
+    #[test]
+    fn commit_records_read_our_parameters_and_skip_other_commits() {
+        let record = CommitRecord {
+            report_id: "rpt_1".into(),
+            run_id: "run-1".into(),
+            rows: 42,
+            source_url: "https://api/v1/completed-reports/rpt_1".into(),
+        };
+        let entries = |pairs: &[(&str, Option<String>)]| {
+            let mut map = MapBuilder::new(None, StringBuilder::new(), StringBuilder::new());
+            for (k, v) in pairs {
+                map.keys().append_value(k);
+                map.values().append_option(v.as_deref());
+            }
+            map
+        };
+        let mut map = entries(&parameters(&record));
+        map.append(true).unwrap();
+        map.keys().append_value("mode");
+        map.values().append_value("Append");
+        map.append(true).unwrap();
+        let params: ArrayRef = Arc::new(map.finish());
+        let info = StructArray::from(vec![(
+            Arc::new(Field::new(
+                "operationParameters",
+                params.data_type().clone(),
+                true,
+            )),
+            params,
+        )]);
+        let info: ArrayRef = Arc::new(info);
+        let batch = RecordBatch::try_new(
+            Arc::new(Schema::new(vec![Field::new(
+                "commitInfo",
+                info.data_type().clone(),
+                true,
+            )])),
+            vec![info],
+        )
+        .unwrap();
+        assert_eq!(commit_records(&batch), [record]);
+    }
+}
