@@ -107,6 +107,8 @@ pub async fn export_until(
     let cleanup = settings.output.destination.cleanup_guard();
     // A destination that cannot be used fails now, not after every page was fetched.
     settings.output.destination.check().await?;
+    let format = settings.output.table_format;
+    settings.output.destination.check_format(format).await?;
     let cancel = Cancel::default();
     let run_id = run_id();
     let spool = crate::spool::create().map_err(|e| Error::io("temporary spool folder", e))?;

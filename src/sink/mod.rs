@@ -200,6 +200,31 @@ impl Destination {
         }
     }
 
+    /// Refuses a destination that holds the other table format: a Hive export into a Delta
+    /// table would delete files the table's versions name, and a Delta table over a Hive
+    /// dataset would leave that dataset's files outside the table.
+    pub async fn check_format(&self, format: TableFormat) -> Result<()> {
+        let (other, folder, hint) = match format {
+            TableFormat::Hive => (
+                "a Delta table",
+                delta::LOG_DIR,
+                "pass --table-format delta (jobs file: table_format = \"delta\")",
+            ),
+            TableFormat::Delta => (
+                "a Hive dataset",
+                MANIFEST_DIR,
+                "a Delta table needs a destination of its own",
+            ),
+        };
+        if self.list_folder(folder).await?.is_empty() {
+            return Ok(());
+        }
+        Err(Error::Usage(format!(
+            "output {} is {other} ({folder}/ exists): {hint}",
+            self.display
+        )))
+    }
+
     /// How the destination was given, for messages.
     pub fn display(&self) -> &str {
         &self.display
