@@ -21,7 +21,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use super::Destination;
-use super::delta::{CommitRecord, DeltaTable, ReportCommit};
+use super::delta::{CommitRecord, Committed, DeltaTable, ReportCommit};
 use super::layout::{Owned, ReportNames};
 use super::manifest::{Manifest, ManifestColumn, ManifestFile};
 use crate::drift::Drift;
@@ -178,44 +178,57 @@ impl StagedReport {
 
     /// Publishes the files and makes them durable, as [`StagedReport::commit`] does, then
     /// commits them to the Delta table at `dest` in one commit that also removes the report's
-    /// earlier files from the table (they stay on disk for readers of older versions). Then
-    /// deletes what killed runs of this report left: staged files, and data files of runs that
-    /// never committed (no version of the table names them). Until the commit, table readers
-    /// see none of the new files; a failure before it removes them again.
+    /// earlier files from the table (they stay on disk for readers of older versions). Until the
+    /// commit, table readers see none of the new files; a failure before it removes them again.
+    ///
+    /// A marker (`_staging/<run>/<report>.publishing`) is written before the files are published
+    /// and deleted after the commit, so a run killed in between is known to the report's next
+    /// commit, which deletes that run's files unless a commit of the table names them.
     pub async fn commit_delta(
         self,
         dest: &Destination,
         table: &Arc<DeltaTable>,
         manifest: ManifestInfo,
     ) -> Result<CommitSummary> {
-        self.publish(dest).await?;
+        let marker = self.names.publishing_marker()?;
+        if let Err(e) = dest.put_durably(&marker, Vec::new()).await {
+            self.discard(dest).await;
+            return Err(e);
+        }
+        if let Err(e) = self.publish(dest).await {
+            dest.delete_quietly(std::slice::from_ref(&marker)).await;
+            return Err(e);
+        }
         let published: Vec<Path> = self.files.iter().map(|f| f.path.clone()).collect();
         let committed = match dest.sync_files(&published).await {
             Ok(()) => self.commit_to_table(table, &manifest).await,
             Err(e) => Err(e),
         };
-        let (version, removed) = match committed {
+        let committed = match committed {
             Ok(committed) => committed,
             Err(e) => {
                 dest.delete_quietly(&published).await;
+                dest.delete_quietly(std::slice::from_ref(&marker)).await;
                 dest.tidy_staging(&self.names).await;
                 return Err(e);
             }
         };
-        let orphans = delete_orphans(dest, table, &self.names).await;
+        let orphans = delete_orphans(dest, table, &self.names, &committed.replaced_runs).await;
+        dest.delete_quietly(std::slice::from_ref(&marker)).await;
         dest.tidy_staging(&self.names).await;
         dest.abort_older_uploads(&self.names).await;
         let orphans = orphans?;
         tracing::debug!(
-            report = %manifest.report_id, version, rows = self.rows, files = self.files.len(),
-            removed, orphans, "committed to the delta table"
+            report = %manifest.report_id, version = committed.version, rows = self.rows,
+            files = self.files.len(), removed = committed.removed, orphans,
+            "committed to the delta table"
         );
         Ok(CommitSummary {
             report_id: manifest.report_id,
             rows: self.rows,
             files: self.files.len(),
             bytes: self.bytes,
-            retired: removed,
+            retired: committed.removed,
             schema_drift: manifest.schema_drift,
         })
     }
@@ -225,7 +238,7 @@ impl StagedReport {
         &self,
         table: &Arc<DeltaTable>,
         manifest: &ManifestInfo,
-    ) -> Result<(u64, usize)> {
+    ) -> Result<Committed> {
         let table = Arc::clone(table);
         let names = self.names.clone();
         let files = self.files.clone();
@@ -247,10 +260,7 @@ impl StagedReport {
             })
         })
         .await
-        .map_err(|e| Error::Delta {
-            table: String::new(),
-            message: format!("the commit task failed: {e}"),
-        })?
+        .map_err(|e| Error::Internal(format!("delta commit task: {e}")))?
     }
 
     /// Deletes the staged files (the export failed); the destination is left as it was.
@@ -327,67 +337,88 @@ impl StagedReport {
 
 /// Deletes this report's objects that are not part of the run (see [`ReportNames::classify`]);
 /// returns how many older data files went. Tries every object, then reports the first error.
-/// Deletes this report's leftovers of killed runs in a Delta table: staged files, and data files
-/// of runs no commit of the table records. Files of committed runs stay, live or not: readers
-/// of older versions (time travel) need them. Returns how many data files were deleted.
+/// Deletes what killed runs of this report left in a Delta table: staged files, and the data
+/// files of runs whose publishing marker stayed and that no commit of the table records (a run
+/// killed after its commit is recorded; its files stay). `replaced` are runs known to have
+/// committed (the commit just made replaced their files). Files of committed runs stay, live
+/// or not: readers of older versions need them. The history is read only when a marker stayed
+/// that `replaced` does not explain, that is after a crash. Returns the data files deleted.
 async fn delete_orphans(
     dest: &Destination,
     table: &Arc<DeltaTable>,
     names: &ReportNames,
+    replaced: &HashSet<String>,
 ) -> Result<usize> {
-    let history = {
-        let table = Arc::clone(table);
-        tokio::task::spawn_blocking(move || table.history())
-            .await
-            .map_err(|e| Error::Delta {
-                table: dest.display().to_owned(),
-                message: format!("reading the history failed: {e}"),
-            })??
-    };
-    let committed: HashSet<&str> = history
+    let objects = list_relative(dest).await?;
+    let mut killed: HashSet<String> = objects
         .iter()
-        .filter(|r| r.report_id == names.key())
-        .map(|r| r.run_id.as_str())
+        .filter_map(|rel| names.older_marker_run(rel))
+        .filter(|run| !replaced.contains(run))
         .collect();
-    delete_where(dest, |rel| match names.classify(rel) {
-        Some(Owned::Staged) => Some(false),
-        _ => names
+    if !killed.is_empty() {
+        let table = Arc::clone(table);
+        let history = tokio::task::spawn_blocking(move || table.history())
+            .await
+            .map_err(|e| Error::Internal(format!("delta history task: {e}")))??;
+        for record in history.iter().filter(|r| r.report_id == names.key()) {
+            killed.remove(&record.run_id);
+        }
+    }
+    delete_where(dest, objects, |rel| {
+        if names.older_marker_run(rel).is_some() || names.classify(rel) == Some(Owned::Staged) {
+            return Some(false);
+        }
+        names
             .data_file_run(rel)
-            .filter(|run| !committed.contains(run.as_str()))
-            .map(|_| true),
+            .filter(|run| killed.contains(run))
+            .map(|_| true)
     })
     .await
 }
 
 async fn retire(dest: &Destination, names: &ReportNames) -> Result<usize> {
-    delete_where(dest, |rel| {
+    let objects = list_relative(dest).await?;
+    delete_where(dest, objects, |rel| {
         names.classify(rel).map(|owned| owned == Owned::OlderData)
     })
     .await
 }
 
-/// Deletes every object of `dest` that `which` picks (`Some(counted)`); returns how many
-/// counted ones went. Every object is tried; the first error is returned after.
-async fn delete_where(dest: &Destination, which: impl Fn(&Path) -> Option<bool>) -> Result<usize> {
+/// Every object of `dest`, relative to its root (none for a local directory not made yet).
+async fn list_relative(dest: &Destination) -> Result<Vec<Path>> {
     let prefix = (!dest.root.is_root()).then_some(&dest.root);
     let Some(store) = dest.store_for_read()? else {
-        return Ok(0);
+        return Ok(Vec::new());
     };
     let objects: Vec<_> = store
         .list(prefix)
         .try_collect()
         .await
         .map_err(|e| dest.storage_error(&Path::ROOT, e))?;
+    Ok(objects
+        .iter()
+        .filter_map(|object| dest.relative(&object.location))
+        .collect())
+}
+
+/// Deletes each of `objects` (relative to the root of `dest`) that `which` picks
+/// (`Some(counted)`); returns how many counted ones went. Every object is tried; the first
+/// error is returned after.
+async fn delete_where(
+    dest: &Destination,
+    objects: Vec<Path>,
+    which: impl Fn(&Path) -> Option<bool>,
+) -> Result<usize> {
+    let Some(store) = dest.store_for_read()? else {
+        return Ok(0);
+    };
     let mut retired = 0;
     let mut first_error = None;
-    for object in objects {
-        let Some(rel) = dest.relative(&object.location) else {
-            continue;
-        };
+    for rel in objects {
         let Some(counted) = which(&rel) else {
             continue;
         };
-        match store.delete(&object.location).await {
+        match store.delete(&dest.full(&rel)).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => {
                 tracing::debug!(file = %rel, "deleted");
                 retired += usize::from(counted);

@@ -90,6 +90,16 @@ pub struct ReportCommit<'a> {
     pub record: CommitRecord,
 }
 
+/// A report's commit, done.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Committed {
+    pub version: u64,
+    /// The report's files the commit removed from the table.
+    pub removed: usize,
+    /// The runs whose files of the report the commit removed: committed runs.
+    pub replaced_runs: HashSet<String>,
+}
+
 /// The latest version of a table: its schema and partition columns.
 struct TableShape {
     schema: Schema,
@@ -161,20 +171,24 @@ impl DeltaTable {
     /// report's live files and adds `commit.files`, evolving the schema by the columns the
     /// export adds. A lost race is retried on the newer version. Returns the version and how
     /// many files were removed.
-    pub fn commit(&self, commit: &ReportCommit<'_>) -> Result<(u64, usize)> {
+    pub fn commit(&self, commit: &ReportCommit<'_>) -> Result<Committed> {
         for attempt in 1..=COMMIT_ATTEMPTS {
             let outcome = match self.latest()? {
                 None if commit.schema.fields().is_empty() => {
                     tracing::debug!(report = %commit.record.report_id, "no rows and no table: nothing to commit");
-                    return Ok((0, 0));
+                    return Ok(Committed {
+                        version: 0,
+                        removed: 0,
+                        replaced_runs: HashSet::new(),
+                    });
                 }
                 None => self.create(commit)?,
                 Some(snapshot) => self.replace(&snapshot, commit)?,
             };
             match outcome {
-                Attempt::Committed { version, removed } => {
-                    tracing::debug!(report = %commit.record.report_id, version, removed, attempt, "delta commit");
-                    return Ok((version, removed));
+                Attempt::Committed(committed) => {
+                    tracing::debug!(report = %commit.record.report_id, version = committed.version, removed = committed.removed, attempt, "delta commit");
+                    return Ok(committed);
                 }
                 Attempt::Lost(why) => {
                     tracing::debug!(report = %commit.record.report_id, attempt, %why, "delta commit lost a race; retrying");
@@ -234,10 +248,11 @@ impl DeltaTable {
             .commit(self.engine.as_ref())
             .map_err(|e| self.error(e))?;
         Ok(match result {
-            CommitResult::Committed(c) => Attempt::Committed {
+            CommitResult::Committed(c) => Attempt::Committed(Committed {
                 version: c.commit_version(),
                 removed: 0,
-            },
+                replaced_runs: HashSet::new(),
+            }),
             CommitResult::Conflicted(c) => {
                 Attempt::Lost(format!("version {} exists", c.conflict_version()))
             }
@@ -266,7 +281,7 @@ impl DeltaTable {
         let mut txn = builder
             .build(self.engine.as_ref(), Box::new(FileSystemCommitter::new()))
             .map_err(|e| self.error(e))?;
-        let (removes, removed) = self.live_files_of(snapshot, commit.names)?;
+        let (removes, removed, replaced_runs) = self.live_files_of(snapshot, commit.names)?;
         for remove in removes {
             txn.remove_files(remove);
         }
@@ -277,10 +292,11 @@ impl DeltaTable {
             .commit(self.engine.as_ref())
             .map_err(|e| self.error(e))?;
         Ok(match result {
-            CommitResult::Committed(c) => Attempt::Committed {
+            CommitResult::Committed(c) => Attempt::Committed(Committed {
                 version: c.commit_version(),
                 removed,
-            },
+                replaced_runs,
+            }),
             CommitResult::Conflicted(c) => {
                 Attempt::Lost(format!("version {} exists", c.conflict_version()))
             }
@@ -303,18 +319,19 @@ impl DeltaTable {
     }
 
     /// The live files of the report `names` is for, as selections of the scan's file batches
-    /// (what `remove_files` takes), and how many there are.
+    /// (what `remove_files` takes), how many there are, and the runs that wrote them.
     fn live_files_of(
         &self,
         snapshot: &SnapshotRef,
         names: &ReportNames,
-    ) -> Result<(Vec<FilteredEngineData>, usize)> {
+    ) -> Result<(Vec<FilteredEngineData>, usize, HashSet<String>)> {
         let scan = Arc::clone(snapshot)
             .scan_builder()
             .build()
             .map_err(|e| self.error(e))?;
         let mut selected = Vec::new();
         let mut count = 0;
+        let mut runs = HashSet::new();
         for metadata in scan
             .scan_metadata(self.engine.as_ref())
             .map_err(|e| self.error(e))?
@@ -329,13 +346,17 @@ impl DeltaTable {
             // A short selection vector means the rows after it are selected.
             selection.resize(batch.num_rows(), true);
             for (row, keep) in selection.iter_mut().enumerate() {
-                *keep = *keep && is_report_file(&self.url, names, paths.value(row));
+                let run = (*keep)
+                    .then(|| report_file_run(&self.url, names, paths.value(row)))
+                    .flatten();
+                *keep = run.is_some();
                 count += usize::from(*keep);
+                runs.extend(run);
             }
             let data = Box::new(ArrowEngineData::new(batch));
             selected.push(FilteredEngineData::try_new(data, selection).map_err(|e| self.error(e))?);
         }
-        Ok((selected, count))
+        Ok((selected, count, runs))
     }
 
     /// The `add` actions' rows for the kernel: path (relative, URL-encoded), partition values,
@@ -406,10 +427,7 @@ impl DeltaTable {
 
 /// How one commit attempt ended.
 enum Attempt {
-    Committed {
-        version: u64,
-        removed: usize,
-    },
+    Committed(Committed),
     /// Another writer committed that version first.
     Lost(String),
 }
@@ -517,14 +535,11 @@ fn add_path(table: &Url, path: &Path) -> Result<String> {
         .ok_or_else(|| Error::Usage(format!("file {path} is not under the table {table}")))
 }
 
-/// Whether the `add.path` `encoded` names a data file of the report `names` is for.
-fn is_report_file(table: &Url, names: &ReportNames, encoded: &str) -> bool {
-    let Ok(url) = table.join(encoded) else {
-        return false;
-    };
-    let Some(rel) = table.make_relative(&url) else {
-        return false;
-    };
+/// The run that wrote the file the `add.path` `encoded` names, when it is a data file of the
+/// report `names` is for.
+fn report_file_run(table: &Url, names: &ReportNames, encoded: &str) -> Option<String> {
+    let url = table.join(encoded).ok()?;
+    let rel = table.make_relative(&url)?;
     let decoded: Vec<String> = rel
         .split('/')
         .map(|s| {
@@ -533,10 +548,8 @@ fn is_report_file(table: &Url, names: &ReportNames, encoded: &str) -> bool {
                 .into_owned()
         })
         .collect();
-    let Ok(path) = super::layout::parse_path(&decoded.join("/")) else {
-        return false;
-    };
-    names.is_data_file(&path)
+    let path = super::layout::parse_path(&decoded.join("/")).ok()?;
+    names.data_file_run(&path)
 }
 
 fn partition_layout(partition_by: &[String]) -> DataLayout {
@@ -714,9 +727,12 @@ mod tests {
             encoded,
             "country=A%252FB%20c/rpt%201.20261203T000000Z-abc123.00000.parquet"
         );
-        assert!(is_report_file(&table, &names, &encoded));
+        assert_eq!(
+            report_file_run(&table, &names, &encoded).as_deref(),
+            Some("20261203T000000Z-abc123")
+        );
         let other = ReportNames::new("rpt 2", "20261203T000000Z-abc123").unwrap();
-        assert!(!is_report_file(&table, &other, &encoded));
+        assert_eq!(report_file_run(&table, &other, &encoded), None);
     }
 
     #[test]

@@ -17,6 +17,7 @@ pub const STAGING_DIR: &str = "_staging";
 pub const MANIFEST_DIR: &str = "_manifests";
 const DATA_SUFFIX: &str = ".parquet";
 const STAGED_SUFFIX: &str = ".tmp";
+const PUBLISHING_SUFFIX: &str = ".publishing";
 /// Longest file or folder name most filesystems accept.
 const MAX_NAME_BYTES: usize = 255;
 
@@ -118,9 +119,25 @@ impl ReportNames {
         (!hidden && !name.staged && name.run_id != self.run_id).then_some(Owned::OlderData)
     }
 
-    /// Whether `rel` is a published data file of this report (of any run).
-    pub fn is_data_file(&self, rel: &Path) -> bool {
-        self.data_file_run(rel).is_some()
+    /// A Delta commit's marker, `_staging/<run>/<key>.publishing`: written before the files
+    /// are published, deleted once the commit is done, so one that stays tells the report's next
+    /// export that run was killed with files published.
+    pub fn publishing_marker(&self) -> Result<Path> {
+        parse_path(&format!(
+            "{STAGING_DIR}/{}/{}{PUBLISHING_SUFFIX}",
+            self.run_id, self.enc_key
+        ))
+    }
+
+    /// The run of `rel` when it is this report's publishing marker of another run.
+    pub fn older_marker_run(&self, rel: &Path) -> Option<String> {
+        let parts: Vec<_> = rel.parts().collect();
+        let [staging, run, file] = parts.as_slice() else {
+            return None;
+        };
+        let is_marker = staging.as_ref() == STAGING_DIR
+            && file.as_ref().strip_suffix(PUBLISHING_SUFFIX) == Some(self.enc_key.as_str());
+        (is_marker && run.as_ref() != self.run_id).then(|| run.as_ref().to_owned())
     }
 
     /// The run that wrote `rel`, when it is a published data file of this report.
