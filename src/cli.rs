@@ -46,7 +46,11 @@ With --json, one object:
    \"reports\": [{\"report_id\", \"rows\", \"files\", \"bytes\", \"exported_at\", \"partition_by\": [COL],
                 \"columns\": N}],
    \"schema\": [{\"name\", \"type\": TYPE or null for a conflict, \"types\": [TYPE], \"reports\": N}],
-   \"differences\": [{\"report\": ID, \"differences\": [CHANGE]}]}
+   \"differences\": [{\"report\": ID, \"differences\": [CHANGE]}],
+   \"delta_version\": N or null}
+A Delta table (DEST/_delta_log) is read from its log: its reports are those its commits record
+(rows and time of each report's latest commit, its files in the latest version), its one schema
+is the table's, it is always uniform, and delta_version is its latest version.
 Reports are in key order, each with how many columns its manifest lists (0: an empty report
 exported alone, which has no schema and is left out of the comparison). Schema columns come
 first seen first, each with the type all reports merge into, every type they hold it as and how

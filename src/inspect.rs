@@ -14,6 +14,7 @@ use serde::{Serialize, Serializer};
 
 use crate::drift::{self, Drift, ReportSchema};
 use crate::error::{Error, Result};
+use crate::sink::delta::{DeltaTable, LOG_DIR};
 use crate::sink::manifest::{self, Manifest};
 use crate::sink::partition::encode_segment;
 use crate::sink::{Destination, MANIFEST_DIR};
@@ -32,6 +33,8 @@ pub struct Inspection {
     /// For each report whose schema differs from the others', how it differs; empty when
     /// uniform.
     pub differences: Vec<ReportDrift>,
+    /// The latest version when DEST is a Delta table (`null` for a Hive dataset).
+    pub delta_version: Option<u64>,
 }
 
 /// One committed report, as its manifest records it.
@@ -104,8 +107,13 @@ pub async fn inspect(out: &str) -> Result<Inspection> {
 }
 
 impl Inspection {
-    /// Reads every manifest of `dest`; one that cannot be read fails the whole inspection.
+    /// Reads every manifest of `dest`; one that cannot be read fails the whole inspection. A
+    /// Delta table is read from its log instead: its one schema, and each report's latest
+    /// commit and live files.
     pub async fn read(dest: &Destination) -> Result<Self> {
+        if !dest.list_folder(LOG_DIR).await?.is_empty() {
+            return Self::read_delta(dest).await;
+        }
         let manifests = manifest::read_all(dest).await?;
         let mut schemas = manifests
             .iter()
@@ -125,6 +133,52 @@ impl Inspection {
             reports: manifests.iter().map(|(_, m)| ReportEntry::of(m)).collect(),
             schema: merged_columns(&schemas),
             differences,
+            delta_version: None,
+        })
+    }
+
+    async fn read_delta(dest: &Destination) -> Result<Self> {
+        let table = DeltaTable::open(dest)?;
+        let contents = tokio::task::spawn_blocking(move || table.contents())
+            .await
+            .map_err(|e| Error::Internal(format!("delta inspection task: {e}")))??;
+        let Some(contents) = contents else {
+            return Err(Error::Delta {
+                table: dest.display().to_owned(),
+                message: format!("{LOG_DIR}/ holds no commit"),
+            });
+        };
+        let reports = contents
+            .reports
+            .iter()
+            .map(|report| ReportEntry {
+                report_id: report.record.report_id.clone(),
+                rows: report.record.rows,
+                files: report.files,
+                bytes: report.bytes,
+                exported_at: chrono::DateTime::from_timestamp_millis(report.committed_at_ms)
+                    .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+                    .unwrap_or_default(),
+                partition_by: contents.partition_by.clone(),
+                columns: contents.schema.fields().len(),
+            })
+            .collect::<Vec<_>>();
+        let schema = contents
+            .schema
+            .fields()
+            .iter()
+            .map(|field| Column {
+                reports: reports.len(),
+                ..Column::new(field.name(), field.data_type())
+            })
+            .collect();
+        Ok(Inspection {
+            destination: dest.display().to_owned(),
+            uniform: true,
+            reports,
+            schema,
+            differences: Vec::new(),
+            delta_version: Some(contents.version),
         })
     }
 

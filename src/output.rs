@@ -147,8 +147,12 @@ fn inspection_text(inspection: &Inspection) -> String {
             inspection.destination
         );
     }
+    let table = match inspection.delta_version {
+        Some(version) => format!(" (Delta table, version {version})"),
+        None => String::new(),
+    };
     format!(
-        "{}: {}, {} rows in {} ({} bytes)\n\n{}\n{}\n{}",
+        "{}{table}: {}, {} rows in {} ({} bytes)\n\n{}\n{}\n{}",
         inspection.destination,
         count(reports.len(), "report"),
         reports.iter().map(|r| r.rows).sum::<u64>(),
@@ -401,6 +405,7 @@ mod tests {
                     differences: vec![added],
                 },
             }],
+            delta_version: None,
         };
         assert_eq!(
             inspection_text(&inspection),

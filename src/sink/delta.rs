@@ -100,6 +100,29 @@ pub struct Committed {
     pub replaced_runs: HashSet<String>,
 }
 
+/// What `inspect` shows of a table: its latest version and, per report, its latest commit and
+/// live files.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TableContents {
+    pub version: u64,
+    pub schema: Schema,
+    pub partition_by: Vec<String>,
+    /// In report id order.
+    pub reports: Vec<TableReport>,
+}
+
+/// One report of a table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableReport {
+    /// What its latest commit recorded.
+    pub record: CommitRecord,
+    /// When that commit was made (milliseconds since the epoch).
+    pub committed_at_ms: i64,
+    /// Its files in the latest version.
+    pub files: usize,
+    pub bytes: u64,
+}
+
 /// The latest version of a table: its schema and partition columns.
 struct TableShape {
     schema: Schema,
@@ -210,6 +233,81 @@ impl DeltaTable {
     /// What every commit of the table recorded, oldest first (commits of other writers, which
     /// record no report, are left out).
     pub fn history(&self) -> Result<Vec<CommitRecord>> {
+        Ok(self.dated_history()?.into_iter().map(|(_, r)| r).collect())
+    }
+
+    /// The latest version, its reports and their live files; `None` when there is no table.
+    pub fn contents(&self) -> Result<Option<TableContents>> {
+        let Some(snapshot) = self.latest()? else {
+            return Ok(None);
+        };
+        let shape = self.shape(&snapshot)?;
+        let mut latest: std::collections::BTreeMap<String, (i64, CommitRecord)> =
+            Default::default();
+        for (at, record) in self.dated_history()? {
+            latest.insert(record.report_id.clone(), (at, record));
+        }
+        let files = self.live_files(&snapshot)?;
+        let reports = latest
+            .into_values()
+            .map(|(committed_at_ms, record)| {
+                let names = ReportNames::new(&record.report_id, "inspect")?;
+                let theirs: Vec<u64> = files
+                    .iter()
+                    .filter(|(path, _)| report_file_run(&self.url, &names, path).is_some())
+                    .map(|(_, size)| *size)
+                    .collect();
+                Ok(TableReport {
+                    record,
+                    committed_at_ms,
+                    files: theirs.len(),
+                    bytes: theirs.iter().sum(),
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Some(TableContents {
+            version: snapshot.version(),
+            schema: shape.schema,
+            partition_by: shape.partition_by,
+            reports,
+        }))
+    }
+
+    /// Every live file of `snapshot`: its `add.path` and size.
+    fn live_files(&self, snapshot: &SnapshotRef) -> Result<Vec<(String, u64)>> {
+        let scan = Arc::clone(snapshot)
+            .scan_builder()
+            .build()
+            .map_err(|e| self.error(e))?;
+        let mut files = Vec::new();
+        for metadata in scan
+            .scan_metadata(self.engine.as_ref())
+            .map_err(|e| self.error(e))?
+        {
+            let (data, mut selection) =
+                metadata.map_err(|e| self.error(e))?.scan_files.into_parts();
+            let batch = arrow_batch(data)?;
+            let paths = batch
+                .column_by_name("path")
+                .and_then(|c| c.as_string_opt::<i32>());
+            let sizes = batch
+                .column_by_name("size")
+                .and_then(|c| c.as_primitive_opt::<arrow::datatypes::Int64Type>());
+            let (Some(paths), Some(sizes)) = (paths, sizes) else {
+                return Err(self.error("scan files have no path or size column"));
+            };
+            selection.resize(batch.num_rows(), true);
+            for (row, live) in selection.iter().enumerate() {
+                if *live {
+                    files.push((paths.value(row).to_owned(), sizes.value(row).max(0) as u64));
+                }
+            }
+        }
+        Ok(files)
+    }
+
+    /// [`DeltaTable::history`] with each commit's time (milliseconds since the epoch).
+    fn dated_history(&self) -> Result<Vec<(i64, CommitRecord)>> {
         let Some(snapshot) = self.latest()? else {
             return Ok(Vec::new());
         };
@@ -227,7 +325,8 @@ impl DeltaTable {
                 .map_err(|e| self.error(e))?
             {
                 let batch = arrow_batch(data.map_err(|e| self.error(e))?)?;
-                records.extend(commit_records(&batch));
+                let at = commit.timestamp();
+                records.extend(commit_records(&batch).into_iter().map(|r| (at, r)));
             }
         }
         Ok(records)

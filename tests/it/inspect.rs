@@ -557,7 +557,7 @@ fn an_empty_destination_is_uniform_and_a_missing_or_unreadable_one_is_an_error()
     assert_eq!(
         json,
         serde_json::json!({"destination": empty.to_str().unwrap(), "uniform": true,
-            "reports": [], "schema": [], "differences": []})
+            "reports": [], "schema": [], "differences": [], "delta_version": null})
     );
 
     let missing = tmp.path().join("never/made");
