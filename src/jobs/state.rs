@@ -22,7 +22,7 @@ use serde_json::{Map, Value};
 
 use super::shard::fnv1a64;
 use crate::error::{Error, Result};
-use crate::sink::delta::{self, DeltaTable};
+use crate::sink::delta::DeltaTable;
 use crate::sink::partition::{decode_segment, encode_segment};
 use crate::sink::{Destination, MANIFEST_DIR, TableFormat};
 
@@ -35,13 +35,9 @@ pub async fn exported_reports(dest: &Destination, format: TableFormat) -> Result
     dest.check().await?;
     if format == TableFormat::Delta {
         let table = DeltaTable::open(dest)?;
-        let history = tokio::task::spawn_blocking(move || table.history())
+        return tokio::task::spawn_blocking(move || table.exported_reports())
             .await
-            .map_err(|e| Error::Delta {
-                table: dest.display().to_owned(),
-                message: format!("reading the history failed: {e}"),
-            })??;
-        return Ok(delta::exported_reports(&history));
+            .map_err(|e| Error::Internal(format!("delta state task: {e}")))?;
     }
     let names = dest.list_folder(MANIFEST_DIR).await?;
     Ok(report_keys(&names))

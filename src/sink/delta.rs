@@ -55,6 +55,13 @@ const PARAM_REPORT_ID: &str = "kargo.reportId";
 const PARAM_RUN_ID: &str = "kargo.runId";
 const PARAM_ROWS: &str = "kargo.rows";
 const PARAM_SOURCE_URL: &str = "kargo.sourceUrl";
+/// Each report's latest commit is also kept as domain metadata `kargo-export/report/<key>`
+/// (a writer feature, `domainMetadata`, that readers ignore): a checkpoint holds it, so what the
+/// table exported is read without replaying its whole history.
+const REPORT_DOMAIN_PREFIX: &str = "kargo-export/report/";
+/// A checkpoint every this many versions (Delta's default interval), so that loading the
+/// table reads one Parquet file and at most this many commits, however long its history.
+const CHECKPOINT_INTERVAL: u64 = 10;
 
 /// A destination opened as a Delta table (which may not exist yet).
 pub struct DeltaTable {
@@ -63,8 +70,10 @@ pub struct DeltaTable {
     display: String,
 }
 
-/// What one commit records in `commitInfo`, and reads back from the history.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What one commit records in `commitInfo` (and in the report's domain metadata), and reads
+/// back.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct CommitRecord {
     pub report_id: String,
     pub run_id: String,
@@ -88,6 +97,30 @@ pub struct ReportCommit<'a> {
     pub schema: &'a SchemaRef,
     pub partition_by: &'a [String],
     pub record: CommitRecord,
+}
+
+/// A report's domain metadata: its latest commit's record and time.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ReportDomain {
+    #[serde(flatten)]
+    record: CommitRecord,
+    /// Milliseconds since the epoch, when the commit was built.
+    committed_at: i64,
+}
+
+impl ReportDomain {
+    fn now(record: &CommitRecord) -> (String, String) {
+        let domain = ReportDomain {
+            record: record.clone(),
+            committed_at: chrono::Utc::now().timestamp_millis(),
+        };
+        let config = serde_json::to_string(&domain).unwrap_or_default();
+        (
+            format!("{REPORT_DOMAIN_PREFIX}{}", record.report_id),
+            config,
+        )
+    }
 }
 
 /// A report's commit, done.
@@ -311,7 +344,9 @@ impl DeltaTable {
         let Some(snapshot) = self.latest()? else {
             return Ok(Vec::new());
         };
-        let range = CommitRange::builder_from(snapshot, 0)
+        // The whole log, not the snapshot's segment (which starts at its checkpoint).
+        let range = CommitRange::builder_for(self.url.as_str(), 0)
+            .with_end_version(snapshot.version())
             .build(self.engine.as_ref())
             .map_err(|e| self.error(e))?;
         let commits = range
@@ -335,9 +370,12 @@ impl DeltaTable {
     fn create(&self, commit: &ReportCommit<'_>) -> Result<Attempt> {
         let schema =
             StructType::try_from_arrow(commit.schema.as_ref()).map_err(|e| self.error(e))?;
+        let (domain, config) = ReportDomain::now(&commit.record);
         let mut txn = create_table(self.url.as_str(), Arc::new(schema), ENGINE_INFO, true)
             .with_data_layout(partition_layout(commit.partition_by))
+            .with_table_properties([("delta.feature.domainMetadata", "supported")])
             .with_operation_parameters(parameters(&commit.record))
+            .with_domain_metadata(domain, config)
             .build(self.engine.as_ref(), Box::new(FileSystemCommitter::new()))
             .map_err(|e| self.error(e))?;
         if !commit.files.is_empty() {
@@ -347,11 +385,14 @@ impl DeltaTable {
             .commit(self.engine.as_ref())
             .map_err(|e| self.error(e))?;
         Ok(match result {
-            CommitResult::Committed(c) => Attempt::Committed(Committed {
-                version: c.commit_version(),
-                removed: 0,
-                replaced_runs: HashSet::new(),
-            }),
+            CommitResult::Committed(c) => {
+                self.checkpoint_now_and_then(c.post_commit_snapshot(), c.commit_version());
+                Attempt::Committed(Committed {
+                    version: c.commit_version(),
+                    removed: 0,
+                    replaced_runs: HashSet::new(),
+                })
+            }
             CommitResult::Conflicted(c) => {
                 Attempt::Lost(format!("version {} exists", c.conflict_version()))
             }
@@ -373,6 +414,10 @@ impl DeltaTable {
         let mut builder = Arc::clone(snapshot)
             .update_table(UpdateTableOperation::Write, ENGINE_INFO, true)
             .with_operation_parameters(parameters(&commit.record));
+        if has_report_domains(snapshot) {
+            let (domain, config) = ReportDomain::now(&commit.record);
+            builder = builder.with_domain_metadata(domain, config);
+        }
         for field in &evolution.added {
             let field = StructField::try_from_arrow(field).map_err(|e| self.error(e))?;
             builder = builder.add_column(field);
@@ -391,16 +436,71 @@ impl DeltaTable {
             .commit(self.engine.as_ref())
             .map_err(|e| self.error(e))?;
         Ok(match result {
-            CommitResult::Committed(c) => Attempt::Committed(Committed {
-                version: c.commit_version(),
-                removed,
-                replaced_runs,
-            }),
+            CommitResult::Committed(c) => {
+                self.checkpoint_now_and_then(c.post_commit_snapshot(), c.commit_version());
+                Attempt::Committed(Committed {
+                    version: c.commit_version(),
+                    removed,
+                    replaced_runs,
+                })
+            }
             CommitResult::Conflicted(c) => {
                 Attempt::Lost(format!("version {} exists", c.conflict_version()))
             }
             CommitResult::Retryable(r) => Attempt::Lost(r.error.to_string()),
         })
+    }
+
+    /// Writes a checkpoint at every [`CHECKPOINT_INTERVAL`]th version. The commit is done
+    /// whatever happens here: a failure is logged, and a later commit writes the next one.
+    fn checkpoint_now_and_then(&self, snapshot: Option<&SnapshotRef>, version: u64) {
+        if version == 0 || version % CHECKPOINT_INTERVAL != 0 {
+            return;
+        }
+        let snapshot = match snapshot {
+            Some(snapshot) => Ok(Arc::clone(snapshot)),
+            None => Snapshot::builder_for(self.url.as_str())
+                .at_version(version)
+                .build(self.engine.as_ref()),
+        };
+        let written = snapshot.and_then(|s| s.checkpoint(self.engine.as_ref(), None));
+        match written {
+            Ok(_) => tracing::debug!(version, "delta checkpoint written"),
+            Err(e) => {
+                tracing::warn!(table = %self.display, version, error = %e, "writing a delta checkpoint failed")
+            }
+        }
+    }
+
+    /// The reports the table's commits record: from the reports' domain metadata (held by the
+    /// latest checkpoint and the commits after it), or, in a table without it (made by another
+    /// writer), from the whole history.
+    pub fn exported_reports(&self) -> Result<HashSet<String>> {
+        let Some(snapshot) = self.latest()? else {
+            return Ok(HashSet::new());
+        };
+        if !has_report_domains(&snapshot) {
+            return Ok(self.history()?.into_iter().map(|r| r.report_id).collect());
+        }
+        Ok(self
+            .report_domains(&snapshot)?
+            .into_iter()
+            .map(|d| d.record.report_id)
+            .collect())
+    }
+
+    /// Every report's domain metadata.
+    fn report_domains(&self, snapshot: &SnapshotRef) -> Result<Vec<ReportDomain>> {
+        let all = snapshot
+            .get_all_domain_metadata(self.engine.as_ref())
+            .map_err(|e| self.error(e))?;
+        all.iter()
+            .filter(|d| d.domain().starts_with(REPORT_DOMAIN_PREFIX))
+            .map(|d| {
+                serde_json::from_str(d.configuration())
+                    .map_err(|e| self.error(format!("domain metadata {}: {e}", d.domain())))
+            })
+            .collect()
     }
 
     fn shape(&self, snapshot: &SnapshotRef) -> Result<TableShape> {
@@ -714,9 +814,11 @@ fn commit_records(batch: &RecordBatch) -> Vec<CommitRecord> {
         .collect()
 }
 
-/// The keys of the reports with a commit in `records`.
-pub fn exported_reports(records: &[CommitRecord]) -> HashSet<String> {
-    records.iter().map(|r| r.report_id.clone()).collect()
+/// Whether the table keeps our reports' domain metadata (tables this tool created do).
+fn has_report_domains(snapshot: &SnapshotRef) -> bool {
+    snapshot
+        .table_configuration()
+        .is_feature_supported(&delta_kernel::table_features::TableFeature::DomainMetadata)
 }
 
 #[cfg(test)]
