@@ -454,7 +454,7 @@ impl DeltaTable {
     /// Writes a checkpoint at every [`CHECKPOINT_INTERVAL`]th version. The commit is done
     /// whatever happens here: a failure is logged, and a later commit writes the next one.
     fn checkpoint_now_and_then(&self, snapshot: Option<&SnapshotRef>, version: u64) {
-        if version == 0 || version % CHECKPOINT_INTERVAL != 0 {
+        if version == 0 || !version.is_multiple_of(CHECKPOINT_INTERVAL) {
             return;
         }
         let snapshot = match snapshot {
