@@ -4,14 +4,15 @@
 //!
 //! This module owns the table: reading its latest version (schema, partition columns, live
 //! files), checking an export's schema against it ([`evolution`]), building and committing the
-//! transaction through the Delta kernel (`delta_kernel`; we never write the log ourselves), and
-//! reading the commit history back (what was exported, which runs committed). It does not write
-//! Parquet: the files are the writer's, published by [`super::commit`] before the commit names
-//! them, so until then no table reader sees them.
+//! transaction through the Delta kernel (`delta_kernel`; we never write the log ourselves),
+//! a checkpoint every [`CHECKPOINT_INTERVAL`] versions, and reading back what was exported
+//! (each report's domain metadata; the commit history when a killed run must be judged). It
+//! does not write Parquet: the files are the writer's, published by [`super::commit`] before
+//! the commit names them, so until then no table reader sees them.
 //!
-//! Concurrency: the kernel commits version N+1 with a put-if-absent (local: a hard link; S3: a
-//! conditional `If-None-Match` put). A writer that loses the race reads the new version and
-//! rebuilds its commit on it ([`COMMIT_ATTEMPTS`]); other reports' files are never touched.
+//! Concurrency: the kernel commits version N+1 with a put-if-absent (local: an atomic create;
+//! S3: a conditional `If-None-Match` put). A writer that loses the race reads the new version
+//! and rebuilds its commit on it ([`COMMIT_ATTEMPTS`]); other reports' files are never touched.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
