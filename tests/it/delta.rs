@@ -500,7 +500,10 @@ fn concurrent_shard_workers_commit_every_report_exactly_once() {
             let output = child.wait_with_output().unwrap();
             success(&output);
             let mine = reports_of(&read_summary(&summary), "all");
-            assert!(mine.len() < REPORTS as usize, "each worker a share: {mine:?}");
+            assert!(
+                mine.len() < REPORTS as usize,
+                "each worker a share: {mine:?}"
+            );
             seen.extend(mine);
         }
         seen.sort();
@@ -534,6 +537,79 @@ fn concurrent_shard_workers_commit_every_report_exactly_once() {
     );
     assert_same_rows(&read.rows_by(read.version, "i"), &as_rows(&all));
     assert_eq!(read.files(read.version).len(), 2 * REPORTS as usize);
+}
+
+/// Starts `export report <report> --out dest` into a Delta table partitioned by date.
+fn start_export(sandbox: &Sandbox, report: &str, dest: &Path) -> Child {
+    sandbox
+        .command()
+        .args(["export", "report", report, "--out", dest.to_str().unwrap()])
+        .args(TABLE)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start export")
+}
+
+#[test]
+fn exports_started_together_into_a_new_table_all_commit() {
+    const REPORTS: i64 = 6;
+    let (fixture, all) = numbered_reports(REPORTS);
+    let sandbox = Sandbox::with_data(fixture.path(), &[]);
+    let dir = tempfile::tempdir().unwrap();
+    // Each round races to create a new table: the writers that lose must commit on the table
+    // the winner created.
+    for round in 0..16 {
+        let dest = dir.path().join(format!("table{round}"));
+        let children: Vec<_> = (0..REPORTS)
+            .map(|n| start_export(&sandbox, &format!("r{n:02}"), &dest))
+            .collect();
+        for child in children {
+            success(&child.wait_with_output().unwrap());
+        }
+        let read = read_delta_with(dest.to_str().unwrap(), json!({"rows": true}));
+        assert_eq!(read.version, REPORTS as u64 - 1, "round {round}");
+        assert_same_rows(&read.rows_by(read.version, "i"), &as_rows(&all));
+        assert_eq!(read.files(read.version), data_files(&dest), "round {round}");
+    }
+}
+
+#[test]
+fn exports_of_one_report_started_together_leave_a_readable_table() {
+    let (fixture, all) = numbered_reports(1);
+    let sandbox = Sandbox::with_data(fixture.path(), &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let dest = dir.path().join("table");
+    success(&sandbox.export(&["r00"], &dest, &TABLE));
+    let table = dest.to_str().unwrap();
+    let mut committed = 0;
+    for round in 1..=3 {
+        let children: Vec<_> = (0..4)
+            .map(|_| start_export(&sandbox, "r00", &dest))
+            .collect();
+        for child in children {
+            // Each export commits, or fails with its one error line and no commit.
+            let output = child.wait_with_output().unwrap();
+            if output.status.success() {
+                committed += 1;
+            } else {
+                failure(&output, 1);
+            }
+        }
+        // Every file the latest version names is still there, and it holds the rows once.
+        let read = read_delta_with(table, json!({}));
+        assert_eq!(read.version, committed, "{:?}", read.history);
+        let on_disk = data_files(&dest);
+        for file in read.files(read.version) {
+            assert!(
+                on_disk.contains(&file),
+                "round {round}: version {} names {file}, which is gone; on disk: {on_disk:?}",
+                read.version
+            );
+        }
+        let read = read_delta_with(table, json!({"rows": true}));
+        assert_same_rows(&read.rows_by(read.version, "i"), &as_rows(&all));
+    }
 }
 
 /// Rows of the large synthetic report `big` in the SIGKILL test.
@@ -618,7 +694,11 @@ fn kill_at(mut child: Child, dest: &Path, known: &BTreeSet<String>, moment: Mome
                 "the export ended ({status}) before {moment:?}: {}",
                 String::from_utf8_lossy(&output.stderr)
             );
-            assert!(status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+            assert!(
+                status.success(),
+                "{}",
+                String::from_utf8_lossy(&output.stderr)
+            );
             return false;
         }
         assert!(
@@ -648,7 +728,12 @@ fn assert_every_file_in_some_version(dest: &Path) {
 fn sigkill_shows_readers_the_old_or_the_new_rows_and_the_next_export_deletes_orphans() {
     let expected = std::thread::spawn(|| synthetic_digest(BIG_ROWS));
     let sandbox = std::thread::spawn(|| {
-        Sandbox::start(&["--synthetic", &format!("big={BIG_ROWS}"), "--page-size", "5000"])
+        Sandbox::start(&[
+            "--synthetic",
+            &format!("big={BIG_ROWS}"),
+            "--page-size",
+            "5000",
+        ])
     });
     let tmp = tempfile::tempdir().unwrap();
     let spool = tmp.path().join("spool");
@@ -706,7 +791,9 @@ fn sigkill_shows_readers_the_old_or_the_new_rows_and_the_next_export_deletes_orp
         }
     }
 
-    let output = start_big(&sandbox, &dest, &spool).wait_with_output().unwrap();
+    let output = start_big(&sandbox, &dest, &spool)
+        .wait_with_output()
+        .unwrap();
     success(&output);
     let read = read_delta_with(&table, digest_spec(json!("latest")));
     assert_eq!(read.at(read.version)["digest"], expected);
@@ -727,11 +814,18 @@ fn sigkill_shows_readers_the_old_or_the_new_rows_and_the_next_export_deletes_orp
     let orphan = format!("{folder}/big.20990101T000000Z-dead00.00000.parquet");
     std::fs::copy(dest.join(model), dest.join(&orphan)).unwrap();
     let before_rerun = data_files(&dest);
-    success(&start_big(&sandbox, &dest, &spool).wait_with_output().unwrap());
+    success(
+        &start_big(&sandbox, &dest, &spool)
+            .wait_with_output()
+            .unwrap(),
+    );
     let after = data_files(&dest);
     assert!(!after.contains(&orphan), "{orphan} was not deleted");
     for file in before_rerun.iter().filter(|f| **f != orphan) {
-        assert!(after.contains(file), "{file} of a committed run was deleted");
+        assert!(
+            after.contains(file),
+            "{file} of a committed run was deleted"
+        );
     }
     assert_every_file_in_some_version(&dest);
     let read = read_delta_with(&table, digest_spec(json!("latest")));
