@@ -29,6 +29,7 @@
 //!   naming the field and the line, values that never leave DEST, submit jobs, S3 keys.
 //! - `completions`: the completion scripts and the man page name every command.
 //! - `crash`: SIGKILL at any moment publishes nothing and a rerun is exact; SIGINT/SIGTERM clean up.
+//! - `delta`: `--table-format delta` tables (local, S3) read back with Python's `deltalake`.
 //! - `s3`: exports to a real S3-compatible server (moto), read back through the S3 API.
 //! - `schema_changes`: reports of different shapes in one destination under each
 //!   `--on-schema-change` policy, read back with pyarrow.dataset (local and S3).
@@ -44,6 +45,7 @@ mod auth;
 mod check;
 mod completions;
 mod crash;
+mod delta;
 mod export;
 mod failures;
 mod hostile;
