@@ -43,7 +43,7 @@ use crate::settings::{Api, EndpointSpec, ExportSettings, ExportSource};
 use crate::signals::Signal;
 use crate::sink::delta::DeltaTable;
 use crate::sink::manifest::Manifest;
-use crate::sink::{CommitSummary, Destination, ManifestInfo, StagedReport, TableFormat};
+use crate::sink::{CommitSummary, Destination, ManifestInfo, StagedReport, TableFormat, mark_run};
 use crate::source::body::BodyRest;
 use crate::source::client::{ApiClient, Fetched};
 use crate::source::endpoint::{self, Endpoint};
@@ -246,6 +246,12 @@ async fn prepare(
         transforms,
         router: spool.router,
     };
+    if settings.output.table_format == TableFormat::Delta {
+        // Before the first staged file: tells the reports' next commits this run is at work.
+        for key in &keys {
+            mark_run(&settings.output.destination, key, run_id).await?;
+        }
+    }
     let staged = stage_all(settings, &spooled, &shape, run_id, cancel).await?;
     let rewrites = match plan
         .stage_rewrites(&settings.output, run_id, spool_dir, cancel)

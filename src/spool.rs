@@ -352,7 +352,7 @@ fn owner(name: &str) -> Option<i32> {
 
 /// Whether a process `pid` exists (signal 0 checks without sending anything; EPERM means it
 /// exists under another user).
-fn process_is_running(pid: i32) -> bool {
+pub(crate) fn process_is_running(pid: i32) -> bool {
     // SAFETY: kill with signal 0 only checks for the process; it has no other effect.
     let answer = unsafe { libc::kill(pid, 0) };
     answer == 0 || io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)

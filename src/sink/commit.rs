@@ -12,7 +12,7 @@
 //! decided by file name alone ([`super::layout`]). It does not encode Parquet.
 
 use arrow::datatypes::SchemaRef;
-use chrono::{SecondsFormat, Utc};
+use chrono::{DateTime, SecondsFormat, Utc};
 use futures::{StreamExt, TryStreamExt, stream};
 use object_store::ObjectStoreExt;
 use object_store::path::Path;
@@ -24,6 +24,7 @@ use super::Destination;
 use super::delta::{CommitRecord, Committed, DeltaTable, ReportCommit};
 use super::layout::{Owned, ReportNames};
 use super::manifest::{Manifest, ManifestColumn, ManifestFile};
+use super::marker::RunMarker;
 use crate::drift::Drift;
 use crate::error::{Error, Result};
 
@@ -180,21 +181,15 @@ impl StagedReport {
     /// commits them to the Delta table at `dest` in one commit that also removes the report's
     /// earlier files from the table (they stay on disk for readers of older versions). Until the
     /// commit, table readers see none of the new files; a failure before it removes them again.
-    ///
-    /// A marker (`_staging/<run>/<report>.publishing`) is written before the files are published
-    /// and deleted after the commit, so a run killed in between is known to the report's next
-    /// commit, which deletes that run's files unless a commit of the table names them.
+    /// Then deletes what killed runs of this report left (see [`delete_orphans`]) and this
+    /// run's marker ([`mark_run`] wrote it before the first file was staged).
     pub async fn commit_delta(
         self,
         dest: &Destination,
         table: &Arc<DeltaTable>,
         manifest: ManifestInfo,
     ) -> Result<CommitSummary> {
-        let marker = self.names.publishing_marker()?;
-        if let Err(e) = dest.put_durably(&marker, Vec::new()).await {
-            self.discard(dest).await;
-            return Err(e);
-        }
+        let marker = self.names.run_marker(&RunMarker::ours())?;
         if let Err(e) = self.publish(dest).await {
             dest.delete_quietly(std::slice::from_ref(&marker)).await;
             return Err(e);
@@ -209,14 +204,13 @@ impl StagedReport {
             Err(e) => {
                 dest.delete_quietly(&published).await;
                 dest.delete_quietly(std::slice::from_ref(&marker)).await;
-                dest.tidy_staging(&self.names).await;
+                dest.tidy_staging_folders().await;
                 return Err(e);
             }
         };
         let orphans = delete_orphans(dest, table, &self.names, &committed.replaced_runs).await;
         dest.delete_quietly(std::slice::from_ref(&marker)).await;
-        dest.tidy_staging(&self.names).await;
-        dest.abort_older_uploads(&self.names).await;
+        dest.tidy_staging_folders().await;
         let orphans = orphans?;
         tracing::debug!(
             report = %manifest.report_id, version = committed.version, rows = self.rows,
@@ -263,9 +257,11 @@ impl StagedReport {
         .map_err(|e| Error::Internal(format!("delta commit task: {e}")))?
     }
 
-    /// Deletes the staged files (the export failed); the destination is left as it was.
+    /// Deletes the staged files (the export failed), and the run marker of a Delta export;
+    /// the destination is left as it was.
     pub async fn discard(self, dest: &Destination) {
-        let staged: Vec<Path> = self.files.iter().map(|f| f.staged.clone()).collect();
+        let mut staged: Vec<Path> = self.files.iter().map(|f| f.staged.clone()).collect();
+        staged.extend(self.names.run_marker(&RunMarker::ours()));
         dest.delete_quietly(&staged).await;
         dest.tidy_staging(&self.names).await;
     }
@@ -337,12 +333,22 @@ impl StagedReport {
 
 /// Deletes this report's objects that are not part of the run (see [`ReportNames::classify`]);
 /// returns how many older data files went. Tries every object, then reports the first error.
-/// Deletes what killed runs of this report left in a Delta table: staged files, and the data
-/// files of runs whose publishing marker stayed and that no commit of the table records (a run
-/// killed after its commit is recorded; its files stay). `replaced` are runs known to have
-/// committed (the commit just made replaced their files). Files of committed runs stay, live
-/// or not: readers of older versions need them. The history is read only when a marker stayed
-/// that `replaced` does not explain, that is after a crash. Returns the data files deleted.
+/// Marks run `run_id` of report `report_key` as alive in `dest` (a Delta table) before its
+/// first file is staged: see [`super::marker`].
+pub async fn mark_run(dest: &Destination, report_key: &str, run_id: &str) -> Result<()> {
+    let names = ReportNames::new(report_key, run_id)?;
+    dest.create_empty(&names.run_marker(&RunMarker::ours())?)
+        .await
+}
+
+/// Deletes what killed runs of this report left in a Delta table, leaving runs still at work
+/// alone. A run is killed when its marker stayed and [`RunMarker::is_dead`] says so; a run the
+/// commit just replaced finished (its marker alone stayed). Of a killed run go its marker, its
+/// staged files, its unfinished uploads and, unless a commit of the table records the run (it
+/// was killed after its commit), its published data files: no commit names them. Staged files
+/// of runs without a marker go too. Files of committed runs stay, live or not: readers of older
+/// versions need them. The history is read only when a killed run must be judged, that is after
+/// a crash. Returns the data files deleted.
 async fn delete_orphans(
     dest: &Destination,
     table: &Arc<DeltaTable>,
@@ -350,42 +356,64 @@ async fn delete_orphans(
     replaced: &HashSet<String>,
 ) -> Result<usize> {
     let objects = list_relative(dest).await?;
-    let mut killed: HashSet<String> = objects
-        .iter()
-        .filter_map(|rel| names.older_marker_run(rel))
-        .filter(|run| !replaced.contains(run))
-        .collect();
-    if !killed.is_empty() {
+    let now = Utc::now();
+    let (mut finished, mut alive, mut killed) = (HashSet::new(), HashSet::new(), HashSet::new());
+    for (rel, modified) in &objects {
+        let Some((run, marker)) = names.other_run_marker(rel) else {
+            continue;
+        };
+        if replaced.contains(&run) {
+            finished.insert(run);
+            continue;
+        }
+        if marker.is_dead(*modified, now) {
+            killed.insert(run);
+        } else {
+            alive.insert(run);
+        }
+    }
+    let mut uncommitted = killed.clone();
+    if !uncommitted.is_empty() {
         let table = Arc::clone(table);
         let history = tokio::task::spawn_blocking(move || table.history())
             .await
             .map_err(|e| Error::Internal(format!("delta history task: {e}")))??;
         for record in history.iter().filter(|r| r.report_id == names.key()) {
-            killed.remove(&record.run_id);
+            uncommitted.remove(&record.run_id);
         }
     }
-    delete_where(dest, objects, |rel| {
-        if names.older_marker_run(rel).is_some() || names.classify(rel) == Some(Owned::Staged) {
-            return Some(false);
+    dest.abort_uploads_of(names, &killed).await;
+    let paths = objects.into_iter().map(|(rel, _)| rel).collect();
+    delete_where(dest, paths, |rel| {
+        if let Some((run, _)) = names.other_run_marker(rel) {
+            return (finished.contains(&run) || killed.contains(&run)).then_some(false);
+        }
+        if let Some(run) = names.staged_run(rel) {
+            return (!alive.contains(&run) && run != names.run_id()).then_some(false);
         }
         names
             .data_file_run(rel)
-            .filter(|run| killed.contains(run))
+            .filter(|run| uncommitted.contains(run))
             .map(|_| true)
     })
     .await
 }
 
 async fn retire(dest: &Destination, names: &ReportNames) -> Result<usize> {
-    let objects = list_relative(dest).await?;
+    let objects = list_relative(dest)
+        .await?
+        .into_iter()
+        .map(|(rel, _)| rel)
+        .collect();
     delete_where(dest, objects, |rel| {
         names.classify(rel).map(|owned| owned == Owned::OlderData)
     })
     .await
 }
 
-/// Every object of `dest`, relative to its root (none for a local directory not made yet).
-async fn list_relative(dest: &Destination) -> Result<Vec<Path>> {
+/// Every object of `dest`, relative to its root, with its time (none for a local directory
+/// not made yet).
+async fn list_relative(dest: &Destination) -> Result<Vec<(Path, DateTime<Utc>)>> {
     let prefix = (!dest.root.is_root()).then_some(&dest.root);
     let Some(store) = dest.store_for_read()? else {
         return Ok(Vec::new());
@@ -397,7 +425,7 @@ async fn list_relative(dest: &Destination) -> Result<Vec<Path>> {
         .map_err(|e| dest.storage_error(&Path::ROOT, e))?;
     Ok(objects
         .iter()
-        .filter_map(|object| dest.relative(&object.location))
+        .filter_map(|object| Some((dest.relative(&object.location)?, object.last_modified)))
         .collect())
 }
 

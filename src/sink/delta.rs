@@ -27,6 +27,7 @@ use delta_kernel::commit_range::{CommitRange, DeltaAction};
 use delta_kernel::committer::FileSystemCommitter;
 use delta_kernel::engine::arrow_conversion::{TryFromArrow, TryFromKernel};
 use delta_kernel::engine::arrow_data::ArrowEngineData;
+use delta_kernel::error::KernelError;
 use delta_kernel::schema::{StructField, StructType};
 use delta_kernel::transaction::CommitResult;
 use delta_kernel::transaction::UpdateTableOperation;
@@ -372,13 +373,20 @@ impl DeltaTable {
         let schema =
             StructType::try_from_arrow(commit.schema.as_ref()).map_err(|e| self.error(e))?;
         let (domain, config) = ReportDomain::now(&commit.record);
-        let mut txn = create_table(self.url.as_str(), Arc::new(schema), ENGINE_INFO, true)
+        let built = create_table(self.url.as_str(), Arc::new(schema), ENGINE_INFO, true)
             .with_data_layout(partition_layout(commit.partition_by))
             .with_table_properties([("delta.feature.domainMetadata", "supported")])
             .with_operation_parameters(parameters(&commit.record))
             .with_domain_metadata(domain, config)
-            .build(self.engine.as_ref(), Box::new(FileSystemCommitter::new()))
-            .map_err(|e| self.error(e))?;
+            .build(self.engine.as_ref(), Box::new(FileSystemCommitter::new()));
+        let mut txn = match built {
+            Ok(txn) => txn,
+            // Another writer created it since we looked: commit on its version instead.
+            Err(KernelError::TableAlreadyExistsAtPath(_)) => {
+                return Ok(Attempt::Lost("the table was created meanwhile".into()));
+            }
+            Err(e) => return Err(self.error(e)),
+        };
         if !commit.files.is_empty() {
             txn.add_files(self.add_actions(commit)?);
         }

@@ -8,6 +8,7 @@
 
 use object_store::path::Path;
 
+use super::marker::RunMarker;
 use super::partition::encode_segment;
 use crate::error::{Error, Result};
 
@@ -17,7 +18,6 @@ pub const STAGING_DIR: &str = "_staging";
 pub const MANIFEST_DIR: &str = "_manifests";
 const DATA_SUFFIX: &str = ".parquet";
 const STAGED_SUFFIX: &str = ".tmp";
-const PUBLISHING_SUFFIX: &str = ".publishing";
 /// Longest file or folder name most filesystems accept.
 const MAX_NAME_BYTES: usize = 255;
 
@@ -119,25 +119,37 @@ impl ReportNames {
         (!hidden && !name.staged && name.run_id != self.run_id).then_some(Owned::OlderData)
     }
 
-    /// A Delta commit's marker, `_staging/<run>/<key>.publishing`: written before the files
-    /// are published, deleted once the commit is done, so one that stays tells the report's next
-    /// export that run was killed with files published.
-    pub fn publishing_marker(&self) -> Result<Path> {
+    /// The run marker `marker` of this report and run: `_staging/<run>/<key>.<pid>.<host>.run`
+    /// (see [`super::marker`]).
+    pub fn run_marker(&self, marker: &RunMarker) -> Result<Path> {
         parse_path(&format!(
-            "{STAGING_DIR}/{}/{}{PUBLISHING_SUFFIX}",
-            self.run_id, self.enc_key
+            "{STAGING_DIR}/{}/{}{}",
+            self.run_id,
+            self.enc_key,
+            marker.file_suffix()
         ))
     }
 
-    /// The run of `rel` when it is this report's publishing marker of another run.
-    pub fn older_marker_run(&self, rel: &Path) -> Option<String> {
+    /// The run and marker of `rel` when it is a run marker of this report by another run.
+    pub fn other_run_marker(&self, rel: &Path) -> Option<(String, RunMarker)> {
         let parts: Vec<_> = rel.parts().collect();
         let [staging, run, file] = parts.as_slice() else {
             return None;
         };
-        let is_marker = staging.as_ref() == STAGING_DIR
-            && file.as_ref().strip_suffix(PUBLISHING_SUFFIX) == Some(self.enc_key.as_str());
-        (is_marker && run.as_ref() != self.run_id).then(|| run.as_ref().to_owned())
+        let rest = file
+            .as_ref()
+            .strip_prefix(self.enc_key.as_str())?
+            .strip_prefix('.')?;
+        let marker = RunMarker::parse(rest)?;
+        (staging.as_ref() == STAGING_DIR && run.as_ref() != self.run_id)
+            .then(|| (run.as_ref().to_owned(), marker))
+    }
+
+    /// The run of `rel` when it is a staged file of this report (`_staging/<run>/...`).
+    pub fn staged_run(&self, rel: &Path) -> Option<String> {
+        (self.classify(rel) == Some(Owned::Staged))
+            .then(|| rel.parts().nth(1).map(|run| run.as_ref().to_owned()))
+            .flatten()
     }
 
     /// The run that wrote `rel`, when it is a published data file of this report.
@@ -209,6 +221,35 @@ mod tests {
 
     fn names() -> ReportNames {
         ReportNames::new("sales/daily v2", "20261129T141500Z-3fa9c2").unwrap()
+    }
+
+    #[test]
+    fn run_markers_and_staged_files_tell_their_run() {
+        let ours = names();
+        let other = ReportNames::new("sales/daily v2", "20261130T000000Z-aaaaaa").unwrap();
+        let marker = RunMarker {
+            host: "db-1.local".into(),
+            pid: 77,
+        };
+        let theirs = other.run_marker(&marker).unwrap();
+        assert_eq!(
+            ours.other_run_marker(&theirs),
+            Some(("20261130T000000Z-aaaaaa".to_string(), marker.clone()))
+        );
+        assert_eq!(other.other_run_marker(&theirs), None, "its own run");
+        let another_report = ReportNames::new("sales", "20261129T141500Z-3fa9c2").unwrap();
+        assert_eq!(another_report.other_run_marker(&theirs), None);
+        let file = other.data_file(&["day=2024-01-05".into()], 3).unwrap();
+        let staged = other.staged(&file).unwrap();
+        assert_eq!(
+            ours.staged_run(&staged).as_deref(),
+            Some("20261130T000000Z-aaaaaa")
+        );
+        assert_eq!(ours.staged_run(&file), None);
+        assert_eq!(
+            ours.data_file_run(&file).as_deref(),
+            Some("20261130T000000Z-aaaaaa")
+        );
     }
 
     fn path(text: &str) -> Path {

@@ -23,6 +23,7 @@ mod durable;
 mod layout;
 mod local;
 pub mod manifest;
+mod marker;
 pub mod partition;
 mod probe;
 mod rewrite;
@@ -32,6 +33,7 @@ mod writer;
 #[cfg(test)]
 mod test_util;
 
+use std::collections::HashSet;
 use std::io::ErrorKind;
 use std::path::{Path as FsPath, PathBuf};
 use std::sync::Arc;
@@ -58,7 +60,7 @@ pub enum TableFormat {
 /// The table formats by name.
 pub const TABLE_FORMATS: &[(&str, TableFormat)] =
     &[("hive", TableFormat::Hive), ("delta", TableFormat::Delta)];
-pub use commit::{CommitSummary, ManifestInfo, StagedFile, StagedReport};
+pub use commit::{CommitSummary, ManifestInfo, StagedFile, StagedReport, mark_run};
 pub use layout::MANIFEST_DIR;
 pub use probe::Probed;
 pub(crate) use rewrite::{Rewrite, rewrite_report};
@@ -497,6 +499,52 @@ impl Destination {
                 .is_some_and(|rel| names.is_older_staged(&rel))
         };
         target.abort_uploads(&self.full(&staging), older).await;
+    }
+
+    /// Creates the empty object `rel` (relative to the root), whole the moment it exists: a
+    /// local file is created in place, not through a temporary file a kill could leave.
+    async fn create_empty(&self, rel: &Path) -> Result<()> {
+        let Storage::Local(local) = &self.storage else {
+            return self
+                .store_for_write()?
+                .put(&self.full(rel), object_store::PutPayload::default())
+                .await
+                .map(drop)
+                .map_err(|e| self.storage_error(rel, e));
+        };
+        let path = local.create()?.path.join(rel.as_ref());
+        let made = path.parent().map_or(Ok(()), std::fs::create_dir_all);
+        made.and_then(|()| std::fs::File::create(&path).map(drop))
+            .map_err(|e| Error::io(path.display(), e))
+    }
+
+    /// On S3, aborts the unfinished uploads of this report by `runs` (killed runs).
+    async fn abort_uploads_of(&self, names: &layout::ReportNames, runs: &HashSet<String>) {
+        let Some(target) = &self.s3 else {
+            return;
+        };
+        let Ok(staging) = layout::parse_path(layout::STAGING_DIR) else {
+            return;
+        };
+        let theirs = |key: &Path| {
+            self.relative(key)
+                .and_then(|rel| names.staged_run(&rel))
+                .is_some_and(|run| runs.contains(&run))
+        };
+        target.abort_uploads(&self.full(&staging), theirs).await;
+    }
+
+    /// Local directories only: removes empty folders left under `_staging/` (and nothing
+    /// else: other runs of the report may be at work there).
+    async fn tidy_staging_folders(&self) {
+        let Some(local) = self.opened_dir() else {
+            return;
+        };
+        let staging = local.path.join(layout::STAGING_DIR);
+        let task = tokio::task::spawn_blocking(move || remove_empty_dirs(&staging, None));
+        if let Err(e) = task.await {
+            tracing::warn!(error = %e, "tidying the staging folder failed");
+        }
     }
 
     /// Local directories only: removes empty folders left under `_staging/` (renames and

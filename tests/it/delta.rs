@@ -806,13 +806,25 @@ fn sigkill_shows_readers_the_old_or_the_new_rows_and_the_next_export_deletes_orp
     let old = read_delta_with(&table, digest_spec(json!([0])));
     assert_eq!(old.at(0)["digest"], earlier);
 
-    // A data file of a run no commit records (as a killed run leaves it) goes with the next
-    // export; the files of every committed run stay.
+    // A data file of a run no commit records, with the run marker of a process that is gone
+    // (as a killed run leaves them), goes with the next export; the files of every committed
+    // run stay. A data file of a run still at work (its process runs: this one) stays.
     let live = read.files(read.version);
     let model = live.iter().next().unwrap();
     let folder = model.rsplit_once('/').unwrap().0;
     let orphan = format!("{folder}/big.20990101T000000Z-dead00.00000.parquet");
     std::fs::copy(dest.join(model), dest.join(&orphan)).unwrap();
+    let at_work = format!("{folder}/big.20990101T000000Z-a11ve0.00000.parquet");
+    std::fs::copy(dest.join(model), dest.join(&at_work)).unwrap();
+    // A run marker, as an export makes it: `_staging/<run>/<report>.<pid>.<host>.run`.
+    let marker = |run: &str, pid: u32| {
+        let dir = dest.join("_staging").join(run);
+        std::fs::create_dir_all(&dir).unwrap();
+        let host = kargo_export::sink::partition::encode_segment(&host_name());
+        std::fs::write(dir.join(format!("big.{pid}.{host}.run")), "").unwrap();
+    };
+    marker("20990101T000000Z-dead00", i32::MAX as u32);
+    marker("20990101T000000Z-a11ve0", std::process::id());
     let before_rerun = data_files(&dest);
     success(
         &start_big(&sandbox, &dest, &spool)
@@ -821,7 +833,25 @@ fn sigkill_shows_readers_the_old_or_the_new_rows_and_the_next_export_deletes_orp
     );
     let after = data_files(&dest);
     assert!(!after.contains(&orphan), "{orphan} was not deleted");
-    for file in before_rerun.iter().filter(|f| **f != orphan) {
+    assert!(
+        after.contains(&at_work),
+        "{at_work} of a run at work was deleted"
+    );
+    assert_eq!(
+        files(&dest.join("_staging")).len(),
+        1,
+        "the marker of a run at work stays, and only it"
+    );
+    assert!(
+        !dest.join("_staging/20990101T000000Z-dead00").exists(),
+        "the marker of a killed run stayed"
+    );
+    std::fs::remove_file(dest.join(&at_work)).unwrap();
+    std::fs::remove_dir_all(dest.join("_staging")).unwrap();
+    for file in before_rerun
+        .iter()
+        .filter(|f| **f != orphan && **f != at_work)
+    {
         assert!(
             after.contains(file),
             "{file} of a committed run was deleted"
@@ -881,4 +911,14 @@ fn a_table_on_s3_is_committed_twice_and_both_versions_read_back_over_s3() {
     // Version 0's objects stay for time travel: 3 + 5 data objects.
     let data: Vec<&String> = keys.iter().filter(|k| k.ends_with(".parquet")).collect();
     assert_eq!(data.len(), 8, "{keys:?}");
+}
+
+/// This machine's host name, as a run marker records it.
+fn host_name() -> String {
+    let mut buffer = [0u8; 256];
+    // SAFETY: gethostname writes at most `len` bytes into the buffer we own.
+    let answer = unsafe { libc::gethostname(buffer.as_mut_ptr().cast(), buffer.len()) };
+    assert_eq!(answer, 0, "gethostname failed");
+    let end = buffer.iter().position(|&b| b == 0).unwrap_or(buffer.len());
+    String::from_utf8_lossy(&buffer[..end]).into_owned()
 }
