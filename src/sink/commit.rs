@@ -204,14 +204,16 @@ impl StagedReport {
             Err(e) => {
                 dest.delete_quietly(&published).await;
                 dest.delete_quietly(std::slice::from_ref(&marker)).await;
-                dest.tidy_staging_folders().await;
+                dest.tidy_staging_of(&self.names, &HashSet::new()).await;
                 return Err(e);
             }
         };
         let orphans = delete_orphans(dest, table, &self.names, &committed.replaced_runs).await;
         dest.delete_quietly(std::slice::from_ref(&marker)).await;
-        dest.tidy_staging_folders().await;
-        let orphans = orphans?;
+        let killed = orphans.as_ref().map(|(_, killed)| killed.clone());
+        dest.tidy_staging_of(&self.names, &killed.unwrap_or_default())
+            .await;
+        let (orphans, _) = orphans?;
         tracing::debug!(
             report = %manifest.report_id, version = committed.version, rows = self.rows,
             files = self.files.len(), removed = committed.removed, orphans,
@@ -348,13 +350,13 @@ pub async fn mark_run(dest: &Destination, report_key: &str, run_id: &str) -> Res
 /// was killed after its commit), its published data files: no commit names them. Staged files
 /// of runs without a marker go too. Files of committed runs stay, live or not: readers of older
 /// versions need them. The history is read only when a killed run must be judged, that is after
-/// a crash. Returns the data files deleted.
+/// a crash. Returns the data files deleted and the killed runs.
 async fn delete_orphans(
     dest: &Destination,
     table: &Arc<DeltaTable>,
     names: &ReportNames,
     replaced: &HashSet<String>,
-) -> Result<usize> {
+) -> Result<(usize, HashSet<String>)> {
     let objects = list_relative(dest).await?;
     let now = Utc::now();
     let (mut finished, mut alive, mut killed) = (HashSet::new(), HashSet::new(), HashSet::new());
@@ -384,7 +386,7 @@ async fn delete_orphans(
     }
     dest.abort_uploads_of(names, &killed).await;
     let paths = objects.into_iter().map(|(rel, _)| rel).collect();
-    delete_where(dest, paths, |rel| {
+    let deleted = delete_where(dest, paths, |rel| {
         if let Some((run, _)) = names.other_run_marker(rel) {
             return (finished.contains(&run) || killed.contains(&run)).then_some(false);
         }
@@ -396,7 +398,8 @@ async fn delete_orphans(
             .filter(|run| uncommitted.contains(run))
             .map(|_| true)
     })
-    .await
+    .await?;
+    Ok((deleted, killed))
 }
 
 async fn retire(dest: &Destination, names: &ReportNames) -> Result<usize> {

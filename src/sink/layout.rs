@@ -172,14 +172,16 @@ impl ReportNames {
     /// Whether a local multipart leftover named `<staged name>#<n>` is this report's and of an
     /// earlier run (a run killed while uploading).
     pub fn is_older_partial_upload(&self, file_name: &str) -> bool {
-        let Some((staged, n)) = file_name.rsplit_once('#') else {
-            return false;
-        };
+        self.partial_upload_run(file_name)
+            .is_some_and(|run| run != self.run_id)
+    }
+
+    /// The run of a local multipart leftover of this report named `<staged name>#<n>`.
+    pub fn partial_upload_run(&self, file_name: &str) -> Option<String> {
+        let (staged, n) = file_name.rsplit_once('#')?;
         let numbered = !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit());
-        numbered
-            && self
-                .parse_file_name(staged)
-                .is_some_and(|name| name.staged && name.run_id != self.run_id)
+        let name = self.parse_file_name(staged)?;
+        (numbered && name.staged).then(|| name.run_id.to_owned())
     }
 
     fn file_name(&self, seq: u32) -> String {

@@ -308,7 +308,7 @@ impl Destination {
         let Some(dir) = self.opened_dir() else {
             return;
         };
-        remove_empty_dirs(&dir.path.join(layout::STAGING_DIR), None);
+        remove_empty_dirs(&dir.path.join(layout::STAGING_DIR), &|_| false);
         if dir.created && std::fs::remove_dir(&dir.path).is_ok() {
             tracing::debug!(dir = %dir.path.display(), "removed the destination directory created by this run");
         }
@@ -534,14 +534,21 @@ impl Destination {
         target.abort_uploads(&self.full(&staging), theirs).await;
     }
 
-    /// Local directories only: removes empty folders left under `_staging/` (and nothing
-    /// else: other runs of the report may be at work there).
-    async fn tidy_staging_folders(&self) {
+    /// Local directories only: removes empty folders left under `_staging/`, and the partial
+    /// uploads of this report by `runs` (killed runs), which listings hide; nothing else: other
+    /// runs of the report may be at work there.
+    async fn tidy_staging_of(&self, names: &layout::ReportNames, runs: &HashSet<String>) {
         let Some(local) = self.opened_dir() else {
             return;
         };
         let staging = local.path.join(layout::STAGING_DIR);
-        let task = tokio::task::spawn_blocking(move || remove_empty_dirs(&staging, None));
+        let (names, runs) = (names.clone(), runs.clone());
+        let theirs = move |file: &str| {
+            names
+                .partial_upload_run(file)
+                .is_some_and(|run| runs.contains(&run))
+        };
+        let task = tokio::task::spawn_blocking(move || remove_empty_dirs(&staging, &theirs));
         if let Err(e) = task.await {
             tracing::warn!(error = %e, "tidying the staging folder failed");
         }
@@ -556,7 +563,8 @@ impl Destination {
         };
         let staging = local.path.join(layout::STAGING_DIR);
         let names = names.clone();
-        let task = tokio::task::spawn_blocking(move || remove_empty_dirs(&staging, Some(&names)));
+        let older = move |file: &str| names.is_older_partial_upload(file);
+        let task = tokio::task::spawn_blocking(move || remove_empty_dirs(&staging, &older));
         if let Err(e) = task.await {
             tracing::warn!(error = %e, "tidying the staging folder failed");
         }
@@ -601,7 +609,7 @@ pub fn is_url(out: &str) -> bool {
 /// Removes empty folders under `dir` (and `dir` itself) bottom-up, without following symlinks.
 /// With `names`, also removes that report's partial uploads of earlier runs (`<staged>#<n>`).
 /// Best effort: a folder that is not empty, or any error, leaves things as they are.
-fn remove_empty_dirs(dir: &FsPath, names: Option<&layout::ReportNames>) {
+fn remove_empty_dirs(dir: &FsPath, remove_file: &dyn Fn(&str) -> bool) {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
     };
@@ -611,10 +619,9 @@ fn remove_empty_dirs(dir: &FsPath, names: Option<&layout::ReportNames>) {
         };
         let path = entry.path();
         if kind.is_dir() {
-            remove_empty_dirs(&path, names);
+            remove_empty_dirs(&path, remove_file);
         } else if kind.is_file()
-            && names
-                .is_some_and(|n| n.is_older_partial_upload(&entry.file_name().to_string_lossy()))
+            && remove_file(&entry.file_name().to_string_lossy())
             && std::fs::remove_file(&path).is_ok()
         {
             tracing::debug!(file = %path.display(), "removed a partial upload of an earlier run");

@@ -825,6 +825,19 @@ fn sigkill_shows_readers_the_old_or_the_new_rows_and_the_next_export_deletes_orp
     };
     marker("20990101T000000Z-dead00", i32::MAX as u32);
     marker("20990101T000000Z-a11ve0", std::process::id());
+    // And each an upload in progress (a local one is `<staged name>#<n>`, hidden from listings).
+    let partial = |run: &str| {
+        let file = dest
+            .join("_staging")
+            .join(run)
+            .join(folder)
+            .join(format!("big.{run}.00001.parquet.tmp#1"));
+        std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+        std::fs::write(&file, "PAR1").unwrap();
+        file
+    };
+    let dead_upload = partial("20990101T000000Z-dead00");
+    let live_upload = partial("20990101T000000Z-a11ve0");
     let before_rerun = data_files(&dest);
     success(
         &start_big(&sandbox, &dest, &spool)
@@ -839,9 +852,14 @@ fn sigkill_shows_readers_the_old_or_the_new_rows_and_the_next_export_deletes_orp
     );
     assert_eq!(
         files(&dest.join("_staging")).len(),
-        1,
-        "the marker of a run at work stays, and only it"
+        2,
+        "the marker and the upload of a run at work stay, and only they"
     );
+    assert!(
+        live_upload.exists(),
+        "the upload of a run at work was deleted"
+    );
+    assert!(!dead_upload.exists(), "the upload of a killed run stayed");
     assert!(
         !dest.join("_staging/20990101T000000Z-dead00").exists(),
         "the marker of a killed run stayed"
