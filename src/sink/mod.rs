@@ -23,7 +23,7 @@ mod durable;
 mod layout;
 mod local;
 pub mod manifest;
-mod marker;
+pub mod marker;
 pub mod partition;
 mod probe;
 mod rewrite;

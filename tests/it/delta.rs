@@ -16,6 +16,7 @@ use serde_json::{Value, json};
 
 use crate::runs::*;
 use crate::util::*;
+use kargo_export::sink::marker::RunMarker;
 
 const DELTA: [&str; 2] = ["--table-format", "delta"];
 /// The flags of every local export here: a Delta table partitioned by `date`.
@@ -820,8 +821,11 @@ fn sigkill_shows_readers_the_old_or_the_new_rows_and_the_next_export_deletes_orp
     let marker = |run: &str, pid: u32| {
         let dir = dest.join("_staging").join(run);
         std::fs::create_dir_all(&dir).unwrap();
-        let host = kargo_export::sink::partition::encode_segment(&host_name());
-        std::fs::write(dir.join(format!("big.{pid}.{host}.run")), "").unwrap();
+        let marker = RunMarker {
+            pid,
+            ..RunMarker::ours()
+        };
+        std::fs::write(dir.join(format!("big{}", marker.file_suffix())), "").unwrap();
     };
     marker("20990101T000000Z-dead00", i32::MAX as u32);
     marker("20990101T000000Z-a11ve0", std::process::id());
@@ -929,14 +933,4 @@ fn a_table_on_s3_is_committed_twice_and_both_versions_read_back_over_s3() {
     // Version 0's objects stay for time travel: 3 + 5 data objects.
     let data: Vec<&String> = keys.iter().filter(|k| k.ends_with(".parquet")).collect();
     assert_eq!(data.len(), 8, "{keys:?}");
-}
-
-/// This machine's host name, as a run marker records it.
-fn host_name() -> String {
-    let mut buffer = [0u8; 256];
-    // SAFETY: gethostname writes at most `len` bytes into the buffer we own.
-    let answer = unsafe { libc::gethostname(buffer.as_mut_ptr().cast(), buffer.len()) };
-    assert_eq!(answer, 0, "gethostname failed");
-    let end = buffer.iter().position(|&b| b == 0).unwrap_or(buffer.len());
-    String::from_utf8_lossy(&buffer[..end]).into_owned()
 }
