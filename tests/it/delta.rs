@@ -12,11 +12,11 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use kargo_export::sandbox::synthetic::SyntheticReport;
+use kargo_export::sink::marker::RunMarker;
 use serde_json::{Value, json};
 
 use crate::runs::*;
 use crate::util::*;
-use kargo_export::sink::marker::RunMarker;
 
 const DELTA: [&str; 2] = ["--table-format", "delta"];
 /// The flags of every local export here: a Delta table partitioned by `date`.
