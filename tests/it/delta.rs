@@ -2,9 +2,10 @@
 //! an independent reader, the Python `deltalake` package (delta-rs): each report's export is one
 //! commit whose rows equal the source rows, value by value; earlier versions keep the earlier
 //! rows (time travel); a new column evolves the table; a type or partition change is refused
-//! and publishes nothing; concurrent shard workers commit every report exactly once; SIGKILL
-//! shows readers the old rows or the new, never a mix, and the next export deletes the files of
-//! runs no commit records; and the same table on S3 (moto).
+//! and publishes nothing; concurrent shard workers commit every report exactly once, and exports
+//! started together (into a new table, or of one report) all commit; SIGKILL shows readers the
+//! old rows or the new, never a mix, and the next export deletes what killed runs left (never
+//! what a run at work has); and the same table on S3 (moto).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
