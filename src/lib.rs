@@ -18,8 +18,9 @@
 //!   batch to it; [`transform`] applies the light transforms of any export (select, rename,
 //!   cast, added columns) before partitioning;
 //! - [`sink`] splits batches by partition (Hive layout), writes Parquet files under a staging
-//!   prefix through `object_store`, then publishes them and retires a report's older files;
-//!   before that, `schema_check` compares the export's schema with the other reports of its
+//!   prefix through `object_store`, then publishes them and retires a report's older files, or
+//!   (`--table-format delta`) commits them to a Delta table through the Delta kernel; before
+//!   that, `schema_check` compares the export's schema with the other reports of its
 //!   destination ([`drift`]) and fails, records, or converges them (rewriting older reports)
 //!   as `--on-schema-change` says; [`tls`] is the one TLS setup of every HTTPS client;
 //! - [`pipeline`] wires the stages of one export: phase 1 decodes pages and spools them in

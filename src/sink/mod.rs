@@ -5,7 +5,9 @@
 //! A [`ReportWriter`] splits one report's batches by partition ([`partition`]) and streams
 //! Parquet files under a hidden staging prefix (`writer.rs`); [`StagedReport::commit`]
 //! publishes them, writes the report's manifest and retires the report's older files
-//! (`commit.rs`). Object names live in one place (`layout.rs`); what is specific to S3 (building
+//! (`commit.rs`); [`StagedReport::commit_delta`] publishes them and commits them to a Delta
+//! table instead ([`delta`]: the table, through the Delta kernel; [`marker`]: which runs of a
+//! report are at work, so a commit deletes only what killed runs left). Object names live in one place (`layout.rs`); what is specific to S3 (building
 //! the store from the environment, the bucket check, safe error text) in `s3.rs`; a local
 //! directory, which opening does not create (the first write does, and a failed export that
 //! created it removes it again), in `local.rs`; what makes a local commit survive a power loss
