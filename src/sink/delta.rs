@@ -583,7 +583,8 @@ impl DeltaTable {
         );
         for file in commit.files {
             paths.push(add_path(&self.url, &file.path)?);
-            for (column, value) in partition_values(&file.path, commit.partition_by) {
+            for (column, value) in partition_values(&file.path, commit.partition_by, commit.schema)
+            {
                 partitions.keys().append_value(column);
                 partitions.values().append_option(value);
             }
@@ -713,8 +714,14 @@ pub fn evolution(
     })
 }
 
-/// `(column, value)` of each `col=value` folder of `path`; the Hive default partition is null.
-fn partition_values(path: &Path, partition_by: &[String]) -> Vec<(String, Option<String>)> {
+/// `(column, value)` of each `col=value` folder of `path` as the Delta protocol writes
+/// partition values (a timestamp as `2025-03-01 00:09:04.000000`, UTC); the Hive default
+/// partition is null.
+fn partition_values(
+    path: &Path,
+    partition_by: &[String],
+    schema: &SchemaRef,
+) -> Vec<(String, Option<String>)> {
     path.parts()
         .take(partition_by.len())
         .zip(partition_by)
@@ -725,9 +732,22 @@ fn partition_values(path: &Path, partition_by: &[String]) -> Vec<(String, Option
                 .map(|(_, v)| v)
                 .filter(|v| *v != HIVE_DEFAULT_PARTITION)
                 .map(decode_segment);
+            let is_timestamp = schema
+                .field_with_name(column)
+                .is_ok_and(|f| matches!(f.data_type(), DataType::Timestamp(..)));
+            let value = match value {
+                Some(text) if is_timestamp => Some(protocol_timestamp(&text).unwrap_or(text)),
+                other => other,
+            };
             (column.clone(), value)
         })
         .collect()
+}
+
+/// An RFC 3339 timestamp (our folder text) as the protocol's `%Y-%m-%d %H:%M:%S%.6f`, in UTC.
+fn protocol_timestamp(text: &str) -> Option<String> {
+    let at = chrono::DateTime::parse_from_rfc3339(text).ok()?;
+    Some(at.naive_utc().format("%Y-%m-%d %H:%M:%S%.6f").to_string())
 }
 
 /// The `add.path` of a file: relative to the table, each segment URL-encoded (a Delta path is a
@@ -916,12 +936,31 @@ mod tests {
         )
         .unwrap();
         let columns = ["country".to_string(), "date".to_string()];
+        let schema = schema(&[("country", DataType::Utf8), ("date", DataType::Date32)]);
         assert_eq!(
-            partition_values(&path, &columns),
+            partition_values(&path, &columns, &schema),
             [
                 ("country".to_string(), Some("A/B".to_string())),
                 ("date".to_string(), None),
             ]
+        );
+    }
+
+    #[test]
+    fn timestamp_partition_values_take_the_protocols_form() {
+        let path =
+            super::super::layout::parse_path("at=2025-03-01T00%3A09%3A04.5Z/r.run.00000.parquet")
+                .unwrap();
+        let schema = schema(&[(
+            "at",
+            DataType::Timestamp(arrow::datatypes::TimeUnit::Microsecond, Some("UTC".into())),
+        )]);
+        assert_eq!(
+            partition_values(&path, &["at".to_string()], &schema),
+            [(
+                "at".to_string(),
+                Some("2025-03-01 00:09:04.500000".to_string())
+            )]
         );
     }
 
