@@ -25,6 +25,7 @@ use super::delta::{CommitRecord, Committed, DeltaTable, ReportCommit};
 use super::layout::{Owned, ReportNames};
 use super::manifest::{Manifest, ManifestColumn, ManifestFile};
 use super::marker::RunMarker;
+use super::stats::FileStats;
 use crate::drift::Drift;
 use crate::error::{Error, Result};
 
@@ -43,6 +44,8 @@ pub struct StagedFile {
     pub rows: u64,
     /// Size of the file.
     pub bytes: u64,
+    /// Its column statistics, from its footer (for a Delta commit's `add`).
+    pub stats: Option<FileStats>,
 }
 
 /// One report's files of one run, staged and ready to commit or discard.

@@ -591,12 +591,7 @@ impl DeltaTable {
             partitions.append(true).map_err(|e| self.error(e))?;
         }
         let count = commit.files.len();
-        let stats = StructArray::from(vec![(
-            Arc::new(Field::new("numRecords", DataType::Int64, true)),
-            Arc::new(Int64Array::from_iter_values(
-                commit.files.iter().map(|f| f.rows as i64),
-            )) as ArrayRef,
-        )]);
+        let stats = self.stats_of(commit.files)?;
         let columns: Vec<ArrayRef> = vec![
             Arc::new(StringArray::from(paths)),
             Arc::new(partitions.finish()),
@@ -604,7 +599,7 @@ impl DeltaTable {
                 commit.files.iter().map(|f| f.bytes as i64),
             )),
             Arc::new(Int64Array::from_value(now, count)),
-            Arc::new(stats),
+            stats,
         ];
         let fields: Vec<Field> = vec![
             Field::new("path", DataType::Utf8, false),
@@ -616,6 +611,24 @@ impl DeltaTable {
         let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
             .map_err(|e| self.error(e))?;
         Ok(Box::new(ArrowEngineData::new(batch)))
+    }
+
+    /// The files' `stats`: their footers' statistics ([`super::stats`]), or the row counts
+    /// alone when a file has none.
+    fn stats_of(&self, files: &[StagedFile]) -> Result<ArrayRef> {
+        let all: Option<Vec<&dyn Array>> = files
+            .iter()
+            .map(|f| f.stats.as_ref().map(|s| &s.0 as &dyn Array))
+            .collect();
+        if let Some(all) = all.filter(|all| !all.is_empty()) {
+            return arrow::compute::concat(&all).map_err(|e| self.error(e));
+        }
+        Ok(Arc::new(StructArray::from(vec![(
+            Arc::new(Field::new("numRecords", DataType::Int64, true)),
+            Arc::new(Int64Array::from_iter_values(
+                files.iter().map(|f| f.rows as i64),
+            )) as ArrayRef,
+        )])))
     }
 
     fn refused(&self, reports: &str, problems: &[String]) -> Error {

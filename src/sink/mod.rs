@@ -30,6 +30,7 @@ pub mod partition;
 mod probe;
 mod rewrite;
 mod s3;
+mod stats;
 mod writer;
 
 #[cfg(test)]

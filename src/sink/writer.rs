@@ -29,6 +29,7 @@ use tokio::runtime::Handle;
 use super::commit::{StagedFile, StagedReport};
 use super::layout::ReportNames;
 use super::partition::Partitioner;
+use super::stats::file_stats;
 use super::{Codec, Destination};
 use crate::error::{Error, Result};
 use crate::hash::{FNV_OFFSET, fnv1a};
@@ -287,11 +288,13 @@ impl ReportWriter {
         tracing::debug!(file = %staged, "opened a staged file");
         Ok(OpenFile {
             writer,
+            schema: Arc::clone(self.file_schema()),
             file: StagedFile {
                 path,
                 staged,
                 rows: 0,
                 bytes: 0,
+                stats: None,
             },
         })
     }
@@ -360,6 +363,8 @@ impl FileNumbers {
 #[derive(Debug)]
 struct OpenFile {
     writer: ArrowWriter<UploadSink>,
+    /// The file's schema, for its statistics.
+    schema: SchemaRef,
     /// Names, and rows so far (bytes are known at close).
     file: StagedFile,
 }
@@ -375,9 +380,12 @@ impl OpenFile {
 
     /// Footer, then upload completion; on failure the upload is aborted.
     fn close(mut self, dest: &Destination) -> Result<StagedFile> {
-        if let Err(e) = self.writer.finish() {
-            self.writer.inner_mut().abort();
-            return Err(parquet_error(dest, &self.file.staged, e));
+        match self.writer.finish() {
+            Ok(metadata) => self.file.stats = Some(file_stats(&self.schema, &metadata)),
+            Err(e) => {
+                self.writer.inner_mut().abort();
+                return Err(parquet_error(dest, &self.file.staged, e));
+            }
         }
         let sink = self.writer.inner_mut();
         sink.complete()

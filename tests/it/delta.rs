@@ -935,3 +935,92 @@ fn a_table_on_s3_is_committed_twice_and_both_versions_read_back_over_s3() {
     let data: Vec<&String> = keys.iter().filter(|k| k.ends_with(".parquet")).collect();
     assert_eq!(data.len(), 8, "{keys:?}");
 }
+
+/// Checks a table's file statistics with `deltalake` and pyarrow, printing JSON: for every live
+/// file, the bounds and null counts its `add` records against the values the file holds
+/// (`mismatches`, empty when they agree; a bound may be absent, never wrong), how many bounds
+/// were compared, and for each filter the rows a stats-pruned dataset scan returns against the
+/// rows of the whole table that match (`filtered`).
+const STATS_CHECKER: &str = r#"
+import json, os, sys
+import pyarrow.compute as pc, pyarrow.dataset as ds, pyarrow.parquet as pq
+from deltalake import DeltaTable
+spec = json.loads(sys.argv[1])
+t = DeltaTable(spec["table"])
+import pyarrow as pa
+adds = pa.table(t.get_add_actions(flatten=True)).to_pylist()
+partitions = set(t.metadata().partition_columns)
+mismatches, compared = [], 0
+for add in adds:
+    data = pq.read_table(os.path.join(spec["table"], add["path"]))
+    if add["num_records"] != data.num_rows:
+        mismatches.append([add["path"], "num_records", add["num_records"], data.num_rows])
+    for name in data.column_names:
+        column = data.column(name)
+        if f"null_count.{name}" in add and add[f"null_count.{name}"] != column.null_count:
+            mismatches.append([add["path"], "null_count." + name, add[f"null_count.{name}"], column.null_count])
+        for kind, actual in (("min", pc.min(column).as_py()), ("max", pc.max(column).as_py())):
+            recorded = add.get(f"{kind}.{name}")
+            if recorded is None:
+                continue
+            compared += 1
+            if recorded != actual:
+                mismatches.append([add["path"], kind + "." + name, str(recorded), str(actual)])
+whole = t.to_pyarrow_table()
+filtered = {}
+for text in spec["filters"]:
+    expr = eval(text, {"pc": pc, "ds": ds})
+    pruned = t.to_pyarrow_dataset().to_table(filter=expr).num_rows
+    filtered[text] = [pruned, whole.filter(expr).num_rows]
+sys.stdout.write(json.dumps({"files": len(adds), "compared": compared, "mismatches": mismatches, "filtered": filtered}))
+sys.stdout.flush()
+os._exit(0)
+"#;
+
+#[test]
+fn every_files_statistics_hold_and_readers_that_skip_by_them_lose_no_row() {
+    let sandbox = Sandbox::start(&["--synthetic", "big=20000", "--page-size", "5000"]);
+    let tmp = tempfile::tempdir().unwrap();
+    let dest = tmp.path().join("table");
+    let mut args = vec!["--partition-by", "country"];
+    args.extend(DELTA);
+    success(&sandbox.export(&["big"], &dest, &args));
+    let filters = [
+        "pc.field('impressions') > 40000",
+        "pc.field('clicks') == 0",
+        "pc.field('spend') < 1.0",
+        "pc.field('date') == pc.scalar(__import__('datetime').date(2025, 3, 7))",
+        "pc.field('site_domain') >= 'w'",
+        "pc.field('conversions').is_null()",
+    ];
+    let spec = json!({"table": dest.to_str().unwrap(), "filters": filters});
+    let output = Command::new("python3")
+        .args(["-c", STATS_CHECKER, &spec.to_string()])
+        .output()
+        .expect("python3 with deltalake (pip install deltalake)");
+    let checked: Value = serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
+        panic!(
+            "{e}: {}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        )
+    });
+    assert!(checked["files"].as_u64().unwrap() > 10, "{checked}");
+    assert!(
+        checked["compared"].as_u64().unwrap() > 100,
+        "the files record bounds: {checked}"
+    );
+    assert_eq!(
+        checked["mismatches"],
+        json!([]),
+        "recorded statistics differ from the files"
+    );
+    for (filter, counts) in checked["filtered"].as_object().unwrap() {
+        let (pruned, all) = (counts[0].as_u64().unwrap(), counts[1].as_u64().unwrap());
+        assert_eq!(pruned, all, "{filter}: a stats-pruned scan lost rows");
+        assert!(
+            all > 0,
+            "{filter} matches rows, so the comparison means something"
+        );
+    }
+}
