@@ -84,6 +84,7 @@ pub fn output(origin: &dyn Origin, input: &OutputInput) -> Result<Output> {
         partition_by,
         write: WriteOptions {
             compression,
+            file_stats: table_format == TableFormat::Delta,
             ..WriteOptions::default()
         },
         max_partitions,

@@ -50,6 +50,8 @@ pub struct WriteOptions {
     pub max_file_bytes: usize,
     /// Cap on the in-progress row groups of all open files together.
     pub memory_budget_bytes: usize,
+    /// Read each file's column statistics from its footer (a Delta commit records them).
+    pub file_stats: bool,
 }
 
 impl Default for WriteOptions {
@@ -63,6 +65,7 @@ impl Default for WriteOptions {
             max_row_group_bytes: 64 * 1024 * 1024,
             max_file_bytes: 256 * 1024 * 1024,
             memory_budget_bytes: 32 * 1024 * 1024,
+            file_stats: false,
         }
     }
 }
@@ -335,7 +338,7 @@ impl ReportWriter {
         let Some(file) = self.open.remove(dirs) else {
             return Ok(());
         };
-        let staged = file.close(&self.dest)?;
+        let staged = file.close(&self.dest, self.options.file_stats)?;
         tracing::debug!(file = %staged.staged, rows = staged.rows, bytes = staged.bytes, "staged a file");
         self.closed.push(staged);
         Ok(())
@@ -379,9 +382,12 @@ impl OpenFile {
     }
 
     /// Footer, then upload completion; on failure the upload is aborted.
-    fn close(mut self, dest: &Destination) -> Result<StagedFile> {
+    fn close(mut self, dest: &Destination, with_stats: bool) -> Result<StagedFile> {
         match self.writer.finish() {
-            Ok(metadata) => self.file.stats = Some(file_stats(&self.schema, &metadata)),
+            Ok(metadata) if with_stats => {
+                self.file.stats = Some(file_stats(&self.schema, &metadata));
+            }
+            Ok(_) => {}
             Err(e) => {
                 self.writer.inner_mut().abort();
                 return Err(parquet_error(dest, &self.file.staged, e));
