@@ -43,6 +43,7 @@ use super::Destination;
 use super::commit::StagedFile;
 use super::layout::ReportNames;
 use super::partition::{HIVE_DEFAULT_PARTITION, decode_segment};
+use super::stats::{FileStats, stats_array};
 use crate::drift::merge_types;
 use crate::error::{Error, Result};
 
@@ -616,12 +617,11 @@ impl DeltaTable {
     /// The files' `stats`: their footers' statistics ([`super::stats`]), or the row counts
     /// alone when a file has none.
     fn stats_of(&self, files: &[StagedFile]) -> Result<ArrayRef> {
-        let all: Option<Vec<&dyn Array>> = files
-            .iter()
-            .map(|f| f.stats.as_ref().map(|s| &s.0 as &dyn Array))
-            .collect();
+        let all: Option<Vec<&FileStats>> = files.iter().map(|f| f.stats.as_ref()).collect();
         if let Some(all) = all.filter(|all| !all.is_empty()) {
-            return arrow::compute::concat(&all).map_err(|e| self.error(e));
+            return stats_array(&all)
+                .map(|stats| Arc::new(stats) as ArrayRef)
+                .map_err(|e| self.error(e));
         }
         Ok(Arc::new(StructArray::from(vec![(
             Arc::new(Field::new("numRecords", DataType::Int64, true)),

@@ -12,28 +12,52 @@
 
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, Int64Array, StructArray, UInt64Array, new_null_array};
-use arrow::compute::{SortOptions, sort_to_indices};
-use arrow::datatypes::{DataType, Field, Fields, Schema};
+use arrow::array::{
+    Array, ArrayRef, AsArray, Date32Array, Float64Array, Int64Array, StringArray, StructArray,
+    UInt64Array,
+};
+use arrow::compute::{SortOptions, cast, sort_to_indices};
+use arrow::datatypes::{
+    DataType, Date32Type, Field, FieldRef, Fields, Float64Type, Int64Type, Schema,
+};
+use arrow::error::ArrowError;
 use parquet::arrow::arrow_reader::statistics::StatisticsConverter;
 use parquet::file::metadata::ParquetMetaData;
 
-/// A file's statistics as one row of the `stats` struct of an `add` action:
-/// `{numRecords, minValues, maxValues, nullCount}`. Files of one report have the same schema,
-/// so their rows have one type and concatenate.
+/// A file's statistics, compact (a few values per column, the fields shared with the schema):
+/// a report of thousands of files keeps one of these per file until its commit, which turns
+/// them into the `stats` column of its `add` actions ([`stats_array`]).
 #[derive(Debug, Clone, PartialEq)]
-pub struct FileStats(pub StructArray);
+pub struct FileStats {
+    rows: i64,
+    /// One per top-level column that is not nested, in the file's order.
+    columns: Vec<ColumnStats>,
+}
 
-/// Eq for [`super::StagedFile`]: array equality is reflexive.
+/// Eq for [`super::StagedFile`]: no bound is ever NaN (JSON has none).
 impl Eq for FileStats {}
+
+#[derive(Debug, Clone, PartialEq)]
+struct ColumnStats {
+    field: FieldRef,
+    null_count: Option<i64>,
+    min: Option<Bound>,
+    max: Option<Bound>,
+}
+
+/// One bound of a column, by the kind of its type (see [`has_bounds`]).
+#[derive(Debug, Clone, PartialEq)]
+enum Bound {
+    Int(i64),
+    Float(f64),
+    Text(Box<str>),
+    Date(i32),
+}
 
 /// The statistics of a file with `schema` whose footer is `metadata`.
 pub fn file_stats(schema: &Schema, metadata: &ParquetMetaData) -> FileStats {
     let rows: i64 = metadata.row_groups().iter().map(|rg| rg.num_rows()).sum();
-    let mut bounded = Vec::new();
-    let (mut mins, mut maxes) = (Vec::new(), Vec::new());
-    let mut counted = Vec::new();
-    let mut null_counts: Vec<ArrayRef> = Vec::new();
+    let mut columns = Vec::new();
     for field in schema.fields() {
         if field.data_type().is_nested() {
             continue;
@@ -48,30 +72,135 @@ pub fn file_stats(schema: &Schema, metadata: &ParquetMetaData) -> FileStats {
         let nulls = converter
             .row_group_null_counts(metadata.row_groups().iter())
             .ok();
-        let total = nulls.as_ref().and_then(known_sum);
-        counted.push(Field::new(field.name(), DataType::Int64, true));
-        null_counts.push(Arc::new(Int64Array::from(vec![total])));
-        if !has_bounds(field.data_type()) {
-            continue;
-        }
-        let (min, max) = match nulls {
-            Some(nulls) => bounds(&converter, metadata, &nulls, field.data_type()),
-            None => (None, None),
+        let (min, max) = match &nulls {
+            Some(nulls) if has_bounds(field.data_type()) => {
+                bounds(&converter, metadata, nulls, field.data_type())
+            }
+            _ => (None, None),
         };
-        bounded.push(Field::new(field.name(), field.data_type().clone(), true));
-        mins.push(min.unwrap_or_else(|| new_null_array(field.data_type(), 1)));
-        maxes.push(max.unwrap_or_else(|| new_null_array(field.data_type(), 1)));
+        columns.push(ColumnStats {
+            field: Arc::clone(field),
+            null_count: nulls.as_ref().and_then(known_sum),
+            min: min.as_ref().and_then(bound),
+            max: max.as_ref().and_then(bound),
+        });
     }
+    FileStats { rows, columns }
+}
+
+/// The `stats` column of the `add` actions of `files` (files of one report: one schema):
+/// `{numRecords, minValues, maxValues, nullCount}`, one row per file.
+pub fn stats_array(files: &[&FileStats]) -> Result<StructArray, ArrowError> {
+    let Some(first) = files.first() else {
+        return Err(ArrowError::InvalidArgumentError("no files".into()));
+    };
+    let same_columns = files.iter().all(|f| {
+        f.columns.len() == first.columns.len()
+            && f.columns
+                .iter()
+                .zip(&first.columns)
+                .all(|(a, b)| a.field == b.field)
+    });
+    if !same_columns {
+        return Err(ArrowError::InvalidArgumentError(
+            "the files' schemas differ".into(),
+        ));
+    }
+    let (mut bounded, mut mins, mut maxes) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut counted, mut null_counts) = (Vec::new(), Vec::new());
+    for (i, column) in first.columns.iter().enumerate() {
+        let field = &column.field;
+        counted.push(Field::new(field.name(), DataType::Int64, true));
+        let counts: Int64Array = files.iter().map(|f| f.columns[i].null_count).collect();
+        null_counts.push(Arc::new(counts) as ArrayRef);
+        if has_bounds(field.data_type()) {
+            bounded.push(Field::new(field.name(), field.data_type().clone(), true));
+            mins.push(bound_array(files, i, |c| &c.min, field.data_type())?);
+            maxes.push(bound_array(files, i, |c| &c.max, field.data_type())?);
+        }
+    }
+    let rows: Int64Array = files.iter().map(|f| Some(f.rows)).collect();
+    let len = files.len();
     let columns: Vec<(Arc<Field>, ArrayRef)> = vec![
         (
             Arc::new(Field::new("numRecords", DataType::Int64, true)),
-            Arc::new(Int64Array::from(vec![rows])),
+            Arc::new(rows),
         ),
-        one_row_struct("minValues", bounded.clone(), mins),
-        one_row_struct("maxValues", bounded, maxes),
-        one_row_struct("nullCount", counted, null_counts),
+        struct_column("minValues", bounded.clone(), mins, len),
+        struct_column("maxValues", bounded, maxes, len),
+        struct_column("nullCount", counted, null_counts, len),
     ];
-    FileStats(StructArray::from(columns))
+    Ok(StructArray::from(columns))
+}
+
+/// Column `i`'s bounds (`which`) of every file, as an array of `data_type`.
+fn bound_array(
+    files: &[&FileStats],
+    i: usize,
+    which: impl Fn(&ColumnStats) -> &Option<Bound>,
+    data_type: &DataType,
+) -> Result<ArrayRef, ArrowError> {
+    let bounds = files.iter().map(|f| which(&f.columns[i]).as_ref());
+    let array: ArrayRef = match data_type {
+        DataType::Float32 | DataType::Float64 => Arc::new(
+            bounds
+                .map(|b| match b {
+                    Some(Bound::Float(v)) => Some(*v),
+                    _ => None,
+                })
+                .collect::<Float64Array>(),
+        ),
+        DataType::Utf8 | DataType::LargeUtf8 => Arc::new(
+            bounds
+                .map(|b| match b {
+                    Some(Bound::Text(v)) => Some(v.as_ref()),
+                    _ => None,
+                })
+                .collect::<StringArray>(),
+        ),
+        DataType::Date32 => Arc::new(
+            bounds
+                .map(|b| match b {
+                    Some(Bound::Date(v)) => Some(*v),
+                    _ => None,
+                })
+                .collect::<Date32Array>(),
+        ),
+        _ => Arc::new(
+            bounds
+                .map(|b| match b {
+                    Some(Bound::Int(v)) => Some(*v),
+                    _ => None,
+                })
+                .collect::<Int64Array>(),
+        ),
+    };
+    cast(&array, data_type)
+}
+
+/// A one-value array (a bound [`bounds`] found) as a [`Bound`].
+fn bound(value: &ArrayRef) -> Option<Bound> {
+    if value.is_null(0) {
+        return None;
+    }
+    let as_type = |t: &DataType| cast(value, t).ok();
+    Some(match value.data_type() {
+        DataType::Float32 | DataType::Float64 => Bound::Float(
+            as_type(&DataType::Float64)?
+                .as_primitive::<Float64Type>()
+                .value(0),
+        ),
+        DataType::Utf8 | DataType::LargeUtf8 => {
+            Bound::Text(as_type(&DataType::Utf8)?.as_string::<i32>().value(0).into())
+        }
+        DataType::Date32 => Bound::Date(value.as_primitive::<Date32Type>().value(0)),
+        t if t.is_integer() => Bound::Int(
+            as_type(&DataType::Int64)?
+                .as_primitive::<Int64Type>()
+                .value(0),
+        ),
+        _ => return None,
+    })
 }
 
 /// Whether a column of this type gets a minimum and a maximum (see the module docs).
@@ -127,17 +256,18 @@ fn known_sum(counts: &UInt64Array) -> Option<i64> {
     (counts.null_count() == 0).then(|| counts.values().iter().map(|&n| n as i64).sum())
 }
 
-/// A one-row struct column `name` of `fields` and their one-row `columns`.
-fn one_row_struct(
+/// A struct column `name` of `fields` and their `columns` of `len` rows.
+fn struct_column(
     name: &str,
     fields: Vec<Field>,
     columns: Vec<ArrayRef>,
+    len: usize,
 ) -> (Arc<Field>, ArrayRef) {
     let fields = Fields::from(fields);
     let array: ArrayRef = if fields.is_empty() {
-        Arc::new(StructArray::new_empty_fields(1, None))
+        Arc::new(StructArray::new_empty_fields(len, None))
     } else {
-        Arc::new(StructArray::new(fields.clone(), columns, None))
+        Arc::new(StructArray::new(fields, columns, None))
     };
     (
         Arc::new(Field::new(name, array.data_type().clone(), true)),
@@ -186,9 +316,8 @@ mod tests {
         .unwrap()
     }
 
-    fn column<'a>(stats: &'a FileStats, part: &str, name: &str) -> &'a ArrayRef {
+    fn column<'a>(stats: &'a StructArray, part: &str, name: &str) -> &'a ArrayRef {
         stats
-            .0
             .column_by_name(part)
             .unwrap()
             .as_struct()
@@ -210,9 +339,8 @@ mod tests {
         );
         let metadata = write(&[first.clone(), second]);
         assert_eq!(metadata.row_groups().len(), 2);
-        let stats = file_stats(&first.schema(), &metadata);
+        let stats = stats_array(&[&file_stats(&first.schema(), &metadata)]).unwrap();
         let rows = stats
-            .0
             .column_by_name("numRecords")
             .unwrap()
             .as_primitive::<Int64Type>();
@@ -252,19 +380,29 @@ mod tests {
         ])
         .unwrap();
         let stats = file_stats(&file.schema(), &write(std::slice::from_ref(&file)));
-        let min = stats.0.column_by_name("minValues").unwrap().as_struct();
+        let stats = stats_array(&[&stats]).unwrap();
+        let min = stats.column_by_name("minValues").unwrap().as_struct();
         assert_eq!(min.num_columns(), 0);
-        let nulls = stats.0.column_by_name("nullCount").unwrap().as_struct();
+        let nulls = stats.column_by_name("nullCount").unwrap().as_struct();
         assert_eq!(nulls.column_names(), ["at"]);
     }
 
     #[test]
-    fn the_stats_of_two_files_concatenate() {
+    fn the_stats_of_several_files_make_one_row_each() {
         let a = batch(vec![Some(1)], vec![Some("a")], vec![Some(1)]);
         let b = batch(vec![Some(2)], vec![None], vec![Some(2)]);
         let sa = file_stats(&a.schema(), &write(std::slice::from_ref(&a)));
         let sb = file_stats(&b.schema(), &write(&[b]));
-        let both = arrow::compute::concat(&[&sa.0 as &dyn Array, &sb.0]).unwrap();
+        let both = stats_array(&[&sa, &sb]).unwrap();
         assert_eq!(both.len(), 2);
+        let min = column(&both, "minValues", "name").as_string::<i32>();
+        assert_eq!((min.value(0), min.is_null(1)), ("a", true));
+        let n = column(&both, "maxValues", "n").as_primitive::<Int64Type>();
+        assert_eq!((n.value(0), n.value(1)), (1, 2));
+        let other =
+            RecordBatch::try_from_iter([("m", Arc::new(Int64Array::from(vec![1])) as ArrayRef)])
+                .unwrap();
+        let so = file_stats(&other.schema(), &write(std::slice::from_ref(&other)));
+        assert!(stats_array(&[&sa, &so]).is_err(), "files of two schemas");
     }
 }
