@@ -29,10 +29,10 @@ use delta_kernel::engine::arrow_conversion::{TryFromArrow, TryFromKernel};
 use delta_kernel::engine::arrow_data::ArrowEngineData;
 use delta_kernel::error::KernelError;
 use delta_kernel::schema::{StructField, StructType};
-use delta_kernel::transaction::CommitResult;
 use delta_kernel::transaction::UpdateTableOperation;
 use delta_kernel::transaction::create_table::create_table;
 use delta_kernel::transaction::data_layout::DataLayout;
+use delta_kernel::transaction::{CommitResult, Transaction};
 use delta_kernel::{Engine, EngineData, FilteredEngineData, Snapshot, SnapshotRef};
 use delta_kernel_default_engine::DefaultEngineBuilder;
 use delta_kernel_default_engine::executor::tokio::TokioMultiThreadExecutor;
@@ -311,18 +311,8 @@ impl DeltaTable {
 
     /// Every live file of `snapshot`: its `add.path` and size.
     fn live_files(&self, snapshot: &SnapshotRef) -> Result<Vec<(String, u64)>> {
-        let scan = Arc::clone(snapshot)
-            .scan_builder()
-            .build()
-            .map_err(|e| self.error(e))?;
         let mut files = Vec::new();
-        for metadata in scan
-            .scan_metadata(self.engine.as_ref())
-            .map_err(|e| self.error(e))?
-        {
-            let (data, mut selection) =
-                metadata.map_err(|e| self.error(e))?.scan_files.into_parts();
-            let batch = arrow_batch(data)?;
+        for (batch, selection) in self.scan_files(snapshot)? {
             let paths = batch
                 .column_by_name("path")
                 .and_then(|c| c.as_string_opt::<i32>());
@@ -332,14 +322,32 @@ impl DeltaTable {
             let (Some(paths), Some(sizes)) = (paths, sizes) else {
                 return Err(self.error("scan files have no path or size column"));
             };
-            selection.resize(batch.num_rows(), true);
-            for (row, live) in selection.iter().enumerate() {
-                if *live {
-                    files.push((paths.value(row).to_owned(), sizes.value(row).max(0) as u64));
-                }
+            for row in (0..batch.num_rows()).filter(|&row| selection[row]) {
+                files.push((paths.value(row).to_owned(), sizes.value(row).max(0) as u64));
             }
         }
         Ok(files)
+    }
+
+    /// The scan's file batches of `snapshot`, each with a selection of its live rows as long
+    /// as the batch (the kernel's may be shorter: the rows after it are selected).
+    fn scan_files(&self, snapshot: &SnapshotRef) -> Result<Vec<(RecordBatch, Vec<bool>)>> {
+        let scan = Arc::clone(snapshot)
+            .scan_builder()
+            .build()
+            .map_err(|e| self.error(e))?;
+        let mut batches = Vec::new();
+        for metadata in scan
+            .scan_metadata(self.engine.as_ref())
+            .map_err(|e| self.error(e))?
+        {
+            let (data, mut selection) =
+                metadata.map_err(|e| self.error(e))?.scan_files.into_parts();
+            let batch = arrow_batch(data)?;
+            selection.resize(batch.num_rows(), true);
+            batches.push((batch, selection));
+        }
+        Ok(batches)
     }
 
     /// [`DeltaTable::history`] with each commit's time (milliseconds since the epoch).
@@ -380,7 +388,7 @@ impl DeltaTable {
             .with_operation_parameters(parameters(&commit.record))
             .with_domain_metadata(domain, config)
             .build(self.engine.as_ref(), Box::new(FileSystemCommitter::new()));
-        let mut txn = match built {
+        let txn = match built {
             Ok(txn) => txn,
             // Another writer created it since we looked: commit on its version instead.
             Err(KernelError::TableAlreadyExistsAtPath(_)) => {
@@ -388,26 +396,7 @@ impl DeltaTable {
             }
             Err(e) => return Err(self.error(e)),
         };
-        if !commit.files.is_empty() {
-            txn.add_files(self.add_actions(commit)?);
-        }
-        let result = txn
-            .commit(self.engine.as_ref())
-            .map_err(|e| self.error(e))?;
-        Ok(match result {
-            CommitResult::Committed(c) => {
-                self.checkpoint_now_and_then(c.post_commit_snapshot(), c.commit_version());
-                Attempt::Committed(Committed {
-                    version: c.commit_version(),
-                    removed: 0,
-                    replaced_runs: HashSet::new(),
-                })
-            }
-            CommitResult::Conflicted(c) => {
-                Attempt::Lost(format!("version {} exists", c.conflict_version()))
-            }
-            CommitResult::Retryable(r) => Attempt::Lost(r.error.to_string()),
-        })
+        self.finish(txn, commit, 0, HashSet::new())
     }
 
     fn replace(&self, snapshot: &SnapshotRef, commit: &ReportCommit<'_>) -> Result<Attempt> {
@@ -439,6 +428,18 @@ impl DeltaTable {
         for remove in removes {
             txn.remove_files(remove);
         }
+        self.finish(txn, commit, removed, replaced_runs)
+    }
+
+    /// Adds the report's files to `txn` and commits it: a checkpoint follows now and then; a
+    /// version another writer took first is a lost race.
+    fn finish<S>(
+        &self,
+        mut txn: Transaction<S>,
+        commit: &ReportCommit<'_>,
+        removed: usize,
+        replaced_runs: HashSet<String>,
+    ) -> Result<Attempt> {
         if !commit.files.is_empty() {
             txn.add_files(self.add_actions(commit)?);
         }
@@ -534,26 +535,14 @@ impl DeltaTable {
         snapshot: &SnapshotRef,
         names: &ReportNames,
     ) -> Result<(Vec<FilteredEngineData>, usize, HashSet<String>)> {
-        let scan = Arc::clone(snapshot)
-            .scan_builder()
-            .build()
-            .map_err(|e| self.error(e))?;
         let mut selected = Vec::new();
         let mut count = 0;
         let mut runs = HashSet::new();
-        for metadata in scan
-            .scan_metadata(self.engine.as_ref())
-            .map_err(|e| self.error(e))?
-        {
-            let (data, mut selection) =
-                metadata.map_err(|e| self.error(e))?.scan_files.into_parts();
-            let batch = arrow_batch(data)?;
+        for (batch, mut selection) in self.scan_files(snapshot)? {
             let paths = batch
                 .column_by_name("path")
                 .and_then(|c| c.as_string_opt::<i32>())
                 .ok_or_else(|| self.error("scan files have no path column"))?;
-            // A short selection vector means the rows after it are selected.
-            selection.resize(batch.num_rows(), true);
             for (row, keep) in selection.iter_mut().enumerate() {
                 let run = (*keep)
                     .then(|| report_file_run(&self.url, names, paths.value(row)))
