@@ -207,14 +207,15 @@ impl StagedReport {
             Err(e) => {
                 dest.delete_quietly(&published).await;
                 dest.delete_quietly(std::slice::from_ref(&marker)).await;
-                dest.tidy_staging_of(&self.names, &HashSet::new()).await;
+                dest.tidy_staging_where(&self.names, |_| false).await;
                 return Err(e);
             }
         };
         let orphans = delete_orphans(dest, table, &self.names, &committed.replaced_runs).await;
         dest.delete_quietly(std::slice::from_ref(&marker)).await;
         let killed = orphans.as_ref().map(|(_, killed)| killed.clone());
-        dest.tidy_staging_of(&self.names, &killed.unwrap_or_default())
+        let killed = killed.unwrap_or_default();
+        dest.tidy_staging_where(&self.names, move |run| killed.contains(run))
             .await;
         let (orphans, _) = orphans?;
         tracing::debug!(
@@ -387,7 +388,8 @@ async fn delete_orphans(
             uncommitted.remove(&record.run_id);
         }
     }
-    dest.abort_uploads_of(names, &killed).await;
+    dest.abort_uploads_where(names, |run| killed.contains(run))
+        .await;
     let paths = objects.into_iter().map(|(rel, _)| rel).collect();
     let deleted = delete_where(dest, paths, |rel| {
         if let Some((run, _)) = names.other_run_marker(rel) {

@@ -159,23 +159,6 @@ impl ReportNames {
         (!name.staged).then(|| name.run_id.to_owned())
     }
 
-    /// Whether `rel` is a staged file of this report written by an earlier run (`_staging/<run>/`
-    /// of another run): on S3, the key of an upload a killed run left unfinished.
-    pub fn is_older_staged(&self, rel: &Path) -> bool {
-        self.classify(rel) == Some(Owned::Staged)
-            && rel
-                .parts()
-                .nth(1)
-                .is_some_and(|run| run.as_ref() != self.run_id)
-    }
-
-    /// Whether a local multipart leftover named `<staged name>#<n>` is this report's and of an
-    /// earlier run (a run killed while uploading).
-    pub fn is_older_partial_upload(&self, file_name: &str) -> bool {
-        self.partial_upload_run(file_name)
-            .is_some_and(|run| run != self.run_id)
-    }
-
     /// The run of a local multipart leftover of this report named `<staged name>#<n>`.
     pub fn partial_upload_run(&self, file_name: &str) -> Option<String> {
         let (staged, n) = file_name.rsplit_once('#')?;
@@ -335,21 +318,27 @@ mod tests {
         let names = names();
         let run = "20261129T141500Z-3fa9c2";
         let key = "sales%2Fdaily v2";
-        assert!(names.is_older_staged(&path(&format!(
+        // Of an earlier run: a run is named, and it is not this one.
+        let older = |run: Option<String>| run.is_some_and(|run| run != names.run_id());
+        let staged = |text: &str| names.staged_run(&path(text));
+        assert!(older(staged(&format!(
             "_staging/r0/day=1/{key}.r0.00000.parquet.tmp"
         ))));
-        assert!(!names.is_older_staged(&path(&format!(
+        assert!(!older(staged(&format!(
             "_staging/{run}/day=1/{key}.{run}.00000.parquet.tmp"
         ))));
-        assert!(!names.is_older_staged(&path("_staging/r0/day=1/other.r0.00000.parquet.tmp")));
-        assert!(!names.is_older_staged(&path(&format!("day=1/{key}.r0.00000.parquet"))));
-        let key = "sales%2Fdaily v2";
-        assert!(names.is_older_partial_upload(&format!("{key}.r0.00000.parquet.tmp#1")));
-        assert!(!names.is_older_partial_upload(&format!(
-            "{key}.20261129T141500Z-3fa9c2.00000.parquet.tmp#1"
+        assert!(!older(staged(
+            "_staging/r0/day=1/other.r0.00000.parquet.tmp"
         )));
-        assert!(!names.is_older_partial_upload(&format!("{key}.r0.00000.parquet.tmp")));
-        assert!(!names.is_older_partial_upload(&format!("{key}.r0.00000.parquet#1")));
-        assert!(!names.is_older_partial_upload("other.r0.00000.parquet.tmp#1"));
+        assert!(!older(staged(&format!("day=1/{key}.r0.00000.parquet"))));
+        let key = "sales%2Fdaily v2";
+        let partial = |name: &str| names.partial_upload_run(name);
+        assert!(older(partial(&format!("{key}.r0.00000.parquet.tmp#1"))));
+        assert!(!older(partial(&format!(
+            "{key}.20261129T141500Z-3fa9c2.00000.parquet.tmp#1"
+        ))));
+        assert!(!older(partial(&format!("{key}.r0.00000.parquet.tmp"))));
+        assert!(!older(partial(&format!("{key}.r0.00000.parquet#1"))));
+        assert!(!older(partial("other.r0.00000.parquet.tmp#1")));
     }
 }

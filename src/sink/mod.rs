@@ -36,7 +36,6 @@ mod writer;
 #[cfg(test)]
 mod test_util;
 
-use std::collections::HashSet;
 use std::io::ErrorKind;
 use std::path::{Path as FsPath, PathBuf};
 use std::sync::Arc;
@@ -491,17 +490,26 @@ impl Destination {
     /// S3 only: aborts the unfinished multipart uploads of this report's earlier runs under
     /// `_staging/` (a killed run leaves its uploads in flight behind; no listing shows them).
     async fn abort_older_uploads(&self, names: &layout::ReportNames) {
+        let ours = names.run_id().to_owned();
+        self.abort_uploads_where(names, move |run| run != ours)
+            .await;
+    }
+
+    /// S3 only: aborts the unfinished multipart uploads of this report under `_staging/` by
+    /// the runs `gone` picks.
+    async fn abort_uploads_where(&self, names: &layout::ReportNames, gone: impl Fn(&str) -> bool) {
         let Some(target) = &self.s3 else {
             return;
         };
         let Ok(staging) = layout::parse_path(layout::STAGING_DIR) else {
             return;
         };
-        let older = |key: &Path| {
+        let theirs = |key: &Path| {
             self.relative(key)
-                .is_some_and(|rel| names.is_older_staged(&rel))
+                .and_then(|rel| names.staged_run(&rel))
+                .is_some_and(|run| gone(&run))
         };
-        target.abort_uploads(&self.full(&staging), older).await;
+        target.abort_uploads(&self.full(&staging), theirs).await;
     }
 
     /// Creates the empty object `rel` (relative to the root), whole the moment it exists: a
@@ -521,53 +529,28 @@ impl Destination {
             .map_err(|e| Error::io(path.display(), e))
     }
 
-    /// On S3, aborts the unfinished uploads of this report by `runs` (killed runs).
-    async fn abort_uploads_of(&self, names: &layout::ReportNames, runs: &HashSet<String>) {
-        let Some(target) = &self.s3 else {
-            return;
-        };
-        let Ok(staging) = layout::parse_path(layout::STAGING_DIR) else {
-            return;
-        };
-        let theirs = |key: &Path| {
-            self.relative(key)
-                .and_then(|rel| names.staged_run(&rel))
-                .is_some_and(|run| runs.contains(&run))
-        };
-        target.abort_uploads(&self.full(&staging), theirs).await;
-    }
-
-    /// Local directories only: removes empty folders left under `_staging/`, and the partial
-    /// uploads of this report by `runs` (killed runs), which listings hide; nothing else: other
-    /// runs of the report may be at work there.
-    async fn tidy_staging_of(&self, names: &layout::ReportNames, runs: &HashSet<String>) {
-        let Some(local) = self.opened_dir() else {
-            return;
-        };
-        let staging = local.path.join(layout::STAGING_DIR);
-        let (names, runs) = (names.clone(), runs.clone());
-        let theirs = move |file: &str| {
-            names
-                .partial_upload_run(file)
-                .is_some_and(|run| runs.contains(&run))
-        };
-        let task = tokio::task::spawn_blocking(move || remove_empty_dirs(&staging, &theirs));
-        if let Err(e) = task.await {
-            tracing::warn!(error = %e, "tidying the staging folder failed");
-        }
-    }
-
     /// Local directories only: removes empty folders left under `_staging/` (renames and
     /// aborted uploads leave them, as only deletes clean up folders), and partial uploads of
     /// this report's earlier runs, which listings hide. Other stores have no folders.
     async fn tidy_staging(&self, names: &layout::ReportNames) {
+        let ours = names.run_id().to_owned();
+        self.tidy_staging_where(names, move |run| run != ours).await;
+    }
+
+    /// [`Destination::tidy_staging`] that removes the partial uploads of the runs `gone` picks
+    /// only (other runs of the report may be at work).
+    async fn tidy_staging_where(
+        &self,
+        names: &layout::ReportNames,
+        gone: impl Fn(&str) -> bool + Send + 'static,
+    ) {
         let Some(local) = self.opened_dir() else {
             return;
         };
         let staging = local.path.join(layout::STAGING_DIR);
         let names = names.clone();
-        let older = move |file: &str| names.is_older_partial_upload(file);
-        let task = tokio::task::spawn_blocking(move || remove_empty_dirs(&staging, &older));
+        let theirs = move |file: &str| names.partial_upload_run(file).is_some_and(|run| gone(&run));
+        let task = tokio::task::spawn_blocking(move || remove_empty_dirs(&staging, &theirs));
         if let Err(e) = task.await {
             tracing::warn!(error = %e, "tidying the staging folder failed");
         }
