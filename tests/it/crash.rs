@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::path::Path;
-use std::process::{Child, Output, Stdio};
+use std::process::{Child, Output};
 use std::time::{Duration, Instant};
 
 use arrow::array::{Array, AsArray};
@@ -97,12 +97,8 @@ fn dataset_digest(dest: &Path) -> Digest {
 /// Starts `export report big --out dest --partition-by date` with TMPDIR at `tmp`.
 fn start_export(sandbox: &Sandbox, dest: &Path, tmp: &Path) -> Child {
     sandbox
-        .command()
-        .args(["export", "report", "big", "--out", dest.to_str().unwrap()])
-        .args(["--partition-by", "date"])
+        .export_command("big", dest, &["--partition-by", "date"])
         .env("TMPDIR", tmp)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
         .spawn()
         .expect("start export")
 }

@@ -544,11 +544,7 @@ fn concurrent_shard_workers_commit_every_report_exactly_once() {
 /// Starts `export report <report> --out dest` into a Delta table partitioned by date.
 fn start_export(sandbox: &Sandbox, report: &str, dest: &Path) -> Child {
     sandbox
-        .command()
-        .args(["export", "report", report, "--out", dest.to_str().unwrap()])
-        .args(TABLE)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
+        .export_command(report, dest, &TABLE)
         .spawn()
         .expect("start export")
 }
@@ -653,12 +649,8 @@ fn digest_spec(versions: Value) -> Value {
 /// Starts `export report big --out dest` into a Delta table partitioned by date.
 fn start_big(sandbox: &Sandbox, dest: &Path, tmp: &Path) -> Child {
     sandbox
-        .command()
-        .args(["export", "report", "big", "--out", dest.to_str().unwrap()])
-        .args(TABLE)
+        .export_command("big", dest, &TABLE)
         .env("TMPDIR", tmp)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
         .spawn()
         .expect("start export")
 }

@@ -354,6 +354,18 @@ impl Fixture {
 }
 
 impl Sandbox {
+    /// `export report <report> --out <dest> <extra>` against this sandbox, its output piped,
+    /// for a test to spawn (and to kill).
+    pub fn export_command(&self, report: &str, dest: &Path, extra: &[&str]) -> Command {
+        let mut command = self.command();
+        command
+            .args(["export", "report", report, "--out", dest.to_str().unwrap()])
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        command
+    }
+
     /// Runs `export report <ids> --out <dest> <extra>` against this sandbox.
     pub fn export(&self, ids: &[&str], dest: &Path, extra: &[&str]) -> Output {
         let mut args = vec!["export", "report"];
