@@ -138,10 +138,9 @@ impl Inspection {
     }
 
     async fn read_delta(dest: &Destination) -> Result<Self> {
-        let table = DeltaTable::open(dest)?;
-        let contents = tokio::task::spawn_blocking(move || table.contents())
-            .await
-            .map_err(|e| Error::Internal(format!("delta inspection task: {e}")))??;
+        let contents = DeltaTable::open(dest)?
+            .blocking(|table| table.contents())
+            .await?;
         let Some(contents) = contents else {
             return Err(Error::Delta {
                 table: dest.display().to_owned(),

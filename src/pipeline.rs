@@ -235,7 +235,8 @@ async fn prepare(
     }
     let transformed = transforms.schema(&inference.schema())?;
     let keys: Vec<String> = spooled.iter().map(|r| r.key.clone()).collect();
-    let plan = match delta_table(settings)? {
+    let table = delta_table(settings)?;
+    let plan = match &table {
         Some(table) => delta_plan(table, &keys, transformed.clone(), settings).await?,
         None => schema_check::check(&settings.output, &keys, &transformed).await?,
     };
@@ -246,7 +247,7 @@ async fn prepare(
         transforms,
         router: spool.router,
     };
-    if settings.output.table_format == TableFormat::Delta {
+    if table.is_some() {
         // Before the first staged file: tells the reports' next commits this run is at work.
         for key in &keys {
             mark_run(&settings.output.destination, key, run_id).await?;
@@ -270,6 +271,7 @@ async fn prepare(
         staged,
         plan,
         rewrites,
+        table,
     })
 }
 
@@ -280,6 +282,8 @@ struct Prepared {
     staged: Vec<StagedReport>,
     plan: SchemaPlan,
     rewrites: Vec<(Manifest, StagedReport)>,
+    /// The Delta table the reports commit to (`--table-format delta`).
+    table: Option<Arc<DeltaTable>>,
 }
 
 /// A report to read: its key in file names and manifests, and its endpoint. The templates are
@@ -594,7 +598,7 @@ thread_local! {
 
 /// Commits every staged report, in command order, then the reports `evolve` rewrote. Under
 /// `fail` the schema check runs once more first, so an export of another shape committed into
-/// the destination meanwhile is not joined silently.
+/// the destination meanwhile is not joined silently (a Delta table checks at its commit).
 async fn commit_all(
     settings: &ExportSettings,
     prepared: Prepared,
@@ -604,10 +608,15 @@ async fn commit_all(
         staged,
         plan,
         rewrites,
+        table,
     } = prepared;
     let dest = &settings.output.destination;
     let keys: Vec<String> = spooled.iter().map(|r| r.key.clone()).collect();
-    if let Err(e) = schema_check::check_again(&settings.output, &keys, &plan).await {
+    let checked = match table {
+        Some(_) => Ok(()),
+        None => schema_check::check_again(&settings.output, &keys, &plan).await,
+    };
+    if let Err(e) = checked {
         discard(
             dest,
             staged
@@ -617,7 +626,6 @@ async fn commit_all(
         .await;
         return Err(e);
     }
-    let table = delta_table(settings)?;
     let mut summaries = Vec::new();
     let mut pending = staged.into_iter();
     for report in &spooled {
@@ -672,16 +680,14 @@ async fn commit_all(
 fn delta_table(settings: &ExportSettings) -> Result<Option<Arc<DeltaTable>>> {
     match settings.output.table_format {
         TableFormat::Hive => Ok(None),
-        TableFormat::Delta => Ok(Some(Arc::new(DeltaTable::open(
-            &settings.output.destination,
-        )?))),
+        TableFormat::Delta => Ok(Some(DeltaTable::open(&settings.output.destination)?)),
     }
 }
 
-/// Checks the export's schema against the Delta table's (on a blocking thread: the kernel's
-/// API is synchronous); the plan writes the files with the schema the table takes.
+/// Checks the export's schema against the Delta table's; the plan writes the files with the
+/// schema the table takes.
 async fn delta_plan(
-    table: Arc<DeltaTable>,
+    table: &Arc<DeltaTable>,
     keys: &[String],
     schema: SchemaRef,
     settings: &ExportSettings,
@@ -691,13 +697,9 @@ async fn delta_plan(
         many => format!("reports {}", many.join(", ")),
     };
     let partition_by = settings.output.partition_by.clone();
-    let evolution =
-        tokio::task::spawn_blocking(move || table.plan(&reports, &schema, &partition_by))
-            .await
-            .map_err(|e| Error::Delta {
-                table: settings.output.destination.display().to_owned(),
-                message: format!("the schema check failed: {e}"),
-            })??;
+    let evolution = table
+        .blocking(move |table| table.plan(&reports, &schema, &partition_by))
+        .await?;
     Ok(schema_check::delta_plan(evolution.schema))
 }
 

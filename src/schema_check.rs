@@ -20,7 +20,7 @@ use crate::drift::{Drift, OnSchemaChange, ReportSchema, merged_schema};
 use crate::error::{Error, Result};
 use crate::settings::Output;
 use crate::sink::manifest::{self, Manifest};
-use crate::sink::{ManifestInfo, Rewrite, StagedReport, TableFormat, rewrite_report};
+use crate::sink::{ManifestInfo, Rewrite, StagedReport, rewrite_report};
 
 /// What the check decided for one export.
 pub(crate) struct SchemaPlan {
@@ -100,8 +100,7 @@ pub(crate) fn delta_plan(schema: SchemaRef) -> SchemaPlan {
 
 /// Under `fail`, checks again just before the commit (another export may have committed since).
 pub(crate) async fn check_again(output: &Output, keys: &[String], plan: &SchemaPlan) -> Result<()> {
-    if output.on_schema_change != OnSchemaChange::Fail || output.table_format == TableFormat::Delta
-    {
+    if output.on_schema_change != OnSchemaChange::Fail {
         return Ok(());
     }
     check(output, keys, &plan.schema).await.map(drop)

@@ -34,10 +34,9 @@ pub const SUBMISSIONS_DIR: &str = "_submissions";
 pub async fn exported_reports(dest: &Destination, format: TableFormat) -> Result<HashSet<String>> {
     dest.check().await?;
     if format == TableFormat::Delta {
-        let table = DeltaTable::open(dest)?;
-        return tokio::task::spawn_blocking(move || table.exported_reports())
-            .await
-            .map_err(|e| Error::Internal(format!("delta state task: {e}")))?;
+        return DeltaTable::open(dest)?
+            .blocking(|table| table.exported_reports())
+            .await;
     }
     let names = dest.list_folder(MANIFEST_DIR).await?;
     Ok(report_keys(&names))

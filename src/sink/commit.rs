@@ -250,17 +250,17 @@ impl StagedReport {
             rows: self.rows,
             source_url: manifest.source_url.clone(),
         };
-        tokio::task::spawn_blocking(move || {
-            table.commit(&ReportCommit {
-                names: &names,
-                files: &files,
-                schema: &schema,
-                partition_by: &partition_by,
-                record,
+        table
+            .blocking(move |table| {
+                table.commit(&ReportCommit {
+                    names: &names,
+                    files: &files,
+                    schema: &schema,
+                    partition_by: &partition_by,
+                    record,
+                })
             })
-        })
-        .await
-        .map_err(|e| Error::Internal(format!("delta commit task: {e}")))?
+            .await
     }
 
     /// Deletes the staged files (the export failed), and the run marker of a Delta export;
@@ -380,10 +380,7 @@ async fn delete_orphans(
     }
     let mut uncommitted = killed.clone();
     if !uncommitted.is_empty() {
-        let table = Arc::clone(table);
-        let history = tokio::task::spawn_blocking(move || table.history())
-            .await
-            .map_err(|e| Error::Internal(format!("delta history task: {e}")))??;
+        let history = table.blocking(|table| table.history()).await?;
         for record in history.iter().filter(|r| r.report_id == names.key()) {
             uncommitted.remove(&record.run_id);
         }

@@ -167,17 +167,28 @@ struct TableShape {
 
 impl DeltaTable {
     /// Opens `dest` as a table; nothing is read yet. Must run inside the multi-threaded runtime.
-    pub fn open(dest: &Destination) -> Result<Self> {
+    pub fn open(dest: &Destination) -> Result<Arc<Self>> {
         let (url, store) = dest.table_location()?;
         let executor = TokioMultiThreadExecutor::new(tokio::runtime::Handle::current());
         let engine = DefaultEngineBuilder::new(store)
             .with_task_executor(Arc::new(executor))
             .build();
-        Ok(Self {
+        Ok(Arc::new(Self {
             engine: Arc::new(engine),
             url,
             display: dest.display().to_owned(),
-        })
+        }))
+    }
+
+    /// Runs `work` (which calls the kernel: its API is synchronous) on a blocking thread.
+    pub async fn blocking<T: Send + 'static>(
+        self: &Arc<Self>,
+        work: impl FnOnce(&DeltaTable) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let table = Arc::clone(self);
+        tokio::task::spawn_blocking(move || work(&table))
+            .await
+            .map_err(|e| Error::Internal(format!("delta table task: {e}")))?
     }
 
     /// The latest version, or `None` when there is no table yet (no commit in `_delta_log/`).
