@@ -211,13 +211,8 @@ impl StagedReport {
                 return Err(e);
             }
         };
-        let orphans = delete_orphans(dest, table, &self.names, &committed.replaced_runs).await;
         dest.delete_quietly(std::slice::from_ref(&marker)).await;
-        let killed = orphans.as_ref().map(|(_, killed)| killed.clone());
-        let killed = killed.unwrap_or_default();
-        dest.tidy_staging_where(&self.names, move |run| killed.contains(run))
-            .await;
-        let (orphans, _) = orphans?;
+        let orphans = delete_orphans(dest, table, &self.names, &committed.replaced_runs).await?;
         tracing::debug!(
             report = %manifest.report_id, version = committed.version, rows = self.rows,
             files = self.files.len(), removed = committed.removed, orphans,
@@ -239,7 +234,6 @@ impl StagedReport {
         table: &Arc<DeltaTable>,
         manifest: &ManifestInfo,
     ) -> Result<Committed> {
-        let table = Arc::clone(table);
         let names = self.names.clone();
         let files = self.files.clone();
         let schema = manifest.schema.clone();
@@ -354,13 +348,13 @@ pub async fn mark_run(dest: &Destination, report_key: &str, run_id: &str) -> Res
 /// was killed after its commit), its published data files: no commit names them. Staged files
 /// of runs without a marker go too. Files of committed runs stay, live or not: readers of older
 /// versions need them. The history is read only when a killed run must be judged, that is after
-/// a crash. Returns the data files deleted and the killed runs.
+/// a crash. Last, the staging's empty folders go (locally). Returns the data files deleted.
 async fn delete_orphans(
     dest: &Destination,
     table: &Arc<DeltaTable>,
     names: &ReportNames,
     replaced: &HashSet<String>,
-) -> Result<(usize, HashSet<String>)> {
+) -> Result<usize> {
     let objects = list_relative(dest).await?;
     let now = Utc::now();
     let (mut finished, mut alive, mut killed) = (HashSet::new(), HashSet::new(), HashSet::new());
@@ -400,8 +394,10 @@ async fn delete_orphans(
             .filter(|run| uncommitted.contains(run))
             .map(|_| true)
     })
-    .await?;
-    Ok((deleted, killed))
+    .await;
+    dest.tidy_staging_where(names, move |run| killed.contains(run))
+        .await;
+    deleted
 }
 
 async fn retire(dest: &Destination, names: &ReportNames) -> Result<usize> {
