@@ -193,6 +193,19 @@ impl DeltaTable {
 
     /// The latest version, or `None` when there is no table yet (no commit in `_delta_log/`).
     fn latest(&self) -> Result<Option<SnapshotRef>> {
+        // Asked first: the kernel logs an error for a table that is not there.
+        if !self.has_commit()? {
+            return Ok(None);
+        }
+        Snapshot::builder_for(self.url.as_str())
+            .build(self.engine.as_ref())
+            .map(Some)
+            .map_err(|e| self.error(e))
+    }
+
+    /// Whether `_delta_log/` holds a commit or a checkpoint: the listing stops at the first
+    /// (`00000000000000000000.json` of most tables), however long the log.
+    fn has_commit(&self) -> Result<bool> {
         let log = self
             .url
             .join(&format!("{LOG_DIR}/"))
@@ -202,19 +215,13 @@ impl DeltaTable {
             .storage_handler()
             .list_from(&log)
             .map_err(|e| self.error(e))?;
-        let mut has_commit = false;
         for file in listed {
-            let file = file.map_err(|e| self.error(e))?;
-            has_commit |= file.location.path().ends_with(".json")
-                || file.location.path().ends_with(".parquet");
+            let path = file.map_err(|e| self.error(e))?.location;
+            if path.path().ends_with(".json") || path.path().ends_with(".parquet") {
+                return Ok(true);
+            }
         }
-        if !has_commit {
-            return Ok(None);
-        }
-        Snapshot::builder_for(self.url.as_str())
-            .build(self.engine.as_ref())
-            .map(Some)
-            .map_err(|e| self.error(e))
+        Ok(false)
     }
 
     /// Checks an export of `reports` with `schema` and `partition_by` against the table.
