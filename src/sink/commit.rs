@@ -22,7 +22,7 @@ use std::sync::Arc;
 
 use super::Destination;
 use super::delta::{CommitRecord, Committed, DeltaTable, ReportCommit};
-use super::layout::{Owned, ReportNames};
+use super::layout::{self, Owned, ReportNames};
 use super::manifest::{Manifest, ManifestColumn, ManifestFile};
 use super::marker::RunMarker;
 use super::stats::FileStats;
@@ -355,7 +355,10 @@ async fn delete_orphans(
     names: &ReportNames,
     replaced: &HashSet<String>,
 ) -> Result<usize> {
-    let objects = list_relative(dest).await?;
+    // Markers and staged files live under `_staging/`: the whole destination is listed only
+    // when a killed run may have published files.
+    let staging = layout::parse_path(layout::STAGING_DIR)?;
+    let mut objects = list_under(dest, &staging).await?;
     let now = Utc::now();
     let (mut finished, mut alive, mut killed) = (HashSet::new(), HashSet::new(), HashSet::new());
     for (rel, modified) in &objects {
@@ -378,6 +381,9 @@ async fn delete_orphans(
         for record in history.iter().filter(|r| r.report_id == names.key()) {
             uncommitted.remove(&record.run_id);
         }
+    }
+    if !uncommitted.is_empty() {
+        objects = list_relative(dest).await?;
     }
     dest.abort_uploads_where(names, |run| killed.contains(run))
         .await;
@@ -415,7 +421,13 @@ async fn retire(dest: &Destination, names: &ReportNames) -> Result<usize> {
 /// Every object of `dest`, relative to its root, with its time (none for a local directory
 /// not made yet).
 async fn list_relative(dest: &Destination) -> Result<Vec<(Path, DateTime<Utc>)>> {
-    let prefix = (!dest.root.is_root()).then_some(&dest.root);
+    list_under(dest, &Path::ROOT).await
+}
+
+/// [`list_relative`] for the objects under folder `rel` only.
+async fn list_under(dest: &Destination, rel: &Path) -> Result<Vec<(Path, DateTime<Utc>)>> {
+    let prefix = dest.full(rel);
+    let prefix = (!prefix.is_root()).then_some(&prefix);
     let Some(store) = dest.store_for_read()? else {
         return Ok(Vec::new());
     };
